@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,23 @@ FEATURE_DIM = 2048
 
 
 def _keras():
-    # TensorFlow takes seconds to import: only the commands that run the network pay for it.
-    import keras
+    # TensorFlow takes seconds to import: only the commands that run the network pay for it. Its C++
+    # side prints start-up lines (oneDNN, CUDA probing) straight to file descriptor 2 before any log
+    # level applies, so stderr is muted for the import; Python exceptions still propagate.
+    if "keras" not in sys.modules:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
 
-    return keras
+            tf.config.list_physical_devices()  # the CUDA probe logs on first use, not on import
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    return sys.modules["keras"]
 
 
 def _creation_order(layers, cls) -> list:

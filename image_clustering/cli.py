@@ -1,0 +1,99 @@
+"""``imgclust``: the command-line tool, a thin layer over :mod:`image_clustering.pipeline`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: hide its C++ start-up logs
+
+import click  # noqa: E402
+
+from . import pipeline  # noqa: E402
+from .config import load_config  # noqa: E402
+from .errors import ImgclustError  # noqa: E402
+
+DEFAULT_CONFIG = "configs/configs.json"
+
+
+class _Command(click.Command):
+    """Turns expected failures into one line on stderr and exit status 1 (no traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ImgclustError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # e.g. an output folder that cannot be written
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+def _common(func):
+    func = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+                        type=click.Path(dir_okay=False), help="JSON config file.")(func)
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or progress lines.")(func)
+
+
+def _log(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="imgclust")
+def main():
+    """Group a photo collection by visual content: InceptionV3 feature vectors, PCA, t-SNE/UMAP
+    embedding, k-means. Run `imgclust run` for all steps, or each step on its own."""
+
+
+@main.command(cls=_Command)
+@_common
+@click.option("--source", help="google-2015, keras-2016, or a local weights file (default: model.weights).")
+@click.option("--force", is_flag=True, help="Fetch again even if verified weights are present.")
+def download(config_path, quiet, source, force):
+    """Fetch the ImageNet InceptionV3 weights into paths.model_dir (checksum-verified)."""
+    manifest = pipeline.download(load_config(config_path), source, force, _log(quiet))
+    click.echo(f"download: {manifest['source']} weights at {manifest['file']}")
+
+
+@main.command(cls=_Command)
+@_common
+def extract(config_path, quiet):
+    """Compute a 2048-d feature vector for every new or changed image."""
+    click.echo(pipeline.extract(load_config(config_path), progress=not quiet).line())
+
+
+@main.command("find-k", cls=_Command)
+@_common
+def find_k(config_path, quiet):
+    """Embed the features, sweep k-means over k, plot the elbow and suggest k."""
+    config = load_config(config_path)
+    result = pipeline.find_k(config, progress=not quiet, log=_log(quiet))
+    click.echo(f"find-k: suggested k = {result.suggested_k} (silhouette maximum); plots in {config.plot_dir}")
+
+
+def _cluster_line(result: pipeline.ClusterResult) -> str:
+    return (f"cluster: {len(result.paths)} images in {result.k} clusters (sizes {', '.join(map(str, result.sizes))}); "
+            f"labels {result.label_files[0]}; links {result.link_root}")
+
+
+@main.command(cls=_Command)
+@_common
+def cluster(config_path, quiet):
+    """Cluster at model.k and link the images into one folder per cluster."""
+    result = pipeline.cluster(load_config(config_path), progress=not quiet, log=_log(quiet))
+    click.echo(_cluster_line(result))
+
+
+@main.command(cls=_Command)
+@_common
+def run(config_path, quiet):
+    """All steps in order: download, extract, find-k, cluster."""
+    start = time.perf_counter()
+    result = pipeline.run(load_config(config_path), progress=not quiet, log=_log(quiet))
+    click.echo(_cluster_line(result))
+    click.echo(f"run: done in {time.perf_counter() - start:.1f} s", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

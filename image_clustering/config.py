@@ -1,0 +1,201 @@
+"""Loading and validating ``configs/configs.json``.
+
+The key names of the original tool are kept (``paths.image_dir`` … ``model.k``); everything else has
+a default. Validation uses JSON Schema (the ``jsonschema`` library); any problem becomes one
+:class:`ImgclustError` line that names the file and the key.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+
+from .errors import ImgclustError
+
+_PATH = {"type": "string", "minLength": 1}
+_INT = {"type": "integer"}
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["paths", "model"],
+    "properties": {
+        "paths": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["image_dir"],
+            "properties": {
+                "image_dir": _PATH,
+                "model_dir": _PATH,
+                "vector_dir": _PATH,
+                "cluster_label_dir": _PATH,
+                "plot_dir": _PATH,
+                "link_dir": _PATH,
+            },
+        },
+        "model": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["object_name"],
+            "properties": {
+                "object_name": {"type": "string", "pattern": r"^(?!\.{1,2}$)[A-Za-z0-9._-]+$"},
+                "weights": {"type": "string", "minLength": 1},
+                "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
+                "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
+                "reducer": {"enum": ["tsne", "umap"]},
+                "reduced_dimension": {**_INT, "minimum": 1, "maximum": 100},
+                "perplexity": {"type": "number", "exclusiveMinimum": 0},
+                "n_neighbors": {**_INT, "minimum": 2},
+                "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
+                "k_max": {**_INT, "minimum": 1, "maximum": 1000},
+                "n_init": {**_INT, "minimum": 1},
+                "seed": {**_INT, "minimum": 0},
+                "link": {"enum": ["symlink", "hardlink", "copy"]},
+            },
+        },
+    },
+}
+
+DEFAULT_PATHS = {
+    "model_dir": "models",
+    "vector_dir": "results/vectors",
+    "cluster_label_dir": "results/cluster_label",
+    "plot_dir": "visualization",
+    "link_dir": "results/link",
+}
+DEFAULT_MODEL = {
+    "weights": "google-2015",
+    "batch_size": 32,
+    "pca_dimension": 50,
+    "reducer": "tsne",
+    "reduced_dimension": 2,
+    "perplexity": 30.0,
+    "n_neighbors": 15,
+    "k": "auto",
+    "k_max": 100,
+    "n_init": 4,
+    "seed": 0,
+    "link": "symlink",
+}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Absolute folders; per-collection outputs live in ``<dir>/<object_name>``."""
+
+    image_dir: Path
+    model_dir: Path
+    vector_dir: Path
+    cluster_label_dir: Path
+    plot_dir: Path
+    link_dir: Path
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``model`` section; see README "Config reference" for each key's meaning."""
+
+    object_name: str
+    weights: str
+    batch_size: int
+    pca_dimension: int
+    reducer: str
+    reduced_dimension: int
+    perplexity: float
+    n_neighbors: int
+    k: int | str
+    k_max: int
+    n_init: int
+    seed: int
+    link: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config: ``paths`` and ``model``, plus the file it came from."""
+
+    paths: Paths
+    model: ModelConfig
+    source: Path | None = None
+
+    @property
+    def feature_dir(self) -> Path:
+        return self.paths.vector_dir / self.model.object_name
+
+    @property
+    def plot_dir(self) -> Path:
+        return self.paths.plot_dir / self.model.object_name
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        extra = sorted(set(error.instance) - set(known))
+        return f"{_key([*error.absolute_path, extra[0]])}: unknown key (known: {', '.join(known)})"
+    key = _key(error.absolute_path)
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    if key == "model.k":
+        return f"model.k: must be a positive integer or \"auto\" (got {error.instance!r})"
+    if key == "model.object_name" and error.validator == "pattern":
+        return f"model.object_name: use letters, digits, '.', '_' and '-' only (got {error.instance!r})"
+    return f"{key}: {error.message}"
+
+
+def _check_combinations(model: dict) -> None:
+    if model["reducer"] == "tsne" and model["reduced_dimension"] > 3:
+        raise ImgclustError(
+            "model.reduced_dimension: t-SNE (Barnes-Hut) supports at most 3 dimensions; use \"reducer\": \"umap\" for more"
+        )
+    if isinstance(model["k"], int) and model["k"] > model["k_max"]:
+        raise ImgclustError(f"model.k: {model['k']} is larger than model.k_max ({model['k_max']})")
+
+
+def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | None = None) -> Config:
+    """Validate a config mapping and fill in defaults.
+
+    Args:
+        raw: the parsed JSON object.
+        base_dir: folder that relative paths resolve against (default: the current directory).
+        source: the file it came from, for error messages.
+
+    Raises:
+        ImgclustError: one line, ``<file>: <key>: <problem>``.
+    """
+    prefix = f"{source}: " if source else ""
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ImgclustError(prefix + _describe(errors[0]))
+    model = {**DEFAULT_MODEL, **raw["model"]}
+    try:
+        _check_combinations(model)
+    except ImgclustError as exc:
+        raise ImgclustError(prefix + str(exc)) from None
+    base = (base_dir or Path.cwd()).resolve()
+    paths = {**DEFAULT_PATHS, **raw["paths"]}
+    resolved = {name: (base / Path(value).expanduser()).resolve() for name, value in paths.items()}
+    return Config(Paths(**resolved), ModelConfig(**model), source)
+
+
+def load_config(path) -> Config:
+    """Read and validate a JSON config file; relative paths resolve against the current directory.
+
+    Raises:
+        ImgclustError: the file is missing, is not JSON, or fails validation.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ImgclustError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImgclustError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return config_from_dict(raw, source=path)

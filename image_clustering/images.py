@@ -1,0 +1,89 @@
+"""Finding photos under a folder and decoding them into network-sized RGB arrays (Pillow)."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ImgclustError
+
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Pillow's default bomb limit (~89 Mpx) only warns; we refuse above twice a 48 Mpx camera frame.
+MAX_PIXELS = 100_000_000
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One photo: ``path`` relative to the image folder (POSIX separators), its size in bytes and its
+    modification time in nanoseconds (together they tell whether it changed since extraction)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def list_images(image_dir: Path) -> list[ImageFile]:
+    """All photos under ``image_dir``, recursively, sorted by relative path.
+
+    Hidden files and folders (``.name``) are skipped, as are symbolic links to folders (they can
+    loop); a file counts as a photo by its extension, in any case: jpg, jpeg, png, bmp, gif, webp,
+    tif, tiff.
+
+    Raises:
+        ImgclustError: ``image_dir`` is missing or not a folder.
+    """
+    if not image_dir.is_dir():
+        raise ImgclustError(f"paths.image_dir: {image_dir} is not a folder")
+    found = []
+    for root, dirs, files in os.walk(image_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith(".") or Path(name).suffix.lower() not in EXTENSIONS:
+                continue
+            full = Path(root, name)
+            try:
+                st = full.stat()
+            except OSError:  # broken symlink: still listed, so its failure is reported
+                st = os.stat_result((0,) * 10)
+            found.append(ImageFile(full.relative_to(image_dir).as_posix(), st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda f: f.path)
+
+
+def load_rgb(path: Path, size: int) -> np.ndarray:
+    """Decode one photo into a ``size``×``size`` RGB uint8 array (H, W, 3).
+
+    EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and alpha images become RGB
+    (alpha composited on white); for animations the first frame is used. Large JPEGs are decoded at
+    a reduced scale (Pillow ``draft``) before the antialiased bilinear resize, which squashes the
+    photo to a square as the original tool did.
+
+    Raises:
+        OSError, ValueError, Image.DecompressionBombError: unreadable, corrupt or too large file.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels exceeds the {MAX_PIXELS:,} limit")
+            if im.format == "JPEG":
+                im.draft("RGB", (size * 2, size * 2))  # keeps at least 2× the target size
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(_to_rgb(im).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode.startswith("I"):
+        # 16-bit grayscale (Pillow's "I;16*" or "I"): map the 0..65535 range onto 0..255; a plain
+        # convert("RGB") would clip everything above 255 to white.
+        arr = np.asarray(im, dtype=np.float64) / 257.0
+        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")

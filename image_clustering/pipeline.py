@@ -1,0 +1,194 @@
+"""The library API behind the command-line tool: one function per command, each taking a validated
+:class:`~image_clustering.config.Config`. Data flows one way: images → features → embedding →
+clusters → outputs; each step reuses what the previous run left when its inputs did not change."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import weights as weights_mod
+from .clustering import KSweep, cluster_kmeans, sweep_k
+from .config import Config
+from .embedding import embed, embedding_key
+from .errors import ImgclustError
+from .features import ExtractSummary, FeatureStore, extract_features, load_store
+from .outputs import atomic_write_text, build_link_folders, cluster_id, write_labels
+from .plots import contact_sheet, plot_elbow, plot_scatter
+
+SWEEP_CACHE = "find_k.json"
+
+
+def download(config: Config, source: str | None = None, force: bool = False, log=print) -> dict:
+    """``imgclust download``: fetch and verify the extractor weights (``model.weights`` unless
+    ``source`` is given) into ``paths.model_dir``; returns the weights manifest.
+
+    Raises:
+        ImgclustError: nothing could be fetched or verified.
+    """
+    return weights_mod.download_weights(source or config.model.weights, config.paths.model_dir, force, log)
+
+
+def _extractor(config: Config):
+    manifest = weights_mod.load_manifest(config.paths.model_dir, verify=False)
+    if manifest is None:
+        raise ImgclustError(f"paths.model_dir: no extractor weights in {config.paths.model_dir}; run `imgclust download`")
+    wanted = config.model.weights
+    if wanted in weights_mod.SOURCES and manifest["source"] != wanted:
+        raise ImgclustError(f"model.weights is {wanted!r} but {config.paths.model_dir} holds "
+                            f"{manifest['source']!r} weights; run `imgclust download`")
+    identity = {"network": "inception_v3", "source": manifest["source"], "sha256": manifest["sha256"]}
+
+    def load():
+        from .extractor import load_extractor, preprocess
+
+        verified = weights_mod.load_manifest(config.paths.model_dir, verify=True)
+        model = load_extractor(verified)
+        offset, scale = verified["scaling"]
+        return model.predict_on_batch, lambda batch: preprocess(batch, offset, scale)
+
+    return load, identity
+
+
+def extract(config: Config, progress: bool = True) -> ExtractSummary:
+    """``imgclust extract``: bring the feature store up to date with ``paths.image_dir``.
+
+    Raises:
+        ImgclustError: no weights, missing image folder, or no images.
+    """
+    loader, identity = _extractor(config)
+    return extract_features(config, loader, identity, progress)
+
+
+def _store(config: Config) -> FeatureStore:
+    store = load_store(config.feature_dir)
+    if store is None or len(store.images) == 0:
+        raise ImgclustError(f"paths.vector_dir: no feature vectors in {config.feature_dir}; run `imgclust extract`")
+    return store
+
+
+def _write_k_table(sweep: KSweep, path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["k", "inertia", "silhouette"])
+    for k, inertia, sil in zip(sweep.ks, sweep.inertia, sweep.silhouette):
+        writer.writerow([int(k), f"{inertia:.6g}", "" if np.isnan(sil) else f"{sil:.6f}"])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _sweep(config: Config, store: FeatureStore, embedding: np.ndarray, progress: bool, log) -> KSweep:
+    """The k sweep, from cache when embedding and parameters are unchanged."""
+    m = config.model
+    key = f"{embedding_key(store, m)}-{m.k_max}-{m.n_init}"
+    cache = config.feature_dir / SWEEP_CACHE
+    if cache.is_file():
+        doc = json.loads(cache.read_text())
+        if doc.get("key") == key:
+            return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]),
+                          np.array(doc["silhouette"], dtype=float), doc["suggested_k"])
+    k_top = max(1, min(m.k_max, len(embedding) - 1))
+    log(f"fitting k-means for k = 1..{k_top}")
+    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
+        sweep = sweep_k(embedding, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1))
+    doc = {"key": key, "ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
+           "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette], "suggested_k": sweep.suggested_k}
+    atomic_write_text(cache, json.dumps(doc))
+    return sweep
+
+
+@dataclass
+class FindKResult:
+    """``suggested_k`` and the files ``find-k`` wrote."""
+
+    sweep: KSweep
+    suggested_k: int
+    files: list[Path]
+
+
+def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
+    """``imgclust find-k``: embed the features, sweep k-means over k = 1..min(k_max, N−1), write the
+    elbow plot ``cost_<d>D.png``, the embedding scatter ``embedding_<d>D.png`` and ``k_scores.csv``
+    into ``<plot_dir>/<object_name>/``; the suggested k is the silhouette maximum.
+
+    Raises:
+        ImgclustError: no feature vectors yet, or fewer than 3.
+    """
+    store = _store(config)
+    embedding = embed(store, config.model, config.feature_dir, log)
+    sweep = _sweep(config, store, embedding, progress, log)
+    d, name = config.model.reduced_dimension, config.model.object_name
+    out = config.plot_dir
+    files = [out / f"cost_{d}D.png", out / f"embedding_{d}D.png", out / "k_scores.csv"]
+    plot_elbow(sweep, files[0], f"{name}: k-means on the {config.model.reducer} embedding ({len(store.images)} images)")
+    plot_scatter(embedding, files[1], f"{name}: {config.model.reducer} embedding of {len(store.images)} images")
+    _write_k_table(sweep, files[2])
+    return FindKResult(sweep, sweep.suggested_k, files)
+
+
+@dataclass
+class ClusterResult:
+    """What ``cluster`` produced: k, per-cluster sizes (cluster 0 largest), and the output paths."""
+
+    k: int
+    sizes: list[int]
+    paths: list[str]
+    labels: np.ndarray
+    label_files: tuple[Path, Path]
+    link_root: Path
+    link_kinds: dict[str, int]
+
+
+def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
+    """``imgclust cluster``: k-means at ``model.k`` (``"auto"``: the suggested k of ``find-k``) on
+    the cached embedding; writes ``<cluster_label_dir>/<object_name>.csv|json``, rebuilds
+    ``<link_dir>/<object_name>/`` with one ``<cluster>_<size>`` folder per cluster, and draws
+    ``clusters_<d>D.png`` and one ``contact_sheet_<cluster>.png`` per cluster.
+
+    Raises:
+        ImgclustError: no feature vectors, or ``model.k`` larger than the number of images.
+    """
+    store = _store(config)
+    m = config.model
+    embedding = embed(store, m, config.feature_dir, log)
+    n = len(store.images)
+    if m.k == "auto":
+        k = _sweep(config, store, embedding, progress, log).suggested_k
+        log(f"k = {k} (suggested: silhouette maximum)")
+    else:
+        k = m.k
+        if k > n:
+            raise ImgclustError(f"model.k: {k} clusters asked for but only {n} images have feature vectors")
+    result = cluster_kmeans(embedding, k, m.n_init, m.seed)
+    paths = store.paths
+    label_files = write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding, k)
+    link_root = config.paths.link_dir / m.object_name
+    kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, k, m.link)
+    _cluster_plots(config, paths, result, embedding, k, progress)
+    return ClusterResult(k, result.sizes.tolist(), paths, result.labels, label_files, link_root, kinds)
+
+
+def _cluster_plots(config: Config, paths, result, embedding, k: int, progress: bool) -> None:
+    out, d = config.plot_dir, config.model.reduced_dimension
+    plot_scatter(embedding, out / f"clusters_{d}D.png", f"{config.model.object_name}: k-means, k = {k}", result.labels)
+    for old in out.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
+        old.unlink()
+    for c in tqdm(range(k), desc="contact sheets", disable=not progress or None):
+        members = np.flatnonzero(result.labels == c)
+        members = members[np.argsort(result.distances[members], kind="stable")]
+        size = len(members)
+        title = f"cluster {c}: {size} images" + (" (100 nearest the centre shown)" if size > 100 else "")
+        contact_sheet([config.paths.image_dir / paths[i] for i in members],
+                      out / f"contact_sheet_{cluster_id(c, k)}.png", title)
+
+
+def run(config: Config, progress: bool = True, log=print) -> ClusterResult:
+    """``imgclust run``: download (if needed), extract, find-k, cluster."""
+    download(config, log=log)
+    log(extract(config, progress).line())
+    log(f"suggested k = {find_k(config, progress, log).suggested_k}")
+    return cluster(config, progress, log)

@@ -1,0 +1,93 @@
+"""Pictures of each stage (matplotlib, Agg backend): the elbow plot, embedding scatters, contact
+sheets. Every file is written to a temporary name and renamed, so a crash never leaves half a PNG."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
+
+from .clustering import KSweep  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
+    """Inertia against k (the elbow plot of the original tool) with the silhouette score on a second
+    axis and the suggested k marked."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(sweep.ks, sweep.inertia, "o-", ms=3, color="tab:blue", label="inertia")
+    ax.set_xlabel("k (number of clusters)")
+    ax.set_ylabel("inertia (sum of squared distances)", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(sweep.ks, sweep.silhouette, "s-", ms=3, color="tab:orange", label="silhouette")
+    ax2.set_ylabel("mean silhouette", color="tab:orange")
+    ax.axvline(sweep.suggested_k, color="tab:red", ls="--")
+    i = int(np.searchsorted(sweep.ks, sweep.suggested_k))
+    ax.annotate(f"suggested k = {sweep.suggested_k}", (sweep.suggested_k, sweep.inertia[i]),
+                xytext=(10, 20), textcoords="offset points", color="tab:red")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarray | None = None) -> None:
+    """Scatter of the first two embedding dimensions, coloured by cluster when ``labels`` is given
+    (each cluster's number written at its median point)."""
+    fig, ax = plt.subplots(figsize=(7, 7))
+    y = embedding[:, 1] if embedding.shape[1] > 1 else np.zeros(len(embedding))
+    if labels is None:
+        ax.scatter(embedding[:, 0], y, s=6, alpha=0.7)
+    else:
+        k = int(labels.max()) + 1
+        cmap = plt.get_cmap("tab20" if k > 10 else "tab10")
+        ax.scatter(embedding[:, 0], y, s=6, alpha=0.8, c=[cmap(c % cmap.N) for c in labels])
+        for c in range(k):
+            members = labels == c
+            if members.any():
+                ax.text(np.median(embedding[members, 0]), np.median(y[members]), str(c), fontsize=9,
+                        weight="bold", ha="center", va="center",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0})
+    ax.set_xlabel("dimension 1")
+    ax.set_ylabel("dimension 2")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 128, columns: int = 10,
+                  limit: int = 100) -> None:
+    """A montage of up to ``limit`` thumbnails (``thumb`` px squares, aspect kept) under a title
+    line; the caller orders the images (e.g. nearest the cluster centre first). Unreadable images
+    become grey tiles."""
+    shown = image_paths[:limit]
+    rows = max(1, -(-len(shown) // columns))
+    cols = min(columns, max(1, len(shown)))
+    header = 30
+    sheet = Image.new("RGB", (max(cols * thumb, 480), rows * thumb + header), "white")
+    ImageDraw.Draw(sheet).text((6, 5), title, fill="black", font=ImageFont.load_default(size=18))
+    for i, p in enumerate(shown):
+        try:
+            with Image.open(p) as im:
+                im.draft("RGB", (thumb, thumb))
+                tile = ImageOps.exif_transpose(im).convert("RGB")
+                tile.thumbnail((thumb - 4, thumb - 4))
+        except Exception:  # a broken file must not cost the whole sheet
+            tile = Image.new("RGB", (thumb - 4, thumb - 4), "lightgrey")
+        x = (i % columns) * thumb + (thumb - tile.width) // 2
+        y = header + (i // columns) * thumb + (thumb - tile.height) // 2
+        sheet.paste(tile, (x, y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.png")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, path)
