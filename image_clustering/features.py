@@ -89,8 +89,13 @@ def _write_store(feature_dir: Path, images: list[ImageFile], vectors: np.ndarray
     index = {"format": FORMAT, "extractor": extractor, "dim": int(vectors.shape[1]), "matrix": name,
              "images": [[f.path, f.size, f.mtime_ns] for f in images]}
     _atomic_write_text(feature_dir / INDEX, json.dumps(index))
-    for old in feature_dir.glob("features-*.npy"):  # superseded matrices, including a crash's leftovers
-        if old.name != name:
+    _drop_superseded(feature_dir, keep=name)
+
+
+def _drop_superseded(feature_dir: Path, keep: str) -> None:
+    """Delete matrices the index no longer names: earlier versions and a crash's leftovers."""
+    for old in feature_dir.glob("features-*.npy"):
+        if old.name != keep:
             old.unlink(missing_ok=True)
 
 
@@ -219,6 +224,8 @@ def extract_features(config: Config, model_loader, extractor_id: dict, progress:
         bar.close()
     if todo or removed or previous is None:
         save()
+    else:
+        _drop_superseded(feature_dir, keep=previous.token)
     _write_failures(feature_dir, failures)
     return ExtractSummary(len(reuse) + len(new_vectors), len(new_vectors), len(reuse), removed, len(failures),
                           time.perf_counter() - start, feature_dir, load_seconds)

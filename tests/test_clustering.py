@@ -1,0 +1,62 @@
+"""k sweep, suggested k, final k-means, embedding shapes."""
+import numpy as np
+import pytest
+
+from image_clustering.clustering import cluster_kmeans, sweep_k
+from image_clustering.config import config_from_dict
+from image_clustering.embedding import pca_features, reduce
+
+
+def blobs(k=5, per=30, dim=2, seed=0, spread=0.3):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-20, 20, (k, dim))
+    x = np.concatenate([c + rng.normal(0, spread, (per + i * 5, dim)) for i, c in enumerate(centres)])
+    truth = np.concatenate([np.full(per + i * 5, i) for i in range(k)])
+    return x.astype(np.float32), truth
+
+
+def test_sweep_suggests_the_number_of_blobs():
+    x, _ = blobs(k=6)
+    sweep = sweep_k(x, k_max=100, n_init=2, seed=0)
+    assert sweep.ks[0] == 1 and sweep.ks[-1] == 100  # 1..min(100, N-1)
+    assert np.isnan(sweep.silhouette[0]) and np.all(np.diff(sweep.inertia[:6]) < 0)
+    assert sweep.suggested_k == 6
+
+
+def test_sweep_stops_below_n():
+    x, _ = blobs(k=2, per=3)
+    sweep = sweep_k(x, k_max=100, n_init=1, seed=0)
+    assert sweep.ks[-1] == len(x) - 1
+
+
+def test_clusters_are_numbered_by_size_and_match_truth():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    x, truth = blobs(k=4)
+    result = cluster_kmeans(x, 4, n_init=2, seed=0)
+    assert list(result.sizes) == sorted(result.sizes, reverse=True)
+    assert normalized_mutual_info_score(truth, result.labels) == pytest.approx(1.0)
+    np.testing.assert_allclose(result.distances, np.linalg.norm(x - result.centers[result.labels], axis=1), rtol=1e-5)
+    again = cluster_kmeans(x, 4, n_init=2, seed=0)
+    np.testing.assert_array_equal(result.labels, again.labels)  # seeded: same input, same clusters
+
+
+@pytest.mark.parametrize("reducer, dim", [("tsne", 2), ("umap", 2), ("umap", 5)])
+def test_pca_then_reduce_keeps_groups_apart(reducer, dim):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    x, truth = blobs(k=4, per=25, dim=300, spread=1.0)
+    model = config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t", "reducer": reducer,
+                                                                      "reduced_dimension": dim}}).model
+    pcs = pca_features(x, 50, 0)
+    assert pcs.shape == (len(x), 50) and pcs.dtype == np.float32
+    emb = reduce(pcs, model)
+    assert emb.shape == (len(x), dim)
+    labels = cluster_kmeans(emb, 4, n_init=2, seed=0).labels
+    assert normalized_mutual_info_score(truth, labels) > 0.95
+
+
+def test_small_collections_still_embed():
+    x, _ = blobs(k=2, per=2, dim=2048)
+    model = config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t"}}).model
+    assert reduce(pca_features(x, 50, 0), model).shape == (len(x), 2)  # PCA capped at N, perplexity < N

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from image_clustering import ImgclustError, config_from_dict, load_config
+from image_clustering.cli import main
+
+BASE = {"paths": {"image_dir": "photos"}, "model": {"object_name": "x"}}
+
+
+def with_model(**model):
+    return {"paths": dict(BASE["paths"]), "model": {**BASE["model"], **model}}
+
+
+def test_defaults_and_relative_paths_resolve_against_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = config_from_dict(BASE)
+    assert config.paths.image_dir == tmp_path / "photos"
+    assert config.model.k == "auto" and config.model.pca_dimension == 50 and config.model.reduced_dimension == 2
+    assert config.feature_dir == tmp_path / "results" / "vectors" / "x"
+
+
+def test_the_shipped_config_is_valid():
+    from tests.conftest import ROOT
+
+    assert load_config(ROOT / "configs" / "configs.json").model.object_name == "example"
+
+
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ({**BASE, "extra": 1}, "extra: unknown key"),
+        ({"paths": {"image_dir": "p", "imagedir": "q"}, "model": {"object_name": "x"}}, "paths.imagedir: unknown key"),
+        (with_model(k=0), "model.k"),
+        (with_model(k="many"), "model.k"),
+        (with_model(k=True), "model.k"),
+        (with_model(reduced_dimension="2"), "model.reduced_dimension"),
+        (with_model(batch_size=-1), "model.batch_size"),
+        (with_model(reducer="pca"), "model.reducer"),
+        (with_model(object_name="a/b"), "model.object_name"),
+        (with_model(reducer="tsne", reduced_dimension=5), "model.reduced_dimension"),
+        (with_model(k=20, k_max=10), "model.k"),
+        ({"paths": {"image_dir": 3}, "model": {"object_name": "x"}}, "paths.image_dir"),
+        ({"paths": {}, "model": {"object_name": "x"}}, "image_dir"),
+    ],
+)
+def test_bad_config_names_the_key(raw, key):
+    with pytest.raises(ImgclustError) as info:
+        config_from_dict(raw, source="c.json")
+    message = str(info.value)
+    assert key in message and message.startswith("c.json: ") and "\n" not in message
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(with_model(k=-3)))
+    result = CliRunner().invoke(main, ["find-k", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert "model.k" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_reports_broken_json_and_missing_file(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"paths": ')
+    result = CliRunner().invoke(main, ["extract", "--config", str(broken)])
+    assert result.exit_code == 1 and "not valid JSON" in result.output and "broken.json" in result.output
+    result = CliRunner().invoke(main, ["extract", "--config", str(tmp_path / "none.json")])
+    assert result.exit_code == 1 and "none.json" in result.output

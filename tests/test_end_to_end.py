@@ -1,0 +1,97 @@
+"""The whole pipeline through the command-line tool, with the real 2015 weights on real photos.
+
+Quality thresholds sit a margin below what was measured (see docs/benchmarks.md); chance level
+for NMI is about 0.
+"""
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from image_clustering.cli import main
+from tests.conftest import DATASETS, ROOT, folder_labels, needs_shared
+
+
+def run_cli(config, *commands):
+    for command in commands:
+        result = CliRunner().invoke(main, [command, "--config", str(config.source), "-q"])
+        assert result.exit_code == 0, result.output
+    return result.output
+
+
+def read_labels(config):
+    with open(config.paths.cluster_label_dir / f"{config.model.object_name}.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["path"] for r in rows], np.array([int(r["cluster"]) for r in rows])
+
+
+def check_link_folders(config, paths, labels):
+    root = config.paths.link_dir / config.model.object_name
+    folders = sorted(root.iterdir())
+    assert len(folders) == labels.max() + 1
+    seen = []
+    for folder in folders:
+        cluster, size = map(int, folder.name.split("_"))
+        members = list(folder.iterdir())
+        assert len(members) == size == int((labels == cluster).sum())
+        for link in members:
+            target = Path(os.readlink(link))
+            assert target.is_absolute() and target.is_file()
+            seen.append(target.relative_to(config.paths.image_dir).as_posix())
+            assert labels[paths.index(seen[-1])] == cluster
+    assert sorted(seen) == sorted(paths)  # every image linked exactly once
+
+
+def test_example_quick_start(real_weights, make_config):
+    config = make_config(ROOT / "raw" / "example", k="auto")
+    output = run_cli(config, "extract", "find-k", "cluster")
+    paths, labels = read_labels(config)
+    assert len(paths) == 40 and "10 clusters" in output
+    assert normalized_mutual_info_score(folder_labels(paths), labels) == pytest.approx(1.0)
+    check_link_folders(config, paths, labels)
+    plots = config.plot_dir
+    for name in ["cost_2D.png", "embedding_2D.png", "clusters_2D.png", "contact_sheet_0.png", "k_scores.csv"]:
+        assert (plots / name).stat().st_size > 1000 or name.endswith(".csv")
+    table = list(csv.DictReader(open(plots / "k_scores.csv")))
+    assert [int(r["k"]) for r in table] == list(range(1, 40))
+    assert max(table[1:], key=lambda r: float(r["silhouette"]))["k"] == "10"
+
+
+def test_ukbench_groups_with_auto_k(real_weights, make_config):
+    config = make_config(needs_shared(DATASETS / "ukbench_groups14"), k="auto")
+    run_cli(config, "extract", "cluster")  # cluster runs the k sweep itself when find-k did not
+    paths, labels = read_labels(config)
+    truth = folder_labels(paths)
+    assert len(paths) == 56
+    assert normalized_mutual_info_score(truth, labels) >= 0.95
+    check_link_folders(config, paths, labels)
+
+
+def test_imagenette_subset_with_auto_k_and_a_corrupt_file(real_weights, make_config, tmp_path):
+    source = needs_shared(DATASETS / "imagenette_val200")
+    subset = tmp_path / "imagenette"
+    for cls in sorted(source.iterdir()):
+        (subset / cls.name).mkdir(parents=True)
+        for photo in sorted(cls.iterdir())[:30]:
+            os.symlink(photo, subset / cls.name / photo.name)
+    (subset / "church" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    config = make_config(subset, k="auto")
+    output = run_cli(config, "extract")
+    assert "300 images in store" in output and "1 failed" in output
+    failures = (config.feature_dir / "failures.csv").read_text()
+    assert "church/broken.jpg" in failures
+    run_cli(config, "find-k", "cluster")
+    paths, labels = read_labels(config)
+    truth = folder_labels(paths)
+    nmi = normalized_mutual_info_score(truth, labels)
+    ari = adjusted_rand_score(truth, labels)
+    assert 8 <= labels.max() + 1 <= 12
+    assert nmi >= 0.85 and ari >= 0.75, (nmi, ari)
+    check_link_folders(config, paths, labels)
+    json_doc = json.loads((config.paths.cluster_label_dir / "test.json").read_text())
+    assert sum(json_doc["sizes"]) == 300

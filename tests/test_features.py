@@ -1,0 +1,111 @@
+"""The feature store: incremental extraction, failures, consistency (random-weight network)."""
+import csv
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from image_clustering import ImgclustError
+from image_clustering.features import extract_features, load_store
+
+
+def photo(path, seed, size=(80, 60)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "photos"
+    for i, rel in enumerate(["a/same.jpg", "b/same.jpg", "c.png", "d e ü.jpg"]):
+        photo(root / rel, i)
+    return root
+
+
+def run(config, extractor, counter=None):
+    loader, identity = extractor
+
+    def counting_loader():
+        model, pre = loader()
+        if counter is None:
+            return model, pre
+
+        def model_counting(x):
+            counter.append(len(x))
+            return model(x)
+
+        return model_counting, pre
+
+    return extract_features(config, counting_loader, identity, progress=False)
+
+
+def test_extract_then_rerun_computes_only_what_changed(photos, make_config, random_extractor):
+    config = make_config(photos)
+    first = run(config, random_extractor)
+    assert (first.total, first.computed, first.failed) == (4, 4, 0)
+    store = load_store(config.feature_dir)
+    assert store.vectors.shape == (4, 2048) and store.vectors.dtype == np.float32
+    assert store.paths == ["a/same.jpg", "b/same.jpg", "c.png", "d e ü.jpg"]  # same names, no collision
+    assert not np.allclose(store.vectors[0], store.vectors[1])
+    before = np.array(store.vectors)
+
+    calls = []
+    again = run(config, random_extractor, calls)
+    assert (again.computed, again.reused, calls) == (0, 4, [])  # the network is not even loaded
+
+    (photos / "c.png").unlink()
+    photo(photos / "a/same.jpg", 99)
+    os.utime(photos / "a/same.jpg", ns=(1, 1))  # a different mtime marks it changed
+    photo(photos / "new.jpg", 7)
+    third = run(config, random_extractor, calls)
+    assert (third.total, third.computed, third.reused, third.removed) == (4, 2, 2, 1)
+    store = load_store(config.feature_dir)
+    assert store.paths == ["a/same.jpg", "b/same.jpg", "d e ü.jpg", "new.jpg"]
+    np.testing.assert_array_equal(store.vectors[1], before[1])  # reused row kept as is
+    assert not np.allclose(store.vectors[0], before[0])
+    assert len(list(config.feature_dir.glob("features-*.npy"))) == 1  # superseded matrices removed
+
+
+def test_corrupt_files_are_skipped_and_listed(photos, make_config, random_extractor):
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "page.png").write_text("<html>not a photo</html>")
+    good = (photos / "c.png").read_bytes()
+    (photos / "cut.png").write_bytes(good[: len(good) // 3])
+    os.symlink(photos / "missing.jpg", photos / "dangling.jpg")
+    config = make_config(photos)
+    summary = run(config, random_extractor)
+    assert (summary.computed, summary.failed) == (4, 4)
+    with open(config.feature_dir / "failures.csv", newline="") as f:
+        failures = {row["path"]: row["reason"] for row in csv.DictReader(f)}
+    assert set(failures) == {"empty.jpg", "page.png", "cut.png", "dangling.jpg"}
+    assert all(reason for reason in failures.values())
+    assert "4 failed" in summary.line()
+
+
+def test_another_extractor_never_mixes_vectors(photos, make_config, random_extractor):
+    config = make_config(photos)
+    run(config, random_extractor)
+    loader, _ = random_extractor
+    other = extract_features(config, loader, {"network": "another"}, progress=False)
+    assert other.computed == 4 and other.reused == 0
+    assert load_store(config.feature_dir).extractor == {"network": "another"}
+
+
+def test_no_images_is_a_clear_error(tmp_path, make_config, random_extractor):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImgclustError, match="no images"):
+        run(make_config(tmp_path / "empty"), random_extractor)
+
+
+def test_a_half_written_store_is_ignored(photos, make_config, random_extractor):
+    config = make_config(photos)
+    run(config, random_extractor)
+    # A crash after the new matrix was saved but before the index was replaced leaves an orphan.
+    (config.feature_dir / "features-orphan.npy").write_bytes(b"partial")
+    store = load_store(config.feature_dir)
+    assert store.vectors.shape == (4, 2048)
+    run(config, random_extractor)
+    assert not (config.feature_dir / "features-orphan.npy").exists()

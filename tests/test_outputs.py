@@ -1,0 +1,59 @@
+"""Label files and link folders: atomic rebuild, fallbacks, originals untouched."""
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from image_clustering.clustering import Clustering
+from image_clustering.outputs import build_link_folders, write_labels
+
+
+def make_photos(root, names):
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(bytes([i]) * 100)
+    return {n: hashlib.sha256((root / n).read_bytes()).hexdigest() for n in names}
+
+
+def test_links_one_folder_per_cluster_and_rebuild_replaces_old(tmp_path):
+    images = tmp_path / "photos"
+    names = ["a/x.jpg", "b/x.jpg", "c.jpg", "a__x.jpg"]
+    digests = make_photos(images, names)
+    root = tmp_path / "links" / "set"
+    made = build_link_folders(root, images, names, np.array([0, 0, 1, 0]), 2)
+    assert made == {"symlink": 4}
+    assert sorted(p.name for p in root.iterdir()) == ["0_3", "1_1"]
+    linked = sorted(p.name for p in (root / "0_3").iterdir())
+    assert linked == ["a__x.jpg", "a__x~1.jpg", "b__x.jpg"]  # same-named files from two folders, and a clash
+    assert os.readlink(root / "1_1" / "c.jpg") == str(images / "c.jpg")
+
+    build_link_folders(root, images, names, np.array([0, 1, 2, 0]), 3)
+    assert sorted(p.name for p in root.iterdir()) == ["0_2", "1_1", "2_1"]
+    assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+    assert {n: hashlib.sha256((images / n).read_bytes()).hexdigest() for n in names} == digests
+
+
+def test_falls_back_to_hard_links_then_copies(tmp_path, monkeypatch):
+    images = tmp_path / "photos"
+    make_photos(images, ["p.jpg", "q.jpg"])
+
+    def refuse(*args, **kwargs):
+        raise OSError("links not supported here")
+
+    monkeypatch.setattr(os, "symlink", refuse)
+    made = build_link_folders(tmp_path / "l1", images, ["p.jpg", "q.jpg"], np.array([0, 0]), 1)
+    assert made == {"hardlink": 2} and os.stat(tmp_path / "l1" / "0_2" / "p.jpg").st_nlink == 2
+    monkeypatch.setattr(os, "link", refuse)
+    made = build_link_folders(tmp_path / "l2", images, ["p.jpg", "q.jpg"], np.array([0, 0]), 1)
+    assert made == {"copy": 2}
+    assert (tmp_path / "l2" / "0_2" / "q.jpg").read_bytes() == (images / "q.jpg").read_bytes()
+    assert (images / "p.jpg").exists() and (images / "q.jpg").exists()
+
+
+def test_label_files(tmp_path):
+    result = Clustering(np.array([1, 0, 0]), np.array([0.5, 0.2, 0.1], np.float32), np.zeros((2, 2), np.float32))
+    csv_path, json_path = write_labels(tmp_path, "set", ["a.jpg", "b.jpg", "c.jpg"], result, np.ones((3, 2)), 2)
+    assert csv_path.read_text().splitlines()[:2] == ["path,cluster,distance,x0,x1", "a.jpg,1,0.5,1,1"]
+    doc = json.loads(json_path.read_text())
+    assert doc["k"] == 2 and doc["sizes"] == [2, 1] and doc["clusters"]["0"] == ["c.jpg", "b.jpg"]
