@@ -91,7 +91,9 @@ def run(config_path, quiet):
     """All steps in order: download, extract, find-k, cluster."""
     start = time.perf_counter()
     result = pipeline.run(load_config(config_path), progress=not quiet, log=_log(quiet))
-    click.echo(_cluster_line(result))
+    click.echo(result.extract.line())
+    click.echo(f"find-k: suggested k = {result.find_k.suggested_k} (silhouette maximum)")
+    click.echo(_cluster_line(result.cluster))
     click.echo(f"run: done in {time.perf_counter() - start:.1f} s", err=True)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from .atomic import atomic_path
 from .config import ModelConfig
 from .errors import ImgclustError
 from .features import FeatureStore
@@ -97,7 +97,6 @@ def embed(store: FeatureStore, model: ModelConfig, cache_dir: Path, log=print) -
         raise ImgclustError(f"{cache_dir}: {n} feature vectors; run `imgclust extract` on a folder with at least 3 images")
     log(f"embedding {n} images: PCA to {min(model.pca_dimension, n)} → {model.reducer} to {model.reduced_dimension}")
     embedding = reduce(pca_features(store.vectors, model.pca_dimension, model.seed), model)
-    tmp = cache_dir / f".{CACHE}.tmp.npz"
-    np.savez(tmp, key=key, embedding=embedding)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, key=key, embedding=embedding)
     return embedding

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import atomic_path, atomic_write_text
 from .config import Config
 from .errors import ImgclustError
 from .images import ImageFile, list_images, load_rgb
@@ -82,13 +83,11 @@ def load_store(feature_dir: Path) -> FeatureStore | None:
 def _write_store(feature_dir: Path, images: list[ImageFile], vectors: np.ndarray, extractor: dict) -> None:
     feature_dir.mkdir(parents=True, exist_ok=True)
     name = f"features-{uuid.uuid4().hex[:12]}.npy"
-    tmp = feature_dir / f".{name}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(vectors, dtype=np.float32))
-    os.replace(tmp, feature_dir / name)
+    with atomic_path(feature_dir / name) as tmp:
+        np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
     index = {"format": FORMAT, "extractor": extractor, "dim": int(vectors.shape[1]), "matrix": name,
              "images": [[f.path, f.size, f.mtime_ns] for f in images]}
-    _atomic_write_text(feature_dir / INDEX, json.dumps(index))
+    atomic_write_text(feature_dir / INDEX, json.dumps(index))
     _drop_superseded(feature_dir, keep=name)
 
 
@@ -99,19 +98,12 @@ def _drop_superseded(feature_dir: Path, keep: str) -> None:
             old.unlink(missing_ok=True)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_failures(feature_dir: Path, failures: list[tuple[str, str]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["path", "reason"])
     writer.writerows(failures)
-    feature_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(feature_dir / FAILURES, buf.getvalue())
+    atomic_write_text(feature_dir / FAILURES, buf.getvalue())
 
 
 def _safe_load(path: Path, size: int):

@@ -14,15 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_text
 from .clustering import Clustering
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def cluster_id(cluster: int, k: int) -> str:

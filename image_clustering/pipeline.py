@@ -18,7 +18,8 @@ from .config import Config
 from .embedding import embed, embedding_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .outputs import atomic_write_text, build_link_folders, cluster_id, write_labels
+from .atomic import atomic_write_text
+from .outputs import build_link_folders, cluster_id, write_labels
 from .plots import contact_sheet, plot_elbow, plot_scatter
 
 SWEEP_CACHE = "find_k.json"
@@ -186,9 +187,17 @@ def _cluster_plots(config: Config, paths, result, embedding, k: int, progress: b
                       out / f"contact_sheet_{cluster_id(c, k)}.png", title)
 
 
-def run(config: Config, progress: bool = True, log=print) -> ClusterResult:
+@dataclass
+class RunResult:
+    """The outcome of each step of :func:`run`."""
+
+    extract: ExtractSummary
+    find_k: FindKResult
+    cluster: ClusterResult
+
+
+def run(config: Config, progress: bool = True, log=print) -> RunResult:
     """``imgclust run``: download (if needed), extract, find-k, cluster."""
     download(config, log=log)
-    log(extract(config, progress).line())
-    log(f"suggested k = {find_k(config, progress, log).suggested_k}")
-    return cluster(config, progress, log)
+    summary = extract(config, progress)
+    return RunResult(summary, find_k(config, progress, log), cluster(config, progress, log))

@@ -2,8 +2,6 @@
 sheets. Every file is written to a temporary name and renamed, so a crash never leaves half a PNG."""
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import matplotlib
@@ -13,15 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
 from .clustering import KSweep  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
@@ -87,7 +84,5 @@ def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 
         x = (i % columns) * thumb + (thumb - tile.width) // 2
         y = header + (i // columns) * thumb + (thumb - tile.height) // 2
         sheet.paste(tile, (x, y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.png")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")

