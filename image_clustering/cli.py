@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: h
 import click  # noqa: E402
 
 from . import pipeline  # noqa: E402
-from .config import load_config  # noqa: E402
+from .config import NETWORKS, load_config  # noqa: E402
 from .errors import ImgclustError  # noqa: E402
 
 DEFAULT_CONFIG = "configs/configs.json"
@@ -48,12 +48,17 @@ def main():
 
 @main.command(cls=_Command)
 @_common
-@click.option("--source", help="google-2015, keras-2016, or a local weights file (default: model.weights).")
+@click.option("--network", type=click.Choice(NETWORKS), help="Only this network (default: those in model.extractor).")
+@click.option("--source", help="google-2015, keras-2016 (InceptionV3), google-2020 (Lite0), or a local weights file.")
 @click.option("--force", is_flag=True, help="Fetch again even if verified weights are present.")
-def download(config_path, quiet, source, force):
-    """Fetch the ImageNet InceptionV3 weights into paths.model_dir (checksum-verified)."""
-    manifest = pipeline.download(load_config(config_path), source, force, _log(quiet))
-    click.echo(f"download: {manifest['source']} weights at {manifest['file']}")
+def download(config_path, quiet, network, source, force):
+    """Fetch ImageNet weights into paths.model_dir (checksum-verified)."""
+    config = load_config(config_path)
+    networks = (network,) if network else config.model.extractor
+    if source and len(networks) > 1:
+        raise click.UsageError("--source applies to one network: add --network")
+    for manifest in pipeline.download(config, source, force, _log(quiet), networks):
+        click.echo(f"download: {manifest['network']} {manifest['source']} weights at {manifest['file']}")
 
 
 @main.command(cls=_Command)
@@ -83,6 +88,14 @@ def cluster(config_path, quiet):
     """Cluster at model.k and link the images into one folder per cluster."""
     result = pipeline.cluster(load_config(config_path), progress=not quiet, log=_log(quiet))
     click.echo(_cluster_line(result))
+
+
+@main.command(cls=_Command)
+@_common
+def tag(config_path, quiet):
+    """Up to model.tag_count ImageNet labels per image (EfficientNet-Lite0), as a CSV."""
+    out = pipeline.tag(load_config(config_path), progress=not quiet, log=_log(quiet))
+    click.echo(f"tag: labels in {out}")
 
 
 @main.command(cls=_Command)

@@ -16,6 +16,8 @@ from .errors import ImgclustError
 
 _PATH = {"type": "string", "minLength": 1}
 _INT = {"type": "integer"}
+NETWORKS = ["inception_v3", "efficientnet_lite0"]
+_NETWORK = {"enum": NETWORKS}
 
 SCHEMA = {
     "type": "object",
@@ -41,7 +43,11 @@ SCHEMA = {
             "required": ["object_name"],
             "properties": {
                 "object_name": {"type": "string", "pattern": r"^(?!\.{1,2}$)[A-Za-z0-9._-]+$"},
-                "weights": {"type": "string", "minLength": 1},
+                "extractor": {"oneOf": [_NETWORK, {"type": "array", "items": _NETWORK, "minItems": 1,
+                                                   "uniqueItems": True}]},
+                "weights": {"oneOf": [_PATH, {"type": "object", "additionalProperties": False,
+                                              "properties": {n: _PATH for n in NETWORKS}}]},
+                "standardize": {"type": "boolean"},
                 "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
                 "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
                 "reducer": {"enum": ["tsne", "umap"]},
@@ -53,6 +59,8 @@ SCHEMA = {
                 "n_init": {**_INT, "minimum": 1},
                 "seed": {**_INT, "minimum": 0},
                 "link": {"enum": ["symlink", "hardlink", "copy"]},
+                "tag_count": {**_INT, "minimum": 1, "maximum": 20},
+                "tag_min_score": {"type": "number", "minimum": 0, "maximum": 1},
             },
         },
     },
@@ -66,7 +74,10 @@ DEFAULT_PATHS = {
     "link_dir": "results/link",
 }
 DEFAULT_MODEL = {
-    "weights": "google-2015",
+    # Best mean NMI with k "auto" over the dev sets and three seeds (docs/benchmarks.md).
+    "extractor": ["inception_v3", "efficientnet_lite0"],
+    "weights": {},
+    "standardize": False,
     "batch_size": 32,
     "pca_dimension": 50,
     "reducer": "tsne",
@@ -78,7 +89,10 @@ DEFAULT_MODEL = {
     "n_init": 4,
     "seed": 0,
     "link": "symlink",
+    "tag_count": 10,
+    "tag_min_score": 0.01,
 }
+DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,9 @@ class ModelConfig:
     """The ``model`` section; see README "Config reference" for each key's meaning."""
 
     object_name: str
-    weights: str
+    extractor: tuple[str, ...]
+    weights: dict[str, str]
+    standardize: bool
     batch_size: int
     pca_dimension: int
     reducer: str
@@ -110,6 +126,8 @@ class ModelConfig:
     n_init: int
     seed: int
     link: str
+    tag_count: int
+    tag_min_score: float
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{key}: {error.message}"
     if key == "model.k":
         return f"model.k: must be a positive integer or \"auto\" (got {error.instance!r})"
+    if key == "model.extractor" or key.startswith("model.extractor."):
+        return f"model.extractor: must be one of {', '.join(NETWORKS)}, or a list of them (got {error.instance!r})"
     if key == "model.object_name" and error.validator == "pattern":
         return f"model.object_name: use letters, digits, '.', '_' and '-' only (got {error.instance!r})"
     return f"{key}: {error.message}"
@@ -173,6 +193,12 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
     if errors:
         raise ImgclustError(prefix + _describe(errors[0]))
     model = {**DEFAULT_MODEL, **raw["model"]}
+    if isinstance(model["extractor"], str):
+        model["extractor"] = [model["extractor"]]
+    model["extractor"] = tuple(model["extractor"])
+    if isinstance(model["weights"], str):  # the original single-network form: InceptionV3's source
+        model["weights"] = {"inception_v3": model["weights"]}
+    model["weights"] = {**DEFAULT_WEIGHTS, **model["weights"]}
     try:
         _check_combinations(model)
     except ImgclustError as exc:

@@ -1,9 +1,11 @@
 """Stage 2: feature vectors → low-dimensional embedding.
 
-As in the original tool: standardize each feature (zero mean, unit variance), PCA to
-``model.pca_dimension`` (50) components, then t-SNE (van der Maaten & Hinton 2008; scikit-learn's
-Barnes-Hut ``TSNE``) or UMAP (McInnes et al. 2018; ``umap-learn``) to ``model.reduced_dimension``.
-The result is cached next to the features, keyed on the store content and every parameter.
+As in the original tool: standardize each feature (zero mean, unit variance; ``model.standardize``),
+PCA to ``model.pca_dimension`` (50) components, then t-SNE (van der Maaten & Hinton 2008;
+scikit-learn's Barnes-Hut ``TSNE``) or UMAP (McInnes et al. 2018; ``umap-learn``) to
+``model.reduced_dimension``. With several networks, each network's vectors are L2-normalised and
+concatenated first, so each network weighs the same whatever its dimension. The result is cached
+next to the features, keyed on the stores' content and every parameter.
 """
 from __future__ import annotations
 
@@ -19,24 +21,41 @@ from sklearn.preprocessing import StandardScaler
 from .atomic import atomic_path
 from .config import ModelConfig
 from .errors import ImgclustError
-from .features import FeatureStore
 
 CACHE = "embedding.npz"
 
 
-def pca_features(vectors: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    """Standardize and project onto the top principal components.
+def combine(blocks: list[np.ndarray]) -> np.ndarray:
+    """One network's vectors as they are; several networks' L2-normalised and concatenated.
+
+    Args:
+        blocks: float32 (N, D_i) per network, rows aligned.
+
+    Returns:
+        float32 (N, sum D_i).
+    """
+    if len(blocks) == 1:
+        return np.asarray(blocks[0], dtype=np.float32)
+    unit = [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in map(np.asarray, blocks)]
+    return np.concatenate(unit, axis=1).astype(np.float32)
+
+
+def pca_features(vectors: np.ndarray, n_components: int, seed: int, standardize: bool = True) -> np.ndarray:
+    """Optionally standardize, then project onto the top principal components.
 
     Args:
         vectors: float32 (N, D) feature vectors.
         n_components: wanted dimensions; capped at min(N, D) (PCA cannot give more).
         seed: random state for the randomized SVD.
+        standardize: scale every feature to zero mean and unit variance first (the original tool).
 
     Returns:
         float32 (N, min(n_components, N, D)).
     """
     n = min(n_components, *vectors.shape)
-    x = StandardScaler().fit_transform(np.asarray(vectors, dtype=np.float32))
+    x = np.asarray(vectors, dtype=np.float32)
+    if standardize:
+        x = StandardScaler().fit_transform(x)
     return PCA(n_components=n, random_state=seed).fit_transform(x).astype(np.float32)
 
 
@@ -69,34 +88,39 @@ def reduce(x: np.ndarray, model: ModelConfig) -> np.ndarray:
         return reducer.fit_transform(x).astype(np.float32)
 
 
-def embedding_key(store: FeatureStore, model: ModelConfig) -> str:
-    """Short hash of the store content and every parameter the embedding depends on."""
-    params = {k: getattr(model, k) for k in ("pca_dimension", "reducer", "reduced_dimension", "perplexity",
-                                              "n_neighbors", "seed")}
-    params["store"] = store.token
+def embedding_key(features_key: str, model: ModelConfig) -> str:
+    """Short hash of the features' identity and every parameter the embedding depends on."""
+    params = {k: getattr(model, k) for k in ("standardize", "pca_dimension", "reducer", "reduced_dimension",
+                                              "perplexity", "n_neighbors", "seed")}
+    params["features"] = features_key
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def embed(store: FeatureStore, model: ModelConfig, cache_dir: Path, log=print) -> np.ndarray:
-    """The embedding of every stored feature vector, from cache when nothing changed.
+def embed(vectors: np.ndarray, features_key: str, model: ModelConfig, cache_dir: Path, log=print) -> np.ndarray:
+    """The embedding of feature vectors, from cache when nothing changed.
+
+    Args:
+        vectors: float32 (N, D), e.g. from :func:`combine`.
+        features_key: changes whenever ``vectors`` do (the stores' tokens).
+        cache_dir: where ``embedding.npz`` lives.
 
     Returns:
-        float32 (N, model.reduced_dimension), rows in the order of ``store.images``.
+        float32 (N, model.reduced_dimension), rows in the order of ``vectors``.
 
     Raises:
         ImgclustError: fewer than 3 feature vectors.
     """
-    key = embedding_key(store, model)
+    key = embedding_key(features_key, model)
     path = cache_dir / CACHE
     if path.is_file():
         with np.load(path) as cached:
             if str(cached["key"]) == key:
                 return cached["embedding"]
-    n = len(store.images)
+    n = len(vectors)
     if n < 3:
         raise ImgclustError(f"{cache_dir}: {n} feature vectors; run `imgclust extract` on a folder with at least 3 images")
     log(f"embedding {n} images: PCA to {min(model.pca_dimension, n)} → {model.reducer} to {model.reduced_dimension}")
-    embedding = reduce(pca_features(store.vectors, model.pca_dimension, model.seed), model)
+    embedding = reduce(pca_features(vectors, model.pca_dimension, model.seed, model.standardize), model)
     with atomic_path(path) as tmp:
         np.savez(tmp, key=key, embedding=embedding)
     return embedding

@@ -1,12 +1,19 @@
-"""The feature extractor: an ImageNet InceptionV3 whose global-average-pooled 2048-d output is the
-image's feature vector (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer
-Vision"; the network of Keras' ``keras.applications.InceptionV3``)."""
+"""Feature extractors: ImageNet networks whose global-average-pooled activations are the image's
+feature vector.
+
+- ``inception_v3``: InceptionV3 (Szegedy et al. 2016, "Rethinking the Inception Architecture for
+  Computer Vision"; Keras' ``keras.applications.InceptionV3``), 299×299 input, 2048-d vector.
+- ``efficientnet_lite0``: EfficientNet-Lite0 (Tan & Le 2019; Google's Lite variant), 224×224
+  input, 1280-d vector, plus the ImageNet classifier's top classes for ``imgclust tag``.
+"""
 from __future__ import annotations
 
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -101,34 +108,167 @@ def set_conv_bn_weights(model, arrays: dict[str, np.ndarray]) -> None:
         bn.set_weights([arrays[f"beta_{i}"], arrays[f"mean_{i}"], arrays[f"var_{i}"]])
 
 
-def load_extractor(weights: dict):
-    """Build the InceptionV3 feature extractor with trained weights.
-
-    Args:
-        weights: the manifest written by :func:`image_clustering.weights.download_weights`
-            (keys ``format`` — ``"npz"`` or ``"keras-h5"`` — and ``file``, an absolute path).
-
-    Returns:
-        ``keras.Model``: float32 (N, 299, 299, 3) in [-1, 1] → float32 (N, 2048).
-
-    Raises:
-        ValueError: unknown weights format or mismatched file.
-    """
-    path = Path(weights["file"])
-    if weights["format"] == "npz":
-        model = build_inception_v3(max_pool_in_mixed10=True)
-        with np.load(path) as arrays:
-            set_conv_bn_weights(model, dict(arrays))
-        return model
-    if weights["format"] == "keras-h5":
-        model = build_inception_v3(max_pool_in_mixed10=False)
-        model.load_weights(path)
-        return model
-    raise ValueError(f"unknown weights format {weights['format']!r} in {path}")
-
-
 def preprocess(images: np.ndarray, offset: float, scale: float) -> np.ndarray:
     """Scale uint8 RGB images (N, H, W, 3) to the network's input range, ``(x - offset) / scale``,
     as float32. Google's 2015 graph uses (128, 128); Keras' ``inception_v3.preprocess_input`` is
     (127.5, 127.5)."""
     return (images.astype(np.float32) - np.float32(offset)) / np.float32(scale)
+
+
+# ---- EfficientNet-Lite0 -------------------------------------------------------------------------
+# Tan & Le 2019 ("EfficientNet: Rethinking Model Scaling for CNNs"), Lite variant: B0 without
+# squeeze-and-excitation, ReLU6, stem and head not scaled. Stages as (repeats, kernel, stride of
+# the first block, expand ratio, in, out), from shared/docs/weights.md.
+LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+LITE0_INPUT_SIZE = 224
+LITE0_FEATURE_DIM = 1280
+
+
+def build_efficientnet_lite0():
+    """Build an untrained Keras EfficientNet-Lite0 with two outputs.
+
+    Layer names follow the PyTorch state dict (``block{i}_expand``, ``block{i}_dw``,
+    ``block{i}_project`` with ``_conv``/``_bn``; ``stem``, ``head``, ``logits``) so weights load by
+    name. BatchNorm epsilon 1e-3; "same" padding (TensorFlow's, as the original checkpoints).
+
+    Returns:
+        ``keras.Model``: float32 (N, 224, 224, 3) scaled ``(x - 127) / 128`` →
+        [features (N, 1280) after global average pooling, logits (N, 1000)].
+    """
+    keras = _keras()
+    L = keras.layers
+
+    def conv_bn(x, name, filters, kernel, stride=1, depthwise=False, act=True):
+        if depthwise:
+            x = L.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        else:
+            x = L.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        x = L.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
+        return L.ReLU(max_value=6.0, name=f"{name}_relu6")(x) if act else x
+
+    inputs = keras.Input((LITE0_INPUT_SIZE, LITE0_INPUT_SIZE, 3))
+    x = conv_bn(inputs, "stem", 32, 3, 2)
+    block = 0
+    for repeats, kernel, stride, expand, c_in, c_out in LITE0_STAGES:
+        for r in range(repeats):
+            s, cin = (stride, c_in) if r == 0 else (1, c_out)
+            y = conv_bn(x, f"block{block}_expand", cin * expand, 1) if expand != 1 else x
+            y = conv_bn(y, f"block{block}_dw", None, kernel, s, depthwise=True)
+            y = conv_bn(y, f"block{block}_project", c_out, 1, act=False)
+            x = L.Add(name=f"block{block}_add")([x, y]) if s == 1 and cin == c_out else y
+            block += 1
+    x = conv_bn(x, "head", 1280, 1)
+    features = L.GlobalAveragePooling2D(name="avg_pool")(x)
+    logits = L.Dense(1000, name="logits")(features)
+    return keras.Model(inputs, [features, logits], name="efficientnet_lite0")
+
+
+def _lite0_layer_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Map a PyTorch EfficientNet-Lite0 state dict onto the Keras layer names above."""
+    def bn(prefix):
+        return [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+
+    def conv(name):  # (O, I, H, W) → (H, W, I, O)
+        return [np.transpose(state[f"{name}.weight"], (2, 3, 1, 0))]
+
+    out = {"stem_conv": conv("_conv_stem"), "stem_bn": bn("_bn0"),
+           "head_conv": conv("_conv_head"), "head_bn": bn("_bn1"),
+           "logits": [state["_fc.weight"].T, state["_fc.bias"]]}
+    n_blocks = sum(r for r, *_ in LITE0_STAGES)
+    for i in range(n_blocks):
+        p = f"_blocks.{i}"
+        if f"{p}._expand_conv.weight" in state:
+            out[f"block{i}_expand_conv"] = conv(f"{p}._expand_conv")
+            out[f"block{i}_expand_bn"] = bn(f"{p}._bn0")
+        # depthwise (C, 1, k, k) → Keras (k, k, C, 1)
+        out[f"block{i}_dw_conv"] = [np.transpose(state[f"{p}._depthwise_conv.weight"], (2, 3, 0, 1))]
+        out[f"block{i}_dw_bn"] = bn(f"{p}._bn1")
+        out[f"block{i}_project_conv"] = conv(f"{p}._project_conv")
+        out[f"block{i}_project_bn"] = bn(f"{p}._bn2")
+    return out
+
+
+def set_lite0_weights(model, arrays: dict[str, np.ndarray]) -> None:
+    """Load a PyTorch-named EfficientNet-Lite0 state dict (``_conv_stem.weight`` …) into ``model``.
+
+    Raises:
+        KeyError: a layer's tensor is missing. ValueError: a shape differs.
+    """
+    for name, weights in _lite0_layer_weights(arrays).items():
+        model.get_layer(name).set_weights([w.astype(np.float32) for w in weights])
+
+
+TOP_STORED = 20  # top ImageNet classes kept per image; ``imgclust tag`` shows up to this many
+
+
+@dataclass
+class Network:
+    """A ready feature extractor.
+
+    Attributes:
+        name: ``inception_v3`` or ``efficientnet_lite0``.
+        input_size: side of the square RGB input, pixels.
+        dim: feature vector length.
+        run: uint8 (B, input_size, input_size, 3) → dict of per-image arrays: ``features`` float32
+            (B, dim); for classifiers also ``top_classes`` int16 (B, 20) ImageNet indices, best
+            first, and ``top_scores`` float32 (B, 20) softmax probabilities.
+    """
+
+    name: str
+    input_size: int
+    dim: int
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def classifier_outputs(features: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Feature vectors plus the top :data:`TOP_STORED` softmax classes of ``logits`` (B, 1000)."""
+    logits = logits.astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP_STORED]
+    return {"features": features.astype(np.float32), "top_classes": top.astype(np.int16),
+            "top_scores": np.take_along_axis(probs, top, axis=1).astype(np.float32)}
+
+
+def wrap_network(name: str, model, scaling) -> Network:
+    """Wrap a Keras model from :func:`build_inception_v3` or :func:`build_efficientnet_lite0`."""
+    offset, scale = scaling
+    size = int(model.input_shape[1])
+
+    if name == "efficientnet_lite0":
+        def run(batch):
+            features, logits = model.predict_on_batch(preprocess(batch, offset, scale))
+            return classifier_outputs(np.asarray(features), np.asarray(logits))
+        return Network(name, size, LITE0_FEATURE_DIM, run)
+
+    def run(batch):
+        return {"features": np.asarray(model.predict_on_batch(preprocess(batch, offset, scale)), dtype=np.float32)}
+    return Network(name, size, FEATURE_DIM, run)
+
+
+def load_network(manifest: dict) -> Network:
+    """Build a network with trained weights.
+
+    Args:
+        manifest: from :func:`image_clustering.weights.load_manifest` (``network``, ``format`` —
+            ``"npz"`` or ``"keras-h5"`` —, ``file``, ``scaling``).
+
+    Raises:
+        ValueError: unknown network or weights format, or a file that does not fit the network.
+    """
+    path, network, fmt = Path(manifest["file"]), manifest["network"], manifest["format"]
+    if network == "efficientnet_lite0" and fmt == "npz":
+        model = build_efficientnet_lite0()
+        with np.load(path) as arrays:
+            set_lite0_weights(model, dict(arrays))
+    elif network == "inception_v3" and fmt == "npz":
+        model = build_inception_v3(max_pool_in_mixed10=True)
+        with np.load(path) as arrays:
+            set_conv_bn_weights(model, dict(arrays))
+    elif network == "inception_v3" and fmt == "keras-h5":
+        model = build_inception_v3(max_pool_in_mixed10=False)
+        model.load_weights(path)
+    else:
+        raise ValueError(f"{path}: cannot load {fmt!r} weights for {network!r}")
+    return wrap_network(network, model, manifest["scaling"])

@@ -53,13 +53,13 @@ def list_images(image_dir: Path) -> list[ImageFile]:
     return sorted(found, key=lambda f: f.path)
 
 
-def load_rgb(path: Path, size: int) -> np.ndarray:
-    """Decode one photo into a ``size``×``size`` RGB uint8 array (H, W, 3).
+def open_rgb(path: Path, min_side: int) -> Image.Image:
+    """Decode one photo as an upright RGB Pillow image.
 
     EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and alpha images become RGB
-    (alpha composited on white); for animations the first frame is used. Large JPEGs are decoded at
-    a reduced scale (Pillow ``draft``) before the antialiased bilinear resize, which squashes the
-    photo to a square as the original tool did.
+    (alpha composited on white); for animations the first frame is used. JPEGs far larger than
+    needed are decoded at a reduced scale (Pillow ``draft``), keeping at least 2 × ``min_side``
+    pixels on each side.
 
     Raises:
         OSError, ValueError, Image.DecompressionBombError: unreadable, corrupt or too large file.
@@ -70,9 +70,19 @@ def load_rgb(path: Path, size: int) -> np.ndarray:
             if im.width * im.height > MAX_PIXELS:
                 raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels exceeds the {MAX_PIXELS:,} limit")
             if im.format == "JPEG":
-                im.draft("RGB", (size * 2, size * 2))  # keeps at least 2× the target size
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(_to_rgb(im).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+                im.draft("RGB", (min_side * 2, min_side * 2))
+            return _to_rgb(ImageOps.exif_transpose(im))
+
+
+def square(im: Image.Image, size: int) -> np.ndarray:
+    """Squash ``im`` to ``size``×``size`` (antialiased bilinear, as the original tool squashed
+    photos to the network input): uint8 (size, size, 3)."""
+    return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def load_rgb(path: Path, size: int) -> np.ndarray:
+    """Decode one photo into a ``size``×``size`` RGB uint8 array (H, W, 3); see :func:`open_rgb`."""
+    return square(open_rgb(path, size), size)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

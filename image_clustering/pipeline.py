@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import weights as weights_mod
 from .clustering import KSweep, cluster_kmeans, sweep_k
 from .config import Config
-from .embedding import embed, embedding_key
+from .embedding import combine, embed, embedding_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_text
@@ -25,52 +25,89 @@ from .plots import contact_sheet, plot_elbow, plot_scatter
 SWEEP_CACHE = "find_k.json"
 
 
-def download(config: Config, source: str | None = None, force: bool = False, log=print) -> dict:
-    """``imgclust download``: fetch and verify the extractor weights (``model.weights`` unless
-    ``source`` is given) into ``paths.model_dir``; returns the weights manifest.
+def download(config: Config, source: str | None = None, force: bool = False, log=print,
+             networks: tuple[str, ...] | None = None) -> list[dict]:
+    """``imgclust download``: fetch and verify the weights of each network in ``model.extractor``
+    (or ``networks``) into ``paths.model_dir``, from ``model.weights`` unless ``source`` is given.
+
+    Returns:
+        One weights manifest per network.
 
     Raises:
         ImgclustError: nothing could be fetched or verified.
     """
-    return weights_mod.download_weights(source or config.model.weights, config.paths.model_dir, force, log)
+    networks = networks or config.model.extractor
+    return [weights_mod.download_weights(n, source or config.model.weights[n], config.paths.model_dir, force, log)
+            for n in networks]
 
 
-def _extractor(config: Config):
-    manifest = weights_mod.load_manifest(config.paths.model_dir, verify=False)
+def _network(config: Config, name: str):
+    """(loader, identity) of one network, from the weights already in ``paths.model_dir``."""
+    manifest = weights_mod.load_manifest(config.paths.model_dir, name, verify=False)
     if manifest is None:
-        raise ImgclustError(f"paths.model_dir: no extractor weights in {config.paths.model_dir}; run `imgclust download`")
-    wanted = config.model.weights
-    if wanted in weights_mod.SOURCES and manifest["source"] != wanted:
-        raise ImgclustError(f"model.weights is {wanted!r} but {config.paths.model_dir} holds "
+        raise ImgclustError(f"paths.model_dir: no {name} weights in {config.paths.model_dir}; run `imgclust download`")
+    wanted = config.model.weights[name]
+    if wanted in weights_mod.NAMED_SOURCES[name] and manifest["source"] != wanted:
+        raise ImgclustError(f"model.weights: {name} is set to {wanted!r} but {config.paths.model_dir} holds "
                             f"{manifest['source']!r} weights; run `imgclust download`")
-    identity = {"network": "inception_v3", "source": manifest["source"], "sha256": manifest["sha256"]}
+    identity = {"network": name, "source": manifest["source"], "sha256": manifest["sha256"]}
 
     def load():
-        from .extractor import load_extractor, preprocess
+        from .extractor import load_network
 
-        verified = weights_mod.load_manifest(config.paths.model_dir, verify=True)
-        model = load_extractor(verified)
-        offset, scale = verified["scaling"]
-        return model.predict_on_batch, lambda batch: preprocess(batch, offset, scale)
+        return load_network(weights_mod.load_manifest(config.paths.model_dir, name, verify=True))
 
     return load, identity
 
 
-def extract(config: Config, progress: bool = True) -> ExtractSummary:
-    """``imgclust extract``: bring the feature store up to date with ``paths.image_dir``.
+def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | None = None) -> ExtractSummary:
+    """``imgclust extract``: bring the feature stores of ``model.extractor`` (or ``networks``) up to
+    date with ``paths.image_dir``, all networks in one pass.
 
     Raises:
         ImgclustError: no weights, missing image folder, or no images.
     """
-    loader, identity = _extractor(config)
-    return extract_features(config, loader, identity, progress)
+    networks = networks or config.model.extractor
+    return extract_features(config, {n: _network(config, n) for n in networks}, progress)
 
 
-def _store(config: Config) -> FeatureStore:
-    store = load_store(config.feature_dir)
-    if store is None or len(store.images) == 0:
-        raise ImgclustError(f"paths.vector_dir: no feature vectors in {config.feature_dir}; run `imgclust extract`")
-    return store
+def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
+    stores = []
+    for name in networks:
+        store = load_store(config.feature_dir / name)
+        if store is None or len(store.images) == 0:
+            raise ImgclustError(f"paths.vector_dir: no {name} feature vectors in {config.feature_dir}; "
+                                "run `imgclust extract`")
+        stores.append(store)
+    return stores
+
+
+def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray]]:
+    """Paths present in every store, and each store's rows for them in that order."""
+    common = sorted(set.intersection(*(set(s.paths) for s in stores)))
+    blocks = []
+    for store in stores:
+        if store.paths == common:
+            blocks.append(store.vectors)
+        else:
+            row = {p: i for i, p in enumerate(store.paths)}
+            blocks.append(np.asarray(store.vectors)[[row[p] for p in common]])
+    return common, blocks
+
+
+def features(config: Config) -> tuple[list[str], np.ndarray, str]:
+    """The feature matrix clustering works on.
+
+    Returns:
+        (paths relative to ``image_dir``, float32 (N, D) vectors — one network's as stored, several
+        networks' L2-normalised and concatenated —, a key that changes whenever they do).
+
+    Raises:
+        ImgclustError: a network in ``model.extractor`` has no vectors yet.
+    """
+    stores = _stores(config, config.model.extractor)
+    paths, blocks = _aligned(stores)
+    return paths, combine(blocks), "+".join(s.token for s in stores)
 
 
 def _write_k_table(sweep: KSweep, path: Path) -> None:
@@ -82,10 +119,10 @@ def _write_k_table(sweep: KSweep, path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _sweep(config: Config, store: FeatureStore, embedding: np.ndarray, progress: bool, log) -> KSweep:
+def _sweep(config: Config, features_key: str, embedding: np.ndarray, progress: bool, log) -> KSweep:
     """The k sweep, from cache when embedding and parameters are unchanged."""
     m = config.model
-    key = f"{embedding_key(store, m)}-{m.k_max}-{m.n_init}"
+    key = f"{embedding_key(features_key, m)}-{m.k_max}-{m.n_init}"
     cache = config.feature_dir / SWEEP_CACHE
     if cache.is_file():
         doc = json.loads(cache.read_text())
@@ -119,14 +156,14 @@ def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
-    store = _store(config)
-    embedding = embed(store, config.model, config.feature_dir, log)
-    sweep = _sweep(config, store, embedding, progress, log)
+    paths, vectors, key = features(config)
+    embedding = embed(vectors, key, config.model, config.feature_dir, log)
+    sweep = _sweep(config, key, embedding, progress, log)
     d, name = config.model.reduced_dimension, config.model.object_name
     out = config.plot_dir
     files = [out / f"cost_{d}D.png", out / f"embedding_{d}D.png", out / "k_scores.csv"]
-    plot_elbow(sweep, files[0], f"{name}: k-means on the {config.model.reducer} embedding ({len(store.images)} images)")
-    plot_scatter(embedding, files[1], f"{name}: {config.model.reducer} embedding of {len(store.images)} images")
+    plot_elbow(sweep, files[0], f"{name}: k-means on the {config.model.reducer} embedding ({len(paths)} images)")
+    plot_scatter(embedding, files[1], f"{name}: {config.model.reducer} embedding of {len(paths)} images")
     _write_k_table(sweep, files[2])
     return FindKResult(sweep, sweep.suggested_k, files)
 
@@ -153,19 +190,18 @@ def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
     Raises:
         ImgclustError: no feature vectors, or ``model.k`` larger than the number of images.
     """
-    store = _store(config)
+    paths, vectors, key = features(config)
     m = config.model
-    embedding = embed(store, m, config.feature_dir, log)
-    n = len(store.images)
+    embedding = embed(vectors, key, m, config.feature_dir, log)
+    n = len(paths)
     if m.k == "auto":
-        k = _sweep(config, store, embedding, progress, log).suggested_k
+        k = _sweep(config, key, embedding, progress, log).suggested_k
         log(f"k = {k} (suggested: silhouette maximum)")
     else:
         k = m.k
         if k > n:
             raise ImgclustError(f"model.k: {k} clusters asked for but only {n} images have feature vectors")
     result = cluster_kmeans(embedding, k, m.n_init, m.seed)
-    paths = store.paths
     label_files = write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding, k)
     link_root = config.paths.link_dir / m.object_name
     kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, k, m.link)
@@ -185,6 +221,42 @@ def _cluster_plots(config: Config, paths, result, embedding, k: int, progress: b
         title = f"cluster {c}: {size} images" + (" (100 nearest the centre shown)" if size > 100 else "")
         contact_sheet([config.paths.image_dir / paths[i] for i in members],
                       out / f"contact_sheet_{cluster_id(c, k)}.png", title)
+
+
+def write_tags(path: Path, paths: list[str], top_classes: np.ndarray, top_scores: np.ndarray,
+               class_names: list[str], n: int, min_score: float) -> None:
+    """Write the label table: ``path, label_1..label_n, score_1..score_n`` (the shape of a
+    labelling-service export); labels below ``min_score`` are left empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", *(f"label_{i}" for i in range(1, n + 1)), *(f"score_{i}" for i in range(1, n + 1))])
+    for p, classes, scores in zip(paths, top_classes[:, :n], top_scores[:, :n]):
+        keep = scores >= min_score
+        labels = [class_names[c] if k else "" for c, k in zip(classes, keep)]
+        writer.writerow([p, *labels, *(f"{s:.4f}" if k else "" for s, k in zip(scores, keep))])
+    atomic_write_text(path, buf.getvalue())
+
+
+def tag(config: Config, progress: bool = True, log=print) -> Path:
+    """``imgclust tag``: up to ``model.tag_count`` ImageNet labels per image with their softmax
+    probabilities (at least ``model.tag_min_score``), from EfficientNet-Lite0's classifier; the
+    labels are computed in the same pass as the feature vectors and reused afterwards.
+
+    Returns:
+        ``<cluster_label_dir>/<object_name>_tags.csv``.
+
+    Raises:
+        ImgclustError: weights or class names could not be had, or no images.
+    """
+    lite0 = "efficientnet_lite0"
+    download(config, log=log, networks=(lite0,))
+    class_names = weights_mod.download_class_names(config.paths.model_dir, log)
+    log(extract(config, progress, tuple(dict.fromkeys((*config.model.extractor, lite0)))).line())
+    store = _stores(config, (lite0,))[0]
+    out = config.paths.cluster_label_dir / f"{config.model.object_name}_tags.csv"
+    write_tags(out, store.paths, np.asarray(store.arrays["top_classes"]), np.asarray(store.arrays["top_scores"]),
+               class_names, config.model.tag_count, config.model.tag_min_score)
+    return out
 
 
 @dataclass

