@@ -1,5 +1,6 @@
-"""Atomic file writes: write to a temporary name in the same folder, then rename over the target,
-so readers (and a crash) see the old file or the new one, never half of one."""
+"""Safe writing: atomic file replacement (write a temporary name in the same folder, then rename
+over the target, so readers and a crash see the old file or the new one, never half of one) and an
+exclusive lock so two runs never write the same collection."""
 from __future__ import annotations
 
 import os
@@ -25,3 +26,36 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def exclusive_lock(folder: Path, what: str):
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``<folder>/.lock`` for the block.
+
+    A second process asking for the same lock is refused at once instead of waiting, so two runs
+    never write the same outputs; the lock dies with its process (``kill -9`` included).
+
+    Raises:
+        ImgclustError: another process holds the lock; the message names it and ``what`` it does.
+    """
+    import fcntl
+
+    from .errors import ImgclustError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ImgclustError(f"{folder}: {holder} is already working on this collection; "
+                                f"wait for it to finish before running {what}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"imgclust (pid {os.getpid()})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)

@@ -109,8 +109,8 @@ def test_no_images_is_a_clear_error(tmp_path, make_config, random_extractor):
 def test_a_half_written_store_is_ignored(photos, make_config, random_extractor):
     config = make_config(photos)
     run(config, random_extractor)
-    # A crash after the new matrix was saved but before the index was replaced leaves an orphan.
-    orphan = config.feature_dir / "inception_v3" / "features-orphan.npy"
+    # A crash after a shard was saved but before the index was replaced leaves an orphan.
+    orphan = config.feature_dir / "inception_v3" / "0123456789ab.features.npy"
     orphan.write_bytes(b"partial")
     assert store_of(config).vectors.shape == (4, 2048)
     run(config, random_extractor)
