@@ -14,6 +14,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 SILHOUETTE_SAMPLE = 10_000  # silhouette is O(N²): above this many images it uses a random sample
+SWEEP_SAMPLE = 20_000  # the k sweep fits k-means 100 times: above this many images, on a random sample
 
 
 @dataclass
@@ -47,9 +48,16 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None) ->
         n_init, seed: passed to :func:`kmeans`.
         progress: optional callable ``progress(k)`` after each fit.
 
+    Above :data:`SWEEP_SAMPLE` points the sweep runs on a seeded random sample of that size and the
+    inertia is scaled by N / sample size, so the curve keeps the full data's units; the final
+    clustering (:func:`cluster_kmeans`) always uses every point.
+
     Returns:
         :class:`KSweep`.
     """
+    n_all = x.shape[0]
+    if n_all > SWEEP_SAMPLE:
+        x = x[np.random.default_rng(seed).choice(n_all, SWEEP_SAMPLE, replace=False)]
     n = x.shape[0]
     ks = np.arange(1, max(1, min(k_max, n - 1)) + 1)
     inertia = np.empty(len(ks))
@@ -57,7 +65,7 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None) ->
     sample = min(n, SILHOUETTE_SAMPLE)
     for i, k in enumerate(ks):
         fit = kmeans(x, int(k), n_init, seed)
-        inertia[i] = fit.inertia_
+        inertia[i] = fit.inertia_ * n_all / n
         if 2 <= k <= n - 1 and len(np.unique(fit.labels_)) > 1:
             silhouette[i] = silhouette_score(x, fit.labels_, sample_size=sample, random_state=seed)
         if progress:

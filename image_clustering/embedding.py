@@ -2,8 +2,8 @@
 
 As in the original tool: standardize each feature (zero mean, unit variance; ``model.standardize``),
 PCA to ``model.pca_dimension`` (50) components, then t-SNE (van der Maaten & Hinton 2008;
-scikit-learn's Barnes-Hut ``TSNE``) or UMAP (McInnes et al. 2018; ``umap-learn``) to
-``model.reduced_dimension``. With several networks, each network's vectors are L2-normalised and
+scikit-learn's Barnes-Hut ``TSNE`` up to 10,000 images, openTSNE's FFT-accelerated t-SNE above) or
+UMAP (McInnes et al. 2018; ``umap-learn``) to ``model.reduced_dimension``. With several networks, each network's vectors are L2-normalised and
 concatenated first, so each network weighs the same whatever its dimension. The result is cached
 next to the features, keyed on the stores' content and every parameter.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from .config import ModelConfig
 from .errors import ImgclustError
 
 CACHE = "embedding.npz"
+# Up to this many images t-SNE is scikit-learn's Barnes-Hut (the measured configuration); above,
+# openTSNE's FFT-accelerated t-SNE, which scales to 10^5 images on two cores.
+TSNE_SKLEARN_LIMIT = 10_000
 
 
 def combine(blocks: list[np.ndarray]) -> np.ndarray:
@@ -73,9 +77,11 @@ def reduce(x: np.ndarray, model: ModelConfig) -> np.ndarray:
         raise ImgclustError(f"need at least 3 images to build an embedding, found {n}")
     dim = model.reduced_dimension
     if model.reducer == "tsne":
+        perplexity = min(model.perplexity, (n - 1) / 3)
+        if n > TSNE_SKLEARN_LIMIT and dim <= 2:
+            return _fft_tsne(x, dim, perplexity, model.seed)
         from sklearn.manifold import TSNE
 
-        perplexity = min(model.perplexity, (n - 1) / 3)
         method = "barnes_hut" if dim <= 3 else "exact"
         tsne = TSNE(n_components=dim, perplexity=perplexity, init="pca", random_state=model.seed, method=method)
         return tsne.fit_transform(x).astype(np.float32)
@@ -86,6 +92,16 @@ def reduce(x: np.ndarray, model: ModelConfig) -> np.ndarray:
         reducer = umap.UMAP(n_components=dim, n_neighbors=min(model.n_neighbors, n - 1), min_dist=0.0,
                             random_state=model.seed)
         return reducer.fit_transform(x).astype(np.float32)
+
+
+def _fft_tsne(x: np.ndarray, dim: int, perplexity: float, seed: int) -> np.ndarray:
+    """t-SNE with FFT-accelerated interpolation (Linderman et al. 2019, FIt-SNE; the openTSNE
+    library): O(N) per iteration where Barnes-Hut is O(N log N) with a large constant."""
+    from openTSNE import TSNE
+
+    tsne = TSNE(n_components=dim, perplexity=perplexity, initialization="pca", random_state=seed,
+                n_jobs=os.cpu_count() or 1, negative_gradient_method="fft")
+    return np.asarray(tsne.fit(x), dtype=np.float32)
 
 
 def embedding_key(features_key: str, model: ModelConfig) -> str:

@@ -35,12 +35,22 @@ def _keras():
             import keras  # noqa: F401
             import tensorflow as tf
 
-            tf.config.list_physical_devices()  # the CUDA probe logs on first use, not on import
+            for gpu in tf.config.list_physical_devices("GPU"):  # first use probes CUDA (and logs)
+                # Take GPU memory as needed rather than all of it up front.
+                tf.config.experimental.set_memory_growth(gpu, True)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
     return sys.modules["keras"]
+
+
+def gpu_count() -> int:
+    """Number of GPUs TensorFlow sees (importing it if needed)."""
+    _keras()
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def _creation_order(layers, cls) -> list:

@@ -214,11 +214,21 @@ def _safe_load(path: Path, sizes: tuple[int, ...]):
         return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def decode_threads() -> int:
+    """Worker threads decoding ahead of the network: on CPU one (the network already uses every
+    core; more decoders only slow its threads, measured in docs/performance.md), with a GPU one per
+    core. ``IMGCLUST_DECODE_THREADS`` overrides."""
+    from .extractor import gpu_count
+
+    default = (os.cpu_count() or 2) if gpu_count() else 1
+    return int(os.environ.get("IMGCLUST_DECODE_THREADS", default))
+
+
 def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[int, ...], batch_size: int):
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
         def submit(batch):
             return [pool.submit(_safe_load, image_dir / f.path, sizes) for f in batch]
 
@@ -328,7 +338,10 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         load_seconds = 0.0
         if todo:
             for job in jobs:
-                job.network = job.loader() if job.todo else None
+                if job.todo:
+                    job.network = job.loader()
+                    warm_up = np.zeros((config.model.batch_size, job.network.input_size, job.network.input_size, 3), np.uint8)
+                    job.network.run(warm_up)  # the first call traces the graph: part of building the network
             load_seconds = time.perf_counter() - start
             failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress)
         failed = {path for path, _ in failures}

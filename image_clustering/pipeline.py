@@ -18,7 +18,7 @@ from .config import Config
 from .embedding import combine, embed, embedding_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, write_labels
 from .plots import contact_sheet, plot_elbow, plot_scatter
 
@@ -156,6 +156,11 @@ def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
+    with exclusive_lock(config.feature_dir, "find-k"):
+        return _find_k(config, progress, log)
+
+
+def _find_k(config: Config, progress: bool, log) -> FindKResult:
     paths, vectors, key = features(config)
     embedding = embed(vectors, key, config.model, config.feature_dir, log)
     sweep = _sweep(config, key, embedding, progress, log)
@@ -190,6 +195,11 @@ def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
     Raises:
         ImgclustError: no feature vectors, or ``model.k`` larger than the number of images.
     """
+    with exclusive_lock(config.feature_dir, "cluster"):
+        return _cluster(config, progress, log)
+
+
+def _cluster(config: Config, progress: bool, log) -> ClusterResult:
     paths, vectors, key = features(config)
     m = config.model
     embedding = embed(vectors, key, m, config.feature_dir, log)
