@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: hide its C++ start-up logs
 
@@ -88,6 +89,18 @@ def cluster(config_path, quiet):
     """Cluster at model.k and link the images into one folder per cluster."""
     result = pipeline.cluster(load_config(config_path), progress=not quiet, log=_log(quiet))
     click.echo(_cluster_line(result))
+
+
+@main.command(cls=_Command)
+@_common
+@click.option("--truth", type=click.Path(dir_okay=False), help="CSV path,label (default: first folder level).")
+def evaluate(config_path, quiet, truth):
+    """Score the clustering against ground-truth classes: NMI, ARI, ACC, homogeneity, completeness."""
+    from .evaluation import format_table
+
+    scores, out = pipeline.evaluate(load_config(config_path), Path(truth) if truth else None)
+    click.echo(format_table(scores))
+    click.echo(f"evaluate: scores in {out}", err=True)
 
 
 @main.command(cls=_Command)

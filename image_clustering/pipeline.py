@@ -269,6 +269,33 @@ def tag(config: Config, progress: bool = True, log=print) -> Path:
     return out
 
 
+def evaluate(config: Config, truth_csv: Path | None = None) -> tuple[dict, Path]:
+    """``imgclust evaluate``: score the last ``cluster`` output against ground truth — the first
+    folder level under ``paths.image_dir``, or ``truth_csv`` (``path,label``) — and write the scores
+    to ``<cluster_label_dir>/<object_name>_evaluation.json``.
+
+    Returns:
+        (scores as in :func:`image_clustering.evaluation.score`, the JSON path).
+
+    Raises:
+        ImgclustError: no clustering yet, or no ground truth.
+    """
+    from .evaluation import csv_truth, folder_truth, score
+
+    labels_csv = config.paths.cluster_label_dir / f"{config.model.object_name}.csv"
+    if not labels_csv.is_file():
+        raise ImgclustError(f"{labels_csv}: no clustering yet; run `imgclust cluster`")
+    with open(labels_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    paths = [r["path"] for r in rows]
+    truth = csv_truth(truth_csv, paths) if truth_csv else folder_truth(paths)
+    scores = score(truth, [int(r["cluster"]) for r in rows])
+    scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
+    out = config.paths.cluster_label_dir / f"{config.model.object_name}_evaluation.json"
+    atomic_write_text(out, json.dumps(scores, indent=1))
+    return scores, out
+
+
 @dataclass
 class RunResult:
     """The outcome of each step of :func:`run`."""

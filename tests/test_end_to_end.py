@@ -60,6 +60,9 @@ def test_example_quick_start(weights, make_config):
     assert len(paths) == 40 and "suggested k = 10" in output and "10 clusters" in output
     assert normalized_mutual_info_score(folder_labels(paths), labels) == pytest.approx(1.0)
     check_link_folders(config, paths, labels)
+    assert "NMI" in run_cli(config, "evaluate")
+    scores = json.loads((config.paths.cluster_label_dir / "test_evaluation.json").read_text())
+    assert scores["nmi"] == scores["ari"] == scores["acc"] == pytest.approx(1.0) and scores["clusters"] == 10
     plots = config.plot_dir
     for name in ["cost_2D.png", "embedding_2D.png", "clusters_2D.png", "contact_sheet_0.png", "k_scores.csv"]:
         assert (plots / name).stat().st_size > 1000 or name.endswith(".csv")
