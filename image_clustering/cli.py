@@ -75,7 +75,9 @@ def find_k(config_path, quiet):
     """Embed the features, sweep k-means over k, plot the elbow and suggest k."""
     config = load_config(config_path)
     result = pipeline.find_k(config, progress=not quiet, log=_log(quiet))
-    click.echo(f"find-k: suggested k = {result.suggested_k} (silhouette maximum); plots in {config.plot_dir}")
+    others = ", ".join(f"{c} {k}" for c, k in result.sweep.suggestions.items() if c != result.sweep.criterion)
+    click.echo(f"find-k: suggested k = {result.suggested_k} ({result.sweep.criterion}; {others}); "
+               f"plots in {config.plot_dir}")
 
 
 def _cluster_line(result: pipeline.ClusterResult) -> str:
@@ -118,7 +120,7 @@ def run(config_path, quiet):
     start = time.perf_counter()
     result = pipeline.run(load_config(config_path), progress=not quiet, log=_log(quiet))
     click.echo(result.extract.line())
-    click.echo(f"find-k: suggested k = {result.find_k.suggested_k} (silhouette maximum)")
+    click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")
     click.echo(_cluster_line(result.cluster))
     click.echo(f"run: done in {time.perf_counter() - start:.1f} s", err=True)
 

@@ -1,9 +1,15 @@
 """Stage 3: embedding → clusters. The k-means sweep behind ``find-k`` and the final k-means.
 
 k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations, best of
-``n_init`` runs). The suggested k maximises the mean silhouette coefficient (Rousseeuw 1987) on the
-embedding: measured in ``shared/docs/baseline.md``, it found the true number of categories where the
-elbow knee did not.
+``n_init`` runs). Four criteria suggest k from the sweep (``model.k_criterion``):
+
+- ``silhouette`` (default): maximum mean silhouette coefficient (Rousseeuw 1987). Measured in
+  ``shared/docs/baseline.md``, it found the true number of categories where the others did not.
+- ``davies_bouldin``: minimum Davies–Bouldin index (Davies & Bouldin 1979).
+- ``elbow``: the knee of the inertia curve, the point farthest below the chord from its first to
+  its last point (both axes scaled to [0, 1]).
+- ``lmethod``: the L-method (Salvador & Chan 2004, ICTAI): the split of the inertia curve that
+  minimises the size-weighted RMSE of two fitted lines.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 SILHOUETTE_SAMPLE = 10_000  # silhouette is O(N²): above this many images it uses a random sample
 SWEEP_SAMPLE = 20_000  # the k sweep fits k-means 100 times: above this many images, on a random sample
@@ -25,13 +31,21 @@ class KSweep:
         ks: int array (K,) of the k tried.
         inertia: float array (K,): sum of squared distances to the nearest centre (embedding units²).
         silhouette: float array (K,): mean silhouette coefficient in [-1, 1]; NaN for k = 1.
-        suggested_k: the k with the largest silhouette (1 when fewer than 3 points).
+        davies_bouldin: float array (K,): Davies–Bouldin index (≥ 0, lower is better); NaN for k = 1.
+        suggestions: criterion name → suggested k (see the module docstring).
+        criterion: the criterion behind ``suggested_k``.
     """
 
     ks: np.ndarray
     inertia: np.ndarray
     silhouette: np.ndarray
-    suggested_k: int
+    davies_bouldin: np.ndarray
+    suggestions: dict[str, int]
+    criterion: str = "silhouette"
+
+    @property
+    def suggested_k(self) -> int:
+        return self.suggestions[self.criterion]
 
 
 def kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> KMeans:
@@ -39,7 +53,44 @@ def kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> KMeans:
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
 
 
-def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None) -> KSweep:
+CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod")
+
+
+def elbow_knee(ks: np.ndarray, values: np.ndarray) -> int:
+    """The k whose point lies farthest below the straight line from the first to the last point of
+    a falling curve, both axes scaled to [0, 1]."""
+    if len(ks) < 3:
+        return int(ks[-1]) if len(ks) else 1
+    x = (ks - ks[0]) / (ks[-1] - ks[0])
+    span = values[0] - values[-1]
+    y = (values - values[-1]) / span if span else np.zeros_like(values)
+    below = (1 - x) - y  # chord from (0, 1) to (1, 0)
+    return int(ks[int(np.argmax(below))])
+
+
+def l_method(ks: np.ndarray, values: np.ndarray) -> int:
+    """The L-method knee (Salvador & Chan 2004): for each split c, fit one least-squares line to the
+    points up to c and one to the rest; return the k at the split minimising
+    RMSE_c = (c − 1)/(b − 1) · RMSE_left + (b − c)/(b − 1) · RMSE_right over b points (each line
+    needs at least two points)."""
+    b = len(ks)
+    if b < 4:
+        return int(ks[-1]) if b else 1
+    x, y = ks.astype(float), values.astype(float)
+
+    def rmse(xs, ys):
+        fit = np.polyval(np.polyfit(xs, ys, 1), xs)
+        return float(np.sqrt(np.mean((ys - fit) ** 2)))
+
+    best, best_c = np.inf, 2
+    for c in range(2, b - 1):  # left = points 1..c, right = c+1..b
+        total = (c - 1) / (b - 1) * rmse(x[:c], y[:c]) + (b - c) / (b - 1) * rmse(x[c:], y[c:])
+        if total < best:
+            best, best_c = total, c
+    return int(ks[best_c - 1])
+
+
+def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, criterion: str = "silhouette") -> KSweep:
     """Fit k-means for k = 1..min(k_max, N − 1) and score each k.
 
     Args:
@@ -62,16 +113,24 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None) ->
     ks = np.arange(1, max(1, min(k_max, n - 1)) + 1)
     inertia = np.empty(len(ks))
     silhouette = np.full(len(ks), np.nan)
+    davies_bouldin = np.full(len(ks), np.nan)
     sample = min(n, SILHOUETTE_SAMPLE)
     for i, k in enumerate(ks):
         fit = kmeans(x, int(k), n_init, seed)
         inertia[i] = fit.inertia_ * n_all / n
         if 2 <= k <= n - 1 and len(np.unique(fit.labels_)) > 1:
             silhouette[i] = silhouette_score(x, fit.labels_, sample_size=sample, random_state=seed)
+            davies_bouldin[i] = davies_bouldin_score(x, fit.labels_)
         if progress:
             progress(int(k))
-    best = int(ks[np.nanargmax(silhouette)]) if np.isfinite(silhouette).any() else 1
-    return KSweep(ks, inertia, silhouette, best)
+    scored = np.isfinite(silhouette).any()
+    suggestions = {
+        "silhouette": int(ks[np.nanargmax(silhouette)]) if scored else 1,
+        "davies_bouldin": int(ks[np.nanargmin(davies_bouldin)]) if scored else 1,
+        "elbow": elbow_knee(ks, inertia),
+        "lmethod": l_method(ks, inertia),
+    }
+    return KSweep(ks, inertia, silhouette, davies_bouldin, suggestions, criterion)
 
 
 @dataclass

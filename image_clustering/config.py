@@ -56,6 +56,7 @@ SCHEMA = {
                 "n_neighbors": {**_INT, "minimum": 2},
                 "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
                 "k_max": {**_INT, "minimum": 1, "maximum": 1000},
+                "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod"]},
                 "n_init": {**_INT, "minimum": 1},
                 "seed": {**_INT, "minimum": 0},
                 "link": {"enum": ["symlink", "hardlink", "copy"]},
@@ -86,6 +87,7 @@ DEFAULT_MODEL = {
     "n_neighbors": 15,
     "k": "auto",
     "k_max": 100,
+    "k_criterion": "silhouette",
     "n_init": 4,
     "seed": 0,
     "link": "symlink",
@@ -123,6 +125,7 @@ class ModelConfig:
     n_neighbors: int
     k: int | str
     k_max: int
+    k_criterion: str
     n_init: int
     seed: int
     link: str

@@ -20,7 +20,7 @@ from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, write_labels
-from .plots import contact_sheet, plot_elbow, plot_scatter
+from .plots import contact_sheet, plot_elbow, plot_k_criteria, plot_scatter
 
 SWEEP_CACHE = "find_k.json"
 
@@ -113,28 +113,31 @@ def features(config: Config) -> tuple[list[str], np.ndarray, str]:
 def _write_k_table(sweep: KSweep, path: Path) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["k", "inertia", "silhouette"])
-    for k, inertia, sil in zip(sweep.ks, sweep.inertia, sweep.silhouette):
-        writer.writerow([int(k), f"{inertia:.6g}", "" if np.isnan(sil) else f"{sil:.6f}"])
+    writer.writerow(["k", "inertia", "silhouette", "davies_bouldin"])
+    for k, inertia, sil, db in zip(sweep.ks, sweep.inertia, sweep.silhouette, sweep.davies_bouldin):
+        writer.writerow([int(k), f"{inertia:.6g}", "" if np.isnan(sil) else f"{sil:.6f}",
+                         "" if np.isnan(db) else f"{db:.6f}"])
     atomic_write_text(path, buf.getvalue())
 
 
 def _sweep(config: Config, features_key: str, embedding: np.ndarray, progress: bool, log) -> KSweep:
     """The k sweep, from cache when embedding and parameters are unchanged."""
     m = config.model
-    key = f"{embedding_key(features_key, m)}-{m.k_max}-{m.n_init}"
+    key = f"sweep2-{embedding_key(features_key, m)}-{m.k_max}-{m.n_init}"  # bump when the cache's fields change
     cache = config.feature_dir / SWEEP_CACHE
     if cache.is_file():
         doc = json.loads(cache.read_text())
         if doc.get("key") == key:
-            return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]),
-                          np.array(doc["silhouette"], dtype=float), doc["suggested_k"])
+            return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
+                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
     k_top = max(1, min(m.k_max, len(embedding) - 1))
     log(f"fitting k-means for k = 1..{k_top}")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
-        sweep = sweep_k(embedding, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1))
+        sweep = sweep_k(embedding, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
     doc = {"key": key, "ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
-           "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette], "suggested_k": sweep.suggested_k}
+           "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
+           "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],
+           "suggestions": sweep.suggestions}
     atomic_write_text(cache, json.dumps(doc))
     return sweep
 
@@ -151,7 +154,8 @@ class FindKResult:
 def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
     """``imgclust find-k``: embed the features, sweep k-means over k = 1..min(k_max, N−1), write the
     elbow plot ``cost_<d>D.png``, the embedding scatter ``embedding_<d>D.png`` and ``k_scores.csv``
-    into ``<plot_dir>/<object_name>/``; the suggested k is the silhouette maximum.
+    into ``<plot_dir>/<object_name>/``, and ``k_criteria.png`` with every criterion's curve and pick;
+    the suggested k follows ``model.k_criterion``.
 
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
@@ -166,10 +170,11 @@ def _find_k(config: Config, progress: bool, log) -> FindKResult:
     sweep = _sweep(config, key, embedding, progress, log)
     d, name = config.model.reduced_dimension, config.model.object_name
     out = config.plot_dir
-    files = [out / f"cost_{d}D.png", out / f"embedding_{d}D.png", out / "k_scores.csv"]
+    files = [out / f"cost_{d}D.png", out / f"embedding_{d}D.png", out / "k_scores.csv", out / "k_criteria.png"]
     plot_elbow(sweep, files[0], f"{name}: k-means on the {config.model.reducer} embedding ({len(paths)} images)")
     plot_scatter(embedding, files[1], f"{name}: {config.model.reducer} embedding of {len(paths)} images")
     _write_k_table(sweep, files[2])
+    plot_k_criteria(sweep, files[3], f"{name}: choosing k ({len(paths)} images)")
     return FindKResult(sweep, sweep.suggested_k, files)
 
 
@@ -206,7 +211,7 @@ def _cluster(config: Config, progress: bool, log) -> ClusterResult:
     n = len(paths)
     if m.k == "auto":
         k = _sweep(config, key, embedding, progress, log).suggested_k
-        log(f"k = {k} (suggested: silhouette maximum)")
+        log(f"k = {k} (suggested by {m.k_criterion})")
     else:
         k = m.k
         if k > n:

@@ -39,6 +39,31 @@ def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
     _save(fig, path)
 
 
+CRITERION_LABELS = {"silhouette": "silhouette max", "davies_bouldin": "Davies–Bouldin min",
+                    "elbow": "elbow knee", "lmethod": "L-method"}
+
+
+def plot_k_criteria(sweep: KSweep, path: Path, title: str) -> None:
+    """Three panels side by side — inertia (elbow knee and L-method marked), mean silhouette,
+    Davies–Bouldin index — each criterion's k drawn as a dashed line, the one in use solid."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [(axes[0], sweep.inertia, "inertia", ("elbow", "lmethod")),
+              (axes[1], sweep.silhouette, "mean silhouette (higher is better)", ("silhouette",)),
+              (axes[2], sweep.davies_bouldin, "Davies–Bouldin (lower is better)", ("davies_bouldin",))]
+    colours = {"silhouette": "tab:orange", "davies_bouldin": "tab:green", "elbow": "tab:purple", "lmethod": "tab:red"}
+    for ax, values, label, criteria in panels:
+        ax.plot(sweep.ks, values, "o-", ms=2.5, color="tab:blue")
+        ax.set_xlabel("k")
+        ax.set_ylabel(label)
+        for c in criteria:
+            k = sweep.suggestions[c]
+            ax.axvline(k, color=colours[c], ls="-" if c == sweep.criterion else "--",
+                       label=f"{CRITERION_LABELS[c]}: k = {k}" + (" (used)" if c == sweep.criterion else ""))
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarray | None = None) -> None:
     """Scatter of the first two embedding dimensions, coloured by cluster when ``labels`` is given
     (each cluster's number written at its median point)."""

@@ -66,9 +66,10 @@ def main() -> None:
             row = {"k": result.k, "classes": len(set(truth)),
                    "nmi": normalized_mutual_info_score(truth, result.labels),
                    "ari": adjusted_rand_score(truth, result.labels), "seconds": time.perf_counter() - start}
+            row["k_by_criterion"] = json.loads((config.feature_dir / "find_k.json").read_text())["suggestions"]
             results.setdefault(label, {})[name] = row
             print(f"  {label:36s} k {row['k']:3d}/{row['classes']:<3d} NMI {row['nmi']:.3f} ARI {row['ari']:.3f} "
-                  f"({row['seconds']:.0f} s)", flush=True)
+                  f"({row['seconds']:.0f} s) k by criterion {row['k_by_criterion']}", flush=True)
     print("\n| configuration | " + " | ".join(f"{s} k / NMI / ARI" for s in args.sets) + " | mean NMI |")
     print("|---|" + "---|" * (len(args.sets) + 1))
     for label, per_set in results.items():

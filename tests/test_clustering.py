@@ -70,3 +70,41 @@ def test_combine_gives_each_network_equal_weight():
     assert both.shape == (3, 6)
     np.testing.assert_allclose(np.linalg.norm(both[:, :4], axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(both[:, 4:], axis=1), 1.0, rtol=1e-6)
+
+
+def test_l_method_finds_the_corner_of_two_lines():
+    from image_clustering.clustering import l_method
+
+    ks = np.arange(1, 31)
+    values = np.where(ks <= 8, 100 - 11 * ks, 12 - 0.2 * (ks - 8))  # steep to k = 8, then flat
+    assert l_method(ks, values.astype(float)) == 8
+    noisy = values + np.random.default_rng(0).normal(0, 0.5, len(ks))
+    assert abs(l_method(ks, noisy) - 8) <= 1
+
+
+def test_elbow_knee_is_the_point_farthest_below_the_chord():
+    from image_clustering.clustering import elbow_knee
+
+    ks = np.arange(1, 21)
+    assert elbow_knee(ks, 1.0 / ks) in (3, 4, 5)
+    assert elbow_knee(ks, np.where(ks <= 6, 60 - 10 * ks, 0.0)) == 6
+
+
+def test_sweep_reports_every_criterion():
+    x, _ = blobs(k=5)
+    sweep = sweep_k(x, k_max=30, n_init=2, seed=0, criterion="davies_bouldin")
+    assert set(sweep.suggestions) == {"silhouette", "davies_bouldin", "elbow", "lmethod"}
+    assert sweep.suggested_k == sweep.suggestions["davies_bouldin"] == 5
+    assert sweep.suggestions["silhouette"] == 5 and np.isnan(sweep.davies_bouldin[0])
+    assert np.nanmin(sweep.davies_bouldin) == sweep.davies_bouldin[4]
+
+
+def test_sweep_on_a_sample_keeps_full_data_units(monkeypatch):
+    import image_clustering.clustering as clustering
+
+    x, _ = blobs(k=4, per=200)
+    full = sweep_k(x, k_max=8, n_init=2, seed=0)
+    monkeypatch.setattr(clustering, "SWEEP_SAMPLE", 300)
+    sampled = sweep_k(x, k_max=8, n_init=2, seed=0)
+    assert sampled.suggested_k == full.suggested_k == 4
+    np.testing.assert_allclose(sampled.inertia[3], full.inertia[3], rtol=0.2)
