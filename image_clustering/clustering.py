@@ -161,12 +161,48 @@ def cluster_kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> Clustering:
     """
     if k > x.shape[0]:
         raise ValueError(f"k = {k} is larger than the number of images ({x.shape[0]})")
-    fit = kmeans(x, k, n_init, seed)
-    sizes = np.bincount(fit.labels_, minlength=k)
-    order = np.argsort(-sizes, kind="stable")  # new number → old number
+    return by_size(x, kmeans(x, k, n_init, seed).labels_)
+
+
+def by_size(x: np.ndarray, raw_labels: np.ndarray) -> Clustering:
+    """Renumber any cluster labels by cluster size (largest first); centres are the member means
+    and distances are measured to them (Euclidean, in the units of ``x``)."""
+    _, raw = np.unique(raw_labels, return_inverse=True)
+    k = int(raw.max()) + 1
+    order = np.argsort(-np.bincount(raw, minlength=k), kind="stable")  # new number → old number
     renumber = np.empty(k, dtype=int)
     renumber[order] = np.arange(k)
-    labels = renumber[fit.labels_]
-    centers = fit.cluster_centers_[order].astype(np.float32)
+    labels = renumber[raw]
+    centers = np.stack([x[labels == c].mean(axis=0) for c in range(k)]).astype(np.float32)
     distances = np.linalg.norm(x - centers[labels], axis=1).astype(np.float32)
     return Clustering(labels, distances, centers)
+
+
+HIERARCHICAL_LIMIT = 20_000  # the all-pairs distance matrix of N images takes 4·N² bytes
+
+
+def cluster_hierarchical(x: np.ndarray, k: int, method: str, metric: str) -> tuple[Clustering, np.ndarray]:
+    """Agglomerative clustering (SciPy ``linkage``, then ``fcluster`` with ``maxclust``) into ``k``
+    clusters, renumbered by size.
+
+    Args:
+        x: float (N, d) points.
+        method: ``ward``, ``average``, ``complete`` or ``single`` linkage (Ward needs Euclidean).
+        metric: ``euclidean`` or ``cosine``.
+
+    Returns:
+        (:class:`Clustering`, the linkage matrix Z, float (N − 1, 4), for a dendrogram).
+
+    Raises:
+        ValueError: more than :data:`HIERARCHICAL_LIMIT` points, or k larger than N.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    n = x.shape[0]
+    if n > HIERARCHICAL_LIMIT:
+        raise ValueError(f"agglomerative clustering holds all {n}² pair distances; it is limited to "
+                         f"{HIERARCHICAL_LIMIT:,} images (use k-means)")
+    if k > n:
+        raise ValueError(f"k = {k} is larger than the number of images ({n})")
+    z = linkage(np.asarray(x, dtype=np.float64), method=method, metric=metric)
+    return by_size(x, fcluster(z, k, criterion="maxclust")), z

@@ -57,6 +57,9 @@ SCHEMA = {
                 "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
                 "k_max": {**_INT, "minimum": 1, "maximum": 1000},
                 "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod"]},
+                "algorithm": {"enum": ["kmeans", "agglomerative"]},
+                "linkage": {"enum": ["ward", "average", "complete", "single"]},
+                "metric": {"enum": ["euclidean", "cosine"]},
                 "n_init": {**_INT, "minimum": 1},
                 "seed": {**_INT, "minimum": 0},
                 "link": {"enum": ["symlink", "hardlink", "copy"]},
@@ -88,6 +91,9 @@ DEFAULT_MODEL = {
     "k": "auto",
     "k_max": 100,
     "k_criterion": "silhouette",
+    "algorithm": "kmeans",
+    "linkage": "ward",
+    "metric": "euclidean",
     "n_init": 4,
     "seed": 0,
     "link": "symlink",
@@ -126,6 +132,9 @@ class ModelConfig:
     k: int | str
     k_max: int
     k_criterion: str
+    algorithm: str
+    linkage: str
+    metric: str
     n_init: int
     seed: int
     link: str
@@ -176,6 +185,9 @@ def _check_combinations(model: dict) -> None:
         raise ImgclustError(
             "model.reduced_dimension: t-SNE (Barnes-Hut) supports at most 3 dimensions; use \"reducer\": \"umap\" for more"
         )
+    if model["linkage"] == "ward" and model["metric"] != "euclidean":
+        raise ImgclustError("model.metric: Ward linkage is defined for Euclidean distances only; "
+                            "use \"linkage\": \"average\" with cosine")
     if isinstance(model["k"], int) and model["k"] > model["k_max"]:
         raise ImgclustError(f"model.k: {model['k']} is larger than model.k_max ({model['k_max']})")
 

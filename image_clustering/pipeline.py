@@ -13,14 +13,14 @@ import numpy as np
 from tqdm import tqdm
 
 from . import weights as weights_mod
-from .clustering import KSweep, cluster_kmeans, sweep_k
+from .clustering import KSweep, cluster_hierarchical, cluster_kmeans, sweep_k
 from .config import Config
 from .embedding import combine, embed, embedding_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, write_labels
-from .plots import contact_sheet, plot_elbow, plot_k_criteria, plot_scatter
+from .plots import contact_sheet, plot_dendrogram, plot_elbow, plot_k_criteria, plot_scatter
 
 SWEEP_CACHE = "find_k.json"
 
@@ -216,7 +216,16 @@ def _cluster(config: Config, progress: bool, log) -> ClusterResult:
         k = m.k
         if k > n:
             raise ImgclustError(f"model.k: {k} clusters asked for but only {n} images have feature vectors")
-    result = cluster_kmeans(embedding, k, m.n_init, m.seed)
+    if m.algorithm == "agglomerative":
+        try:
+            result, tree = cluster_hierarchical(embedding, k, m.linkage, m.metric)
+        except ValueError as exc:
+            raise ImgclustError(f"model.algorithm: {exc}") from None
+        plot_dendrogram(tree, k, config.plot_dir / "dendrogram.png",
+                        f"{m.object_name}: {m.linkage} linkage ({m.metric}), k = {k}")
+    else:
+        result = cluster_kmeans(embedding, k, m.n_init, m.seed)
+        (config.plot_dir / "dendrogram.png").unlink(missing_ok=True)  # from an earlier agglomerative run
     label_files = write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding, k)
     link_root = config.paths.link_dir / m.object_name
     kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, k, m.link)

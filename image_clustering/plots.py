@@ -64,6 +64,24 @@ def plot_k_criteria(sweep: KSweep, path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str) -> None:
+    """Dendrogram of a SciPy linkage matrix ``z`` (its last merges, leaves labelled with their
+    image counts) with the cut that leaves ``k`` clusters drawn as a dashed line."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    fig, ax = plt.subplots(figsize=(12, 5))
+    dendrogram(z, ax=ax, truncate_mode="lastp", p=max(3 * k, 30), no_labels=False, leaf_font_size=7,
+               color_threshold=0)
+    heights = z[:, 2]
+    if 1 < k <= len(heights):  # between the merge that would leave k-1 clusters and the one before
+        ax.axhline((heights[-k] + heights[-k + 1]) / 2, color="tab:red", ls="--", label=f"cut: {k} clusters")
+        ax.legend()
+    ax.set_ylabel("merge distance")
+    ax.set_xlabel("images (counts in brackets for merged leaves)")
+    ax.set_title(title)
+    _save(fig, path)
+
+
 def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarray | None = None) -> None:
     """Scatter of the first two embedding dimensions, coloured by cluster when ``labels`` is given
     (each cluster's number written at its median point)."""

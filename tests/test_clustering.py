@@ -72,6 +72,28 @@ def test_combine_gives_each_network_equal_weight():
     np.testing.assert_allclose(np.linalg.norm(both[:, 4:], axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "euclidean"),
+                                            ("average", "cosine"), ("complete", "euclidean"), ("single", "euclidean")])
+def test_agglomerative_recovers_blobs(method, metric):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering.clustering import cluster_hierarchical
+
+    x, truth = blobs(k=4, spread=0.3)
+    x = x + 50  # away from the origin, so cosine distance separates the blobs too
+    result, z = cluster_hierarchical(x, 4, method, metric)
+    assert z.shape == (len(x) - 1, 4) and list(result.sizes) == sorted(result.sizes, reverse=True)
+    assert normalized_mutual_info_score(truth, result.labels) > (0.99 if metric == "euclidean" else 0.8)
+
+
+def test_ward_with_cosine_is_a_config_error():
+    from image_clustering import ImgclustError
+
+    with pytest.raises(ImgclustError, match="model.metric"):
+        config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t", "algorithm": "agglomerative",
+                                                                 "linkage": "ward", "metric": "cosine"}})
+
+
 def test_l_method_finds_the_corner_of_two_lines():
     from image_clustering.clustering import l_method
 

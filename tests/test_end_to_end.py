@@ -71,12 +71,16 @@ def test_example_quick_start(weights, make_config):
     assert max(table[1:], key=lambda r: float(r["silhouette"]))["k"] == "10"
 
 
-def test_ukbench_groups_with_auto_k(weights, make_config):
-    config = make_config(needs_shared(DATASETS / "ukbench_groups14"), k="auto")
+@pytest.mark.parametrize("setting", [{}, {"algorithm": "agglomerative", "linkage": "ward"},
+                                     {"algorithm": "agglomerative", "linkage": "average"}],
+                         ids=["kmeans", "ward", "average"])
+def test_ukbench_groups_with_auto_k(weights, make_config, setting):
+    config = make_config(needs_shared(DATASETS / "ukbench_groups14"), k="auto", **setting)
     run_cli(config, "extract", "cluster")  # cluster runs the k sweep itself when find-k did not
     paths, labels = read_labels(config)
     truth = folder_labels(paths)
-    print(f"ukbench: k={labels.max() + 1} NMI={normalized_mutual_info_score(truth, labels):.3f}")
+    print(f"ukbench {setting}: k={labels.max() + 1} NMI={normalized_mutual_info_score(truth, labels):.3f}")
+    assert (config.plot_dir / "dendrogram.png").is_file() == bool(setting)
     assert len(paths) == 56
     assert normalized_mutual_info_score(truth, labels) >= 0.95
     check_link_folders(config, paths, labels)
