@@ -3,6 +3,8 @@ over the target, so readers and a crash see the old file or the new one, never h
 exclusive lock so two runs never write the same collection."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import uuid
 from contextlib import contextmanager
@@ -59,3 +61,12 @@ def exclusive_lock(folder: Path, what: str):
             yield
         finally:
             handle.truncate(0)
+
+
+def atomic_write_csv(path: Path, header: list[str], rows) -> None:
+    """Write a CSV table (``header``, then each row of ``rows``) to ``path`` atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())

@@ -133,6 +133,7 @@ LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40)
                 (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
 LITE0_INPUT_SIZE = 224
 LITE0_FEATURE_DIM = 1280
+INPUT_SIZES = {"inception_v3": INPUT_SIZE, "efficientnet_lite0": LITE0_INPUT_SIZE}
 
 
 def build_efficientnet_lite0():

@@ -19,8 +19,6 @@ combining networks never recomputes what is there, and vectors of other weights 
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -33,21 +31,21 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_path, atomic_write_text, exclusive_lock
+from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock
 from .config import Config
 from .errors import ImgclustError
+from .extractor import FEATURE_DIM, INPUT_SIZES, LITE0_FEATURE_DIM, TOP_STORED
 from .images import ImageFile, list_images, open_rgb, square
 
 FORMAT = 3
 INDEX = "index.json"
 FAILURES = "failures.csv"
 COMPACT_CHUNK = 4096  # rows copied at a time when compacting: bounds memory
-INPUT_SIZES = {"inception_v3": 299, "efficientnet_lite0": 224}
 # What each network's store keeps per image: name → (shape, dtype); see extractor.Network.run.
 OUTPUTS = {
-    "inception_v3": {"features": ((2048,), np.float32)},
-    "efficientnet_lite0": {"features": ((1280,), np.float32), "top_classes": ((20,), np.int16),
-                           "top_scores": ((20,), np.float32)},
+    "inception_v3": {"features": ((FEATURE_DIM,), np.float32)},
+    "efficientnet_lite0": {"features": ((LITE0_FEATURE_DIM,), np.float32), "top_classes": ((TOP_STORED,), np.int16),
+                           "top_scores": ((TOP_STORED,), np.float32)},
 }
 
 
@@ -197,14 +195,6 @@ def drop_unlisted(store_dir: Path, shards: list[str]) -> None:
             old.unlink(missing_ok=True)
 
 
-def _write_failures(feature_dir: Path, failures: list[tuple[str, str]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "reason"])
-    writer.writerows(failures)
-    atomic_write_text(feature_dir / FAILURES, buf.getvalue())
-
-
 def _safe_load(path: Path, sizes: tuple[int, ...]):
     """Network inputs of one image, size → uint8 array; or the reason it cannot be read."""
     try:
@@ -350,7 +340,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
                 job.writer.compact(current - failed, OUTPUTS[job.name])
             else:
                 drop_unlisted(job.writer.store_dir, job.writer.shards)
-        _write_failures(feature_dir, failures)
+        atomic_write_csv(feature_dir / FAILURES, ["path", "reason"], failures)
     stored = len(current - failed)
     return ExtractSummary(stored, len(todo) - len(failures), len(files) - len(todo), len(removed), len(failures),
                           time.perf_counter() - start, feature_dir, load_seconds)

@@ -4,8 +4,6 @@ Original photos are only ever read: links point at them, copies are made from th
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_csv, atomic_write_text
 from .clustering import Clustering
 
 
@@ -36,14 +34,11 @@ def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering
     Returns:
         The two paths written.
     """
-    buf = io.StringIO()
-    writer = csv.writer(buf)
     dims = [f"x{j}" for j in range(embedding.shape[1])]
-    writer.writerow(["path", "cluster", "distance", *dims])
-    for path, c, d, e in zip(paths, clustering.labels, clustering.distances, embedding):
-        writer.writerow([path, int(c), f"{d:.6g}", *(f"{v:.6g}" for v in e)])
     csv_path = label_dir / f"{object_name}.csv"
-    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_csv(csv_path, ["path", "cluster", "distance", *dims],
+                     ([path, int(c), f"{d:.6g}", *(f"{v:.6g}" for v in e)]
+                      for path, c, d, e in zip(paths, clustering.labels, clustering.distances, embedding)))
     clusters = {}
     for c in range(k):
         members = np.flatnonzero(clustering.labels == c)

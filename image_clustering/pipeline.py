@@ -4,7 +4,6 @@ clusters → outputs; each step reuses what the previous run left when its input
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from .config import Config
 from .embedding import combine, embed, embedding_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .atomic import atomic_write_text, exclusive_lock
+from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, write_labels
 from .plots import contact_sheet, plot_dendrogram, plot_elbow, plot_k_criteria, plot_scatter
 
@@ -111,13 +110,12 @@ def features(config: Config) -> tuple[list[str], np.ndarray, str]:
 
 
 def _write_k_table(sweep: KSweep, path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["k", "inertia", "silhouette", "davies_bouldin"])
-    for k, inertia, sil, db in zip(sweep.ks, sweep.inertia, sweep.silhouette, sweep.davies_bouldin):
-        writer.writerow([int(k), f"{inertia:.6g}", "" if np.isnan(sil) else f"{sil:.6f}",
-                         "" if np.isnan(db) else f"{db:.6f}"])
-    atomic_write_text(path, buf.getvalue())
+    def score(value):
+        return "" if np.isnan(value) else f"{value:.6f}"
+
+    atomic_write_csv(path, ["k", "inertia", "silhouette", "davies_bouldin"],
+                     ([int(k), f"{inertia:.6g}", score(sil), score(db)]
+                      for k, inertia, sil, db in zip(sweep.ks, sweep.inertia, sweep.silhouette, sweep.davies_bouldin)))
 
 
 def _sweep(config: Config, features_key: str, embedding: np.ndarray, progress: bool, log) -> KSweep:
@@ -251,14 +249,13 @@ def write_tags(path: Path, paths: list[str], top_classes: np.ndarray, top_scores
                class_names: list[str], n: int, min_score: float) -> None:
     """Write the label table: ``path, label_1..label_n, score_1..score_n`` (the shape of a
     labelling-service export); labels below ``min_score`` are left empty."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", *(f"label_{i}" for i in range(1, n + 1)), *(f"score_{i}" for i in range(1, n + 1))])
-    for p, classes, scores in zip(paths, top_classes[:, :n], top_scores[:, :n]):
+    def row(p, classes, scores):
         keep = scores >= min_score
-        labels = [class_names[c] if k else "" for c, k in zip(classes, keep)]
-        writer.writerow([p, *labels, *(f"{s:.4f}" if k else "" for s, k in zip(scores, keep))])
-    atomic_write_text(path, buf.getvalue())
+        return [p, *(class_names[c] if k else "" for c, k in zip(classes, keep)),
+                *(f"{s:.4f}" if k else "" for s, k in zip(scores, keep))]
+
+    header = ["path", *(f"label_{i}" for i in range(1, n + 1)), *(f"score_{i}" for i in range(1, n + 1))]
+    atomic_write_csv(path, header, (row(*r) for r in zip(paths, top_classes[:, :n], top_scores[:, :n])))
 
 
 def tag(config: Config, progress: bool = True, log=print) -> Path:
