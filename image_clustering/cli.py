@@ -50,7 +50,8 @@ def main():
 @main.command(cls=_Command)
 @_common
 @click.option("--network", type=click.Choice(NETWORKS), help="Only this network (default: those in model.extractor).")
-@click.option("--source", help="google-2015, keras-2016 (InceptionV3), google-2020 (Lite0), or a local weights file.")
+@click.option("--source", help="google-2015, keras-2016 (InceptionV3), google-2020 (Lite0), keras (VGG16, ResNet50), "
+                                "or a local weights file.")
 @click.option("--force", is_flag=True, help="Fetch again even if verified weights are present.")
 def download(config_path, quiet, network, source, force):
     """Fetch ImageNet weights into paths.model_dir (checksum-verified)."""
@@ -65,7 +66,7 @@ def download(config_path, quiet, network, source, force):
 @main.command(cls=_Command)
 @_common
 def extract(config_path, quiet):
-    """Compute a 2048-d feature vector for every new or changed image."""
+    """Compute the feature vectors of every new or changed image."""
     click.echo(pipeline.extract(load_config(config_path), progress=not quiet).line())
 
 
@@ -81,14 +82,15 @@ def find_k(config_path, quiet):
 
 
 def _cluster_line(result: pipeline.ClusterResult) -> str:
-    return (f"cluster: {len(result.paths)} images in {result.k} clusters (sizes {', '.join(map(str, result.sizes))}); "
+    left = f", {result.unclustered} unclustered" if result.unclustered else ""
+    return (f"cluster: {len(result.paths)} images in {result.k} clusters (sizes {', '.join(map(str, result.sizes))}{left}); "
             f"labels {result.label_files[0]}; links {result.link_root}")
 
 
 @main.command(cls=_Command)
 @_common
 def cluster(config_path, quiet):
-    """Cluster at model.k and link the images into one folder per cluster."""
+    """Cluster (model.algorithm) and link the images into one folder per cluster."""
     result = pipeline.cluster(load_config(config_path), progress=not quiet, log=_log(quiet))
     click.echo(_cluster_line(result))
 

@@ -1,4 +1,7 @@
-"""Stage 3: embedding → clusters. The k-means sweep behind ``find-k`` and the final k-means.
+"""Stage 3: points (embedding, PCA features or full features) → clusters: the k-means sweep behind
+``find-k``, and the clustering algorithms — k-means, agglomerative (SciPy linkage) at k clusters or
+cut at a similarity level, and HDBSCAN. Cluster ``-1`` means "unclustered" (HDBSCAN noise, or a
+cluster below the minimum size of a similarity cut).
 
 k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations, best of
 ``n_init`` runs). Four criteria suggest k from the sweep (``model.k_criterion``):
@@ -133,14 +136,19 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
     return KSweep(ks, inertia, silhouette, davies_bouldin, suggestions, criterion)
 
 
+UNCLUSTERED = -1
+
+
 @dataclass
 class Clustering:
     """Cluster assignment of N images.
 
     Attributes:
-        labels: int (N,) cluster number per image; 0 is the largest cluster, then by falling size.
-        distances: float32 (N,) Euclidean distance to the own cluster centre, in embedding units.
-        centers: float32 (k, d) cluster centres, indexed by cluster number.
+        labels: int (N,) cluster number per image; 0 is the largest cluster, then by falling size;
+            :data:`UNCLUSTERED` (-1) for images no cluster took.
+        distances: float32 (N,) Euclidean distance to the own cluster centre, in the units of the
+            clustered points; NaN for unclustered images.
+        centers: float32 (k, d) cluster centres (member means), indexed by cluster number.
     """
 
     labels: np.ndarray
@@ -148,8 +156,17 @@ class Clustering:
     centers: np.ndarray
 
     @property
+    def k(self) -> int:
+        """Number of clusters, the unclustered images not counted."""
+        return len(self.centers)
+
+    @property
     def sizes(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=len(self.centers))
+        return np.bincount(self.labels[self.labels >= 0], minlength=self.k)
+
+    @property
+    def unclustered(self) -> int:
+        return int(np.sum(self.labels == UNCLUSTERED))
 
 
 def cluster_kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> Clustering:
@@ -164,45 +181,120 @@ def cluster_kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> Clustering:
     return by_size(x, kmeans(x, k, n_init, seed).labels_)
 
 
-def by_size(x: np.ndarray, raw_labels: np.ndarray) -> Clustering:
-    """Renumber any cluster labels by cluster size (largest first); centres are the member means
-    and distances are measured to them (Euclidean, in the units of ``x``)."""
-    _, raw = np.unique(raw_labels, return_inverse=True)
-    k = int(raw.max()) + 1
-    order = np.argsort(-np.bincount(raw, minlength=k), kind="stable")  # new number → old number
-    renumber = np.empty(k, dtype=int)
-    renumber[order] = np.arange(k)
-    labels = renumber[raw]
-    centers = np.stack([x[labels == c].mean(axis=0) for c in range(k)]).astype(np.float32)
-    distances = np.linalg.norm(x - centers[labels], axis=1).astype(np.float32)
+def by_size(x: np.ndarray, raw_labels: np.ndarray, min_size: int = 1) -> Clustering:
+    """Renumber cluster labels by cluster size (largest first, ties by first member); clusters
+    smaller than ``min_size`` and negative raw labels become :data:`UNCLUSTERED`. Centres are the
+    member means and distances are measured to them (Euclidean, in the units of ``x``)."""
+    raw_labels = np.asarray(raw_labels)
+    kept = raw_labels >= 0
+    names, raw = np.unique(raw_labels[kept], return_inverse=True)
+    counts = np.bincount(raw, minlength=len(names))
+    order = [c for c in np.argsort(-counts, kind="stable") if counts[c] >= min_size]  # new number → old
+    renumber = np.full(len(names), UNCLUSTERED)
+    renumber[order] = np.arange(len(order))
+    labels = np.full(len(raw_labels), UNCLUSTERED)
+    labels[kept] = renumber[raw]
+    d = x.shape[1]
+    centers = (np.stack([x[labels == c].mean(axis=0) for c in range(len(order))]) if order
+               else np.empty((0, d))).astype(np.float32)
+    distances = np.full(len(labels), np.nan, dtype=np.float32)
+    member = labels >= 0
+    distances[member] = np.linalg.norm(x[member] - centers[labels[member]], axis=1)
     return Clustering(labels, distances, centers)
 
 
-HIERARCHICAL_LIMIT = 20_000  # the all-pairs distance matrix of N images takes 4·N² bytes
+PAIRWISE_LIMIT = 20_000  # all-pairs distances of N images take 8·N²/2 bytes (1.6 GB at this N)
 
 
-def cluster_hierarchical(x: np.ndarray, k: int, method: str, metric: str) -> tuple[Clustering, np.ndarray]:
-    """Agglomerative clustering (SciPy ``linkage``, then ``fcluster`` with ``maxclust``) into ``k``
-    clusters, renumbered by size.
+def _check_pairwise(n: int, what: str) -> None:
+    if n > PAIRWISE_LIMIT:
+        raise ValueError(f"{what} holds all {n}² pair distances; it is limited to {PAIRWISE_LIMIT:,} images "
+                         "(use k-means, or HDBSCAN without time_weight on the Euclidean embedding)")
+
+
+def pair_distances(x: np.ndarray, metric: str, times: np.ndarray | None = None, alpha: float = 0.0) -> np.ndarray:
+    """Condensed pair distances (SciPy ``pdist`` order), float64 (N·(N−1)/2,).
+
+    With ``alpha`` > 0 content and time are mixed as in the imagecluster workflow:
+    d = (1 − α)·d_content + α·d_time, each first divided by its maximum so both lie in [0, 1].
+
+    Args:
+        x: float (N, d) points; ``metric`` ``euclidean`` or ``cosine`` between them.
+        times: float (N,) photo times in seconds (see :func:`image_clustering.images.photo_time`);
+            needed when ``alpha`` > 0.
+        alpha: weight of time, in [0, 1].
+    """
+    from scipy.spatial.distance import pdist
+
+    d = pdist(np.asarray(x, dtype=np.float64), metric=metric)
+    if alpha <= 0:
+        return d
+    d_time = pdist(np.asarray(times, dtype=np.float64).reshape(-1, 1))
+    unit = lambda v: v / v.max() if len(v) and v.max() > 0 else v  # noqa: E731
+    return (1 - alpha) * unit(d) + alpha * unit(d_time)
+
+
+def cluster_hierarchical(x: np.ndarray, method: str, metric: str, k: int | None = None, sim: float | None = None,
+                         min_size: int = 2, times: np.ndarray | None = None,
+                         alpha: float = 0.0) -> tuple[Clustering, np.ndarray, float]:
+    """Agglomerative clustering (SciPy ``linkage`` on :func:`pair_distances`), then ``fcluster``:
+    into ``k`` clusters (``maxclust``), or cut at similarity ``sim`` as imagecluster does — at
+    distance (1 − sim)·(largest pair distance), so sim 0 gives one cluster and sim 1 every image
+    alone — keeping clusters of at least ``min_size`` images (the rest are unclustered).
 
     Args:
         x: float (N, d) points.
-        method: ``ward``, ``average``, ``complete`` or ``single`` linkage (Ward needs Euclidean).
+        method: ``ward``, ``average``, ``complete`` or ``single`` linkage. Ward formally assumes
+            Euclidean distances (SciPy applies its update formula to whatever it is given).
         metric: ``euclidean`` or ``cosine``.
+        k / sim: exactly one of them.
+        times, alpha: time mixing, see :func:`pair_distances`.
 
     Returns:
-        (:class:`Clustering`, the linkage matrix Z, float (N − 1, 4), for a dendrogram).
+        (:class:`Clustering` renumbered by size, the linkage matrix Z float (N − 1, 4), the cut
+        height in Z's distance units).
 
     Raises:
-        ValueError: more than :data:`HIERARCHICAL_LIMIT` points, or k larger than N.
+        ValueError: more than :data:`PAIRWISE_LIMIT` points, or k larger than N.
     """
     from scipy.cluster.hierarchy import fcluster, linkage
 
     n = x.shape[0]
-    if n > HIERARCHICAL_LIMIT:
-        raise ValueError(f"agglomerative clustering holds all {n}² pair distances; it is limited to "
-                         f"{HIERARCHICAL_LIMIT:,} images (use k-means)")
-    if k > n:
+    _check_pairwise(n, "agglomerative clustering")
+    if k is not None and k > n:
         raise ValueError(f"k = {k} is larger than the number of images ({n})")
-    z = linkage(np.asarray(x, dtype=np.float64), method=method, metric=metric)
-    return by_size(x, fcluster(z, k, criterion="maxclust")), z
+    d = pair_distances(x, metric, times, alpha)
+    z = linkage(d, method=method)
+    if sim is None:
+        raw = fcluster(z, k, criterion="maxclust")
+        heights = z[:, 2]
+        cut = (heights[-k] + heights[-k + 1]) / 2 if 1 < k <= len(heights) else heights.max() * 1.01
+        return by_size(x, raw), z, float(cut)
+    cut = (1.0 - sim) * float(d.max()) if len(d) else 0.0
+    return by_size(x, fcluster(z, cut, criterion="distance"), min_size), z, cut
+
+
+def cluster_hdbscan(x: np.ndarray, min_size: int, metric: str = "euclidean", times: np.ndarray | None = None,
+                    alpha: float = 0.0) -> Clustering:
+    """HDBSCAN (Campello, Moulavi & Sander 2013; scikit-learn's ``HDBSCAN``): density-based, finds
+    the number of clusters itself and leaves points in sparse regions unclustered.
+
+    Args:
+        x: float (N, d) points.
+        min_size: smallest cluster (``min_cluster_size``; also ``min_samples``).
+        metric, times, alpha: as for :func:`pair_distances`; anything but Euclidean without time
+            runs on the precomputed all-pairs matrix (limited to :data:`PAIRWISE_LIMIT` images).
+
+    Raises:
+        ValueError: a precomputed matrix over :data:`PAIRWISE_LIMIT` images.
+    """
+    from scipy.spatial.distance import squareform
+    from sklearn.cluster import HDBSCAN
+
+    if metric == "euclidean" and alpha <= 0:
+        raw = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(np.asarray(x, dtype=np.float64))
+    else:
+        _check_pairwise(x.shape[0], f"HDBSCAN with metric {metric!r} or time mixing")
+        square = squareform(pair_distances(x, metric, times, alpha))
+        raw = HDBSCAN(min_cluster_size=min_size, metric="precomputed", copy=True).fit_predict(square)
+    return by_size(x, raw)

@@ -16,7 +16,7 @@ from .errors import ImgclustError
 
 _PATH = {"type": "string", "minLength": 1}
 _INT = {"type": "integer"}
-NETWORKS = ["inception_v3", "efficientnet_lite0"]
+NETWORKS = ["inception_v3", "efficientnet_lite0", "vgg16", "resnet50"]
 _NETWORK = {"enum": NETWORKS}
 
 SCHEMA = {
@@ -57,7 +57,11 @@ SCHEMA = {
                 "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
                 "k_max": {**_INT, "minimum": 1, "maximum": 1000},
                 "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod"]},
-                "algorithm": {"enum": ["kmeans", "agglomerative"]},
+                "space": {"enum": ["embedding", "pca", "features"]},
+                "algorithm": {"enum": ["kmeans", "agglomerative", "hdbscan"]},
+                "sim": {"oneOf": [{"type": "null"}, {"type": "number", "minimum": 0, "maximum": 1}]},
+                "min_cluster_size": {"oneOf": [{"type": "null"}, {**_INT, "minimum": 1}]},
+                "time_weight": {"type": "number", "minimum": 0, "maximum": 1},
                 "linkage": {"enum": ["ward", "average", "complete", "single"]},
                 "metric": {"enum": ["euclidean", "cosine"]},
                 "n_init": {**_INT, "minimum": 1},
@@ -91,7 +95,11 @@ DEFAULT_MODEL = {
     "k": "auto",
     "k_max": 100,
     "k_criterion": "silhouette",
+    "space": "embedding",
     "algorithm": "kmeans",
+    "sim": None,
+    "min_cluster_size": None,
+    "time_weight": 0.0,
     "linkage": "ward",
     "metric": "euclidean",
     "n_init": 4,
@@ -100,7 +108,7 @@ DEFAULT_MODEL = {
     "tag_count": 10,
     "tag_min_score": 0.01,
 }
-DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020"}
+DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,11 @@ class ModelConfig:
     k: int | str
     k_max: int
     k_criterion: str
+    space: str
     algorithm: str
+    sim: float | None
+    min_cluster_size: int | None
+    time_weight: float
     linkage: str
     metric: str
     n_init: int
@@ -185,9 +197,20 @@ def _check_combinations(model: dict) -> None:
         raise ImgclustError(
             "model.reduced_dimension: t-SNE (Barnes-Hut) supports at most 3 dimensions; use \"reducer\": \"umap\" for more"
         )
-    if model["linkage"] == "ward" and model["metric"] != "euclidean":
+    if model["algorithm"] == "agglomerative" and model["linkage"] == "ward" and model["metric"] != "euclidean":
         raise ImgclustError("model.metric: Ward linkage is defined for Euclidean distances only; "
                             "use \"linkage\": \"average\" with cosine")
+    algorithm = model["algorithm"]
+    if model["sim"] is not None and algorithm != "agglomerative":
+        raise ImgclustError("model.sim: a similarity cut needs \"algorithm\": \"agglomerative\"")
+    if (model["sim"] is not None or algorithm == "hdbscan") and model["k"] != "auto":
+        raise ImgclustError(f"model.k: {'model.sim' if algorithm != 'hdbscan' else 'HDBSCAN'} chooses the number "
+                            "of clusters itself; set \"k\": \"auto\"")
+    if model["time_weight"] > 0 and algorithm == "kmeans":
+        raise ImgclustError("model.time_weight: time mixing works on pair distances; use \"algorithm\": "
+                            "\"agglomerative\" or \"hdbscan\"")
+    if algorithm == "hdbscan" and model["min_cluster_size"] == 1:
+        raise ImgclustError("model.min_cluster_size: HDBSCAN needs at least 2")
     if isinstance(model["k"], int) and model["k"] > model["k_max"]:
         raise ImgclustError(f"model.k: {model['k']} is larger than model.k_max ({model['k_max']})")
 

@@ -104,6 +104,25 @@ def _fft_tsne(x: np.ndarray, dim: int, perplexity: float, seed: int) -> np.ndarr
     return np.asarray(tsne.fit(x), dtype=np.float32)
 
 
+def clustering_space(vectors: np.ndarray, embedding: np.ndarray, model: ModelConfig) -> np.ndarray:
+    """The points clustering works on (``model.space``):
+
+    - ``embedding``: the t-SNE/UMAP embedding (N, reduced_dimension), as the original tool;
+    - ``pca``: the PCA features (N, pca_dimension) that feed the embedding (standardized first when
+      ``model.standardize``);
+    - ``features``: the full feature vectors, each scaled to unit L2 norm (N, D).
+
+    Returns:
+        float32 (N, d).
+    """
+    if model.space == "embedding":
+        return embedding
+    if model.space == "pca":
+        return pca_features(vectors, model.pca_dimension, model.seed, model.standardize)
+    x = np.asarray(vectors, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def embedding_key(features_key: str, model: ModelConfig) -> str:
     """Short hash of the features' identity and every parameter the embedding depends on."""
     params = {k: getattr(model, k) for k in ("standardize", "pca_dimension", "reducer", "reduced_dimension",

@@ -56,8 +56,10 @@ def score(truth: list, labels: list | np.ndarray) -> dict:
         labels: cluster per image, same order.
 
     Returns:
-        ``images`` (scored), ``classes``, ``clusters``, ``nmi`` (normalized mutual information,
-        arithmetic mean), ``ari`` (adjusted Rand index), ``acc``, ``homogeneity``, ``completeness``.
+        ``images`` (scored), ``classes``, ``clusters`` (label -1 not counted), ``unclustered``
+        (images with label -1), ``nmi`` (normalized mutual information, arithmetic mean), ``ari``
+        (adjusted Rand index), ``acc``, ``homogeneity``, ``completeness``. The unclustered images
+        are scored as one more cluster: leaving images out costs, as it should.
 
     Raises:
         ImgclustError: no image has a known class.
@@ -68,7 +70,8 @@ def score(truth: list, labels: list | np.ndarray) -> dict:
     t = np.asarray([str(truth[i]) for i in keep])
     c = np.asarray(labels)[keep]
     return {
-        "images": len(keep), "classes": int(len(set(t))), "clusters": int(len(set(c.tolist()))),
+        "images": len(keep), "classes": int(len(set(t))), "clusters": int(len(set(c.tolist()) - {-1})),
+        "unclustered": int(np.sum(c == -1)),
         "nmi": float(metrics.normalized_mutual_info_score(t, c)),
         "ari": float(metrics.adjusted_rand_score(t, c)),
         "acc": clustering_accuracy(t, c),
@@ -80,6 +83,7 @@ def score(truth: list, labels: list | np.ndarray) -> dict:
 def format_table(scores: dict) -> str:
     """The scores as an aligned two-column plain-text table."""
     rows = [("images scored", scores["images"]), ("classes", scores["classes"]), ("clusters", scores["clusters"]),
+            ("unclustered", scores["unclustered"]),
             ("NMI", f"{scores['nmi']:.3f}"), ("ARI", f"{scores['ari']:.3f}"), ("ACC", f"{scores['acc']:.3f}"),
             ("homogeneity", f"{scores['homogeneity']:.3f}"), ("completeness", f"{scores['completeness']:.3f}")]
     return "\n".join(f"{name:<14} {value:>7}" for name, value in rows)

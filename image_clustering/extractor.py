@@ -5,6 +5,10 @@ feature vector.
   Computer Vision"; Keras' ``keras.applications.InceptionV3``), 299×299 input, 2048-d vector.
 - ``efficientnet_lite0``: EfficientNet-Lite0 (Tan & Le 2019; Google's Lite variant), 224×224
   input, 1280-d vector, plus the ImageNet classifier's top classes for ``imgclust tag``.
+- ``vgg16``: VGG16 (Simonyan & Zisserman 2015; ``keras.applications.VGG16``), 224×224 input, the
+  4096-d ``fc2`` activations — the fingerprint of the imagecluster workflow.
+- ``resnet50``: ResNet50 (He et al. 2016; ``keras.applications.ResNet50``), 224×224 input, 2048-d
+  global-average-pooled vector — the workflow of seed 5.
 """
 from __future__ import annotations
 
@@ -133,7 +137,10 @@ LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40)
                 (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
 LITE0_INPUT_SIZE = 224
 LITE0_FEATURE_DIM = 1280
-INPUT_SIZES = {"inception_v3": INPUT_SIZE, "efficientnet_lite0": LITE0_INPUT_SIZE}
+KERAS_INPUT_SIZE = 224  # VGG16 and ResNet50
+INPUT_SIZES = {"inception_v3": INPUT_SIZE, "efficientnet_lite0": LITE0_INPUT_SIZE,
+               "vgg16": KERAS_INPUT_SIZE, "resnet50": KERAS_INPUT_SIZE}
+FEATURE_DIMS = {"inception_v3": FEATURE_DIM, "efficientnet_lite0": LITE0_FEATURE_DIM, "vgg16": 4096, "resnet50": 2048}
 
 
 def build_efficientnet_lite0():
@@ -210,6 +217,45 @@ def set_lite0_weights(model, arrays: dict[str, np.ndarray]) -> None:
         model.get_layer(name).set_weights([w.astype(np.float32) for w in weights])
 
 
+# ---- VGG16 and ResNet50 (official Keras weights) -----------------------------------------------
+# Both were trained on Caffe-style input: BGR channel order, ImageNet channel means subtracted, no
+# scaling (the "caffe" mode of keras.applications.imagenet_utils).
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+def preprocess_caffe(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB (N, H, W, 3) → float32 BGR minus the ImageNet channel means."""
+    return images[..., ::-1].astype(np.float32) - CAFFE_MEAN_BGR
+
+
+def build_vgg16(weights_file: Path | None = None):
+    """VGG16 up to ``fc2``: (N, 224, 224, 3) Caffe-preprocessed input → (N, 4096).
+
+    Args:
+        weights_file: Keras' full VGG16 ``.h5`` (with the classifier, which ``fc2`` belongs to);
+            None leaves the network randomly initialised (tests).
+    """
+    keras = _keras()
+    full = keras.applications.VGG16(include_top=True, weights=None)
+    if weights_file is not None:
+        full.load_weights(weights_file)
+    return keras.Model(full.input, full.get_layer("fc2").output, name="vgg16_fc2")
+
+
+def build_resnet50(weights_file: Path | None = None):
+    """ResNet50 without its classifier, global average pooling: (N, 224, 224, 3) → (N, 2048).
+
+    Args:
+        weights_file: Keras' no-top ResNet50 ``.h5``; None leaves it randomly initialised (tests).
+    """
+    keras = _keras()
+    model = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
+                                        input_shape=(KERAS_INPUT_SIZE, KERAS_INPUT_SIZE, 3))
+    if weights_file is not None:
+        model.load_weights(weights_file)
+    return model
+
+
 TOP_STORED = 20  # top ImageNet classes kept per image; ``imgclust tag`` shows up to this many
 
 
@@ -218,7 +264,7 @@ class Network:
     """A ready feature extractor.
 
     Attributes:
-        name: ``inception_v3`` or ``efficientnet_lite0``.
+        name: a key of :data:`INPUT_SIZES`.
         input_size: side of the square RGB input, pixels.
         dim: feature vector length.
         run: uint8 (B, input_size, input_size, 3) → dict of per-image arrays: ``features`` float32
@@ -243,9 +289,17 @@ def classifier_outputs(features: np.ndarray, logits: np.ndarray) -> dict[str, np
 
 
 def wrap_network(name: str, model, scaling) -> Network:
-    """Wrap a Keras model from :func:`build_inception_v3` or :func:`build_efficientnet_lite0`."""
-    offset, scale = scaling
+    """Wrap a Keras model from one of the ``build_*`` functions.
+
+    Args:
+        scaling: ``(offset, scale)`` for :func:`preprocess`, or ``"caffe"`` for :func:`preprocess_caffe`.
+    """
     size = int(model.input_shape[1])
+    if scaling == "caffe":
+        def run(batch):
+            return {"features": np.asarray(model.predict_on_batch(preprocess_caffe(batch)), dtype=np.float32)}
+        return Network(name, size, FEATURE_DIMS[name], run)
+    offset, scale = scaling
 
     if name == "efficientnet_lite0":
         def run(batch):
@@ -280,6 +334,10 @@ def load_network(manifest: dict) -> Network:
     elif network == "inception_v3" and fmt == "keras-h5":
         model = build_inception_v3(max_pool_in_mixed10=False)
         model.load_weights(path)
+    elif network == "vgg16" and fmt == "keras-h5":
+        model = build_vgg16(path)
+    elif network == "resnet50" and fmt == "keras-h5":
+        model = build_resnet50(path)
     else:
         raise ValueError(f"{path}: cannot load {fmt!r} weights for {network!r}")
     return wrap_network(network, model, manifest["scaling"])

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock
 from .config import Config
 from .errors import ImgclustError
-from .extractor import FEATURE_DIM, INPUT_SIZES, LITE0_FEATURE_DIM, TOP_STORED
+from .extractor import FEATURE_DIMS, INPUT_SIZES, TOP_STORED
 from .images import ImageFile, list_images, open_rgb, square
 
 FORMAT = 3
@@ -42,11 +42,8 @@ INDEX = "index.json"
 FAILURES = "failures.csv"
 COMPACT_CHUNK = 4096  # rows copied at a time when compacting: bounds memory
 # What each network's store keeps per image: name → (shape, dtype); see extractor.Network.run.
-OUTPUTS = {
-    "inception_v3": {"features": ((FEATURE_DIM,), np.float32)},
-    "efficientnet_lite0": {"features": ((LITE0_FEATURE_DIM,), np.float32), "top_classes": ((TOP_STORED,), np.int16),
-                           "top_scores": ((TOP_STORED,), np.float32)},
-}
+OUTPUTS = {name: {"features": ((dim,), np.float32)} for name, dim in FEATURE_DIMS.items()}
+OUTPUTS["efficientnet_lite0"].update({"top_classes": ((TOP_STORED,), np.int16), "top_scores": ((TOP_STORED,), np.float32)})
 
 
 @dataclass

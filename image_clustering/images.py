@@ -109,3 +109,27 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, im.convert("RGBA")).convert("RGB")
     return im.convert("RGB")
+
+
+EXIF_IFD = 0x8769  # the Exif sub-IFD pointer tag
+DATETIME_ORIGINAL = 0x9003  # "YYYY:MM:DD HH:MM:SS", when the shutter fired
+
+
+def photo_time(path: Path) -> float:
+    """When a photo was taken, in seconds since the epoch (float): EXIF DateTimeOriginal read as
+    UTC (only differences between photos matter), else the file's modification time.
+
+    Raises:
+        OSError: the file cannot be read at all (not even its modification time).
+    """
+    try:
+        with Image.open(path) as im:
+            stamp = im.getexif().get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)
+        if isinstance(stamp, str):
+            from datetime import datetime, timezone
+
+            taken = datetime.strptime(stamp.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+            return taken.replace(tzinfo=timezone.utc).timestamp()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        pass  # no or malformed EXIF (cameras write "0000:00:00 00:00:00"): fall back to the file time
+    return os.stat(path).st_mtime

@@ -13,23 +13,28 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_csv, atomic_write_text
-from .clustering import Clustering
+from .clustering import UNCLUSTERED, Clustering
+
+UNCLUSTERED_NAME = "unclustered"
 
 
 def cluster_id(cluster: int, k: int) -> str:
-    """Cluster number zero-padded to the width of ``k - 1``, so file and folder names sort."""
-    return f"{cluster:0{len(str(k - 1))}d}"
+    """Cluster number zero-padded to the width of ``k - 1``, so file and folder names sort;
+    ``unclustered`` for :data:`~image_clustering.clustering.UNCLUSTERED`."""
+    return UNCLUSTERED_NAME if cluster == UNCLUSTERED else f"{cluster:0{len(str(max(k, 1) - 1))}d}"
 
 
 def folder_name(cluster: int, size: int, k: int) -> str:
-    """Link folder of a cluster: ``<cluster>_<size>``, as the original tool named them."""
-    return f"{cluster_id(cluster, k)}_{size}"
+    """Link folder of a cluster: ``<cluster>_<size>``, as the original tool named them; the
+    unclustered images go to ``unclustered``."""
+    return UNCLUSTERED_NAME if cluster == UNCLUSTERED else f"{cluster_id(cluster, k)}_{size}"
 
 
 def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering: Clustering,
-                 embedding: np.ndarray, k: int) -> tuple[Path, Path]:
-    """Write ``<object_name>.csv`` (path, cluster, distance, embedding coordinates) and
-    ``<object_name>.json`` (k, sizes and the member paths of each cluster, nearest the centre first).
+                 embedding: np.ndarray) -> tuple[Path, Path]:
+    """Write ``<object_name>.csv`` (path, cluster — -1 for unclustered —, distance to the cluster
+    centre in the clustering space's units, embedding coordinates) and ``<object_name>.json`` (k,
+    sizes, the member paths of each cluster nearest the centre first, and the unclustered paths).
 
     Returns:
         The two paths written.
@@ -37,14 +42,16 @@ def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering
     dims = [f"x{j}" for j in range(embedding.shape[1])]
     csv_path = label_dir / f"{object_name}.csv"
     atomic_write_csv(csv_path, ["path", "cluster", "distance", *dims],
-                     ([path, int(c), f"{d:.6g}", *(f"{v:.6g}" for v in e)]
+                     ([path, int(c), "" if np.isnan(d) else f"{d:.6g}", *(f"{v:.6g}" for v in e)]
                       for path, c, d, e in zip(paths, clustering.labels, clustering.distances, embedding)))
     clusters = {}
-    for c in range(k):
+    for c in range(clustering.k):
         members = np.flatnonzero(clustering.labels == c)
         members = members[np.argsort(clustering.distances[members], kind="stable")]
         clusters[str(c)] = [paths[i] for i in members]
-    doc = {"object_name": object_name, "k": k, "sizes": [len(v) for v in clusters.values()], "clusters": clusters}
+    doc = {"object_name": object_name, "k": clustering.k, "sizes": [len(v) for v in clusters.values()],
+           "clusters": clusters,
+           UNCLUSTERED_NAME: [paths[i] for i in np.flatnonzero(clustering.labels == UNCLUSTERED)]}
     json_path = label_dir / f"{object_name}.json"
     atomic_write_text(json_path, json.dumps(doc, indent=1, ensure_ascii=False))
     return csv_path, json_path
@@ -86,7 +93,7 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
         link_root: ``<link_dir>/<object_name>``.
         image_dir: folder the relative ``paths`` start from (absolute).
         paths: relative photo paths, one per label.
-        labels: int (N,) cluster numbers in 0..k−1.
+        labels: int (N,) cluster numbers in 0..k−1, or -1 (into the ``unclustered`` folder).
         mode: first choice of ``symlink``, ``hardlink``, ``copy``; later ones are fallbacks.
 
     Returns:
@@ -96,9 +103,11 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
     parent.mkdir(parents=True, exist_ok=True)
     building = parent / f".{link_root.name}.new-{uuid.uuid4().hex[:8]}"
     building.mkdir()
-    sizes = np.bincount(labels, minlength=k)
-    folders = [building / folder_name(c, int(sizes[c]), k) for c in range(k)]
-    for folder in folders:
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    folders = {c: building / folder_name(c, int(sizes[c]), k) for c in range(k)}
+    if (labels == UNCLUSTERED).any():
+        folders[UNCLUSTERED] = building / UNCLUSTERED_NAME
+    for folder in folders.values():
         folder.mkdir()
     made: dict[str, int] = {}
     used: set[Path] = set()

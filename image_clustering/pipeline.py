@@ -12,9 +12,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import weights as weights_mod
-from .clustering import KSweep, cluster_hierarchical, cluster_kmeans, sweep_k
+from .clustering import KSweep, Clustering, cluster_hdbscan, cluster_hierarchical, cluster_kmeans, sweep_k
 from .config import Config
-from .embedding import combine, embed, embedding_key
+from .embedding import clustering_space, combine, embed, embedding_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
@@ -118,20 +118,22 @@ def _write_k_table(sweep: KSweep, path: Path) -> None:
                       for k, inertia, sil, db in zip(sweep.ks, sweep.inertia, sweep.silhouette, sweep.davies_bouldin)))
 
 
-def _sweep(config: Config, features_key: str, embedding: np.ndarray, progress: bool, log) -> KSweep:
-    """The k sweep, from cache when embedding and parameters are unchanged."""
+def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool, log) -> KSweep:
+    """The k sweep over the clustering space's ``points``, from cache when they and the parameters
+    are unchanged."""
     m = config.model
-    key = f"sweep2-{embedding_key(features_key, m)}-{m.k_max}-{m.n_init}"  # bump when the cache's fields change
+    # "sweep2": bump when the cache's fields change
+    key = f"sweep2-{embedding_key(features_key, m)}-{m.space}-{m.k_max}-{m.n_init}"
     cache = config.feature_dir / SWEEP_CACHE
     if cache.is_file():
         doc = json.loads(cache.read_text())
         if doc.get("key") == key:
             return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
                           np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
-    k_top = max(1, min(m.k_max, len(embedding) - 1))
-    log(f"fitting k-means for k = 1..{k_top}")
+    k_top = max(1, min(m.k_max, len(points) - 1))
+    log(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
-        sweep = sweep_k(embedding, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
+        sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
     doc = {"key": key, "ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
            "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
            "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],
@@ -150,7 +152,8 @@ class FindKResult:
 
 
 def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
-    """``imgclust find-k``: embed the features, sweep k-means over k = 1..min(k_max, N−1), write the
+    """``imgclust find-k``: embed the features, sweep k-means over k = 1..min(k_max, N−1) in the
+    clustering space (``model.space``), write the
     elbow plot ``cost_<d>D.png``, the embedding scatter ``embedding_<d>D.png`` and ``k_scores.csv``
     into ``<plot_dir>/<object_name>/``, and ``k_criteria.png`` with every criterion's curve and pick;
     the suggested k follows ``model.k_criterion``.
@@ -165,11 +168,12 @@ def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
 def _find_k(config: Config, progress: bool, log) -> FindKResult:
     paths, vectors, key = features(config)
     embedding = embed(vectors, key, config.model, config.feature_dir, log)
-    sweep = _sweep(config, key, embedding, progress, log)
+    sweep = _sweep(config, key, clustering_space(vectors, embedding, config.model), progress, log)
     d, name = config.model.reduced_dimension, config.model.object_name
     out = config.plot_dir
     files = [out / f"cost_{d}D.png", out / f"embedding_{d}D.png", out / "k_scores.csv", out / "k_criteria.png"]
-    plot_elbow(sweep, files[0], f"{name}: k-means on the {config.model.reducer} embedding ({len(paths)} images)")
+    space = f"{config.model.reducer} embedding" if config.model.space == "embedding" else config.model.space
+    plot_elbow(sweep, files[0], f"{name}: k-means on the {space} ({len(paths)} images)")
     plot_scatter(embedding, files[1], f"{name}: {config.model.reducer} embedding of {len(paths)} images")
     _write_k_table(sweep, files[2])
     plot_k_criteria(sweep, files[3], f"{name}: choosing k ({len(paths)} images)")
@@ -178,10 +182,12 @@ def _find_k(config: Config, progress: bool, log) -> FindKResult:
 
 @dataclass
 class ClusterResult:
-    """What ``cluster`` produced: k, per-cluster sizes (cluster 0 largest), and the output paths."""
+    """What ``cluster`` produced: k (clusters, the unclustered images not counted), per-cluster
+    sizes (cluster 0 largest), the images left unclustered, and the output paths."""
 
     k: int
     sizes: list[int]
+    unclustered: int
     paths: list[str]
     labels: np.ndarray
     label_files: tuple[Path, Path]
@@ -190,59 +196,93 @@ class ClusterResult:
 
 
 def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
-    """``imgclust cluster``: k-means at ``model.k`` (``"auto"``: the suggested k of ``find-k``) on
-    the cached embedding; writes ``<cluster_label_dir>/<object_name>.csv|json``, rebuilds
-    ``<link_dir>/<object_name>/`` with one ``<cluster>_<size>`` folder per cluster, and draws
-    ``clusters_<d>D.png`` and one ``contact_sheet_<cluster>.png`` per cluster.
+    """``imgclust cluster``: cluster the images with ``model.algorithm`` in ``model.space`` —
+    k-means or agglomerative at ``model.k`` (``"auto"``: the suggested k of ``find-k``),
+    agglomerative cut at ``model.sim``, or HDBSCAN —; writes
+    ``<cluster_label_dir>/<object_name>.csv|json``, rebuilds ``<link_dir>/<object_name>/`` with one
+    ``<cluster>_<size>`` folder per cluster (plus ``unclustered``), and draws ``clusters_<d>D.png``,
+    one ``contact_sheet_<cluster>.png`` per cluster and, for agglomerative clustering,
+    ``dendrogram.png``.
 
     Raises:
-        ImgclustError: no feature vectors, or ``model.k`` larger than the number of images.
+        ImgclustError: no feature vectors, ``model.k`` larger than the number of images, or a
+            pair-distance method on too many images.
     """
     with exclusive_lock(config.feature_dir, "cluster"):
         return _cluster(config, progress, log)
+
+
+def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
+    from .images import photo_time
+
+    return np.array([photo_time(config.paths.image_dir / p) for p in paths])
+
+
+def _run_algorithm(config: Config, points: np.ndarray, paths: list[str], k: int | None) -> Clustering:
+    m = config.model
+    times = _photo_times(config, paths) if m.time_weight > 0 else None
+    dendrogram = config.plot_dir / "dendrogram.png"
+    try:
+        if m.algorithm == "kmeans":
+            result = cluster_kmeans(points, k, m.n_init, m.seed)
+        elif m.algorithm == "hdbscan":
+            result = cluster_hdbscan(points, m.min_cluster_size or 5, m.metric, times, m.time_weight)
+        else:
+            result, tree, cut = cluster_hierarchical(points, m.linkage, m.metric, k=k, sim=m.sim,
+                                                     min_size=m.min_cluster_size or 2, times=times, alpha=m.time_weight)
+            how = f"sim {m.sim}" if m.sim is not None else f"k = {k}"
+            plot_dendrogram(tree, result.k, dendrogram, f"{m.object_name}: {m.linkage} linkage ({m.metric}), {how}", cut)
+            return result
+    except ValueError as exc:
+        raise ImgclustError(f"model.algorithm: {exc}") from None
+    dendrogram.unlink(missing_ok=True)  # from an earlier agglomerative run
+    return result
 
 
 def _cluster(config: Config, progress: bool, log) -> ClusterResult:
     paths, vectors, key = features(config)
     m = config.model
     embedding = embed(vectors, key, m, config.feature_dir, log)
+    points = clustering_space(vectors, embedding, m)
     n = len(paths)
-    if m.k == "auto":
-        k = _sweep(config, key, embedding, progress, log).suggested_k
+    k = None
+    if m.algorithm == "hdbscan" or m.sim is not None:
+        pass  # the method finds the number of clusters
+    elif m.k == "auto":
+        k = _sweep(config, key, points, progress, log).suggested_k
         log(f"k = {k} (suggested by {m.k_criterion})")
     else:
         k = m.k
         if k > n:
             raise ImgclustError(f"model.k: {k} clusters asked for but only {n} images have feature vectors")
-    if m.algorithm == "agglomerative":
-        try:
-            result, tree = cluster_hierarchical(embedding, k, m.linkage, m.metric)
-        except ValueError as exc:
-            raise ImgclustError(f"model.algorithm: {exc}") from None
-        plot_dendrogram(tree, k, config.plot_dir / "dendrogram.png",
-                        f"{m.object_name}: {m.linkage} linkage ({m.metric}), k = {k}")
-    else:
-        result = cluster_kmeans(embedding, k, m.n_init, m.seed)
-        (config.plot_dir / "dendrogram.png").unlink(missing_ok=True)  # from an earlier agglomerative run
-    label_files = write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding, k)
+    result = _run_algorithm(config, points, paths, k)
+    if k is None:
+        log(f"{result.k} clusters, {result.unclustered} images unclustered")
+    label_files = write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding)
     link_root = config.paths.link_dir / m.object_name
-    kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, k, m.link)
-    _cluster_plots(config, paths, result, embedding, k, progress)
-    return ClusterResult(k, result.sizes.tolist(), paths, result.labels, label_files, link_root, kinds)
+    kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, result.k, m.link)
+    _cluster_plots(config, paths, result, embedding, progress)
+    return ClusterResult(result.k, result.sizes.tolist(), result.unclustered, paths, result.labels, label_files,
+                         link_root, kinds)
 
 
-def _cluster_plots(config: Config, paths, result, embedding, k: int, progress: bool) -> None:
-    out, d = config.plot_dir, config.model.reduced_dimension
-    plot_scatter(embedding, out / f"clusters_{d}D.png", f"{config.model.object_name}: k-means, k = {k}", result.labels)
+def _cluster_plots(config: Config, paths, result: Clustering, embedding, progress: bool) -> None:
+    out, d, m = config.plot_dir, config.model.reduced_dimension, config.model
+    how = {"kmeans": "k-means", "agglomerative": f"{m.linkage} linkage", "hdbscan": "HDBSCAN"}[m.algorithm]
+    plot_scatter(embedding, out / f"clusters_{d}D.png", f"{m.object_name}: {how}, {result.k} clusters", result.labels)
     for old in out.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
         old.unlink()
-    for c in tqdm(range(k), desc="contact sheets", disable=not progress or None):
+    for c in tqdm(range(-1, result.k), desc="contact sheets", disable=not progress or None):
         members = np.flatnonzero(result.labels == c)
-        members = members[np.argsort(result.distances[members], kind="stable")]
+        if c < 0 and not len(members):
+            continue
+        if c >= 0:
+            members = members[np.argsort(result.distances[members], kind="stable")]
         size = len(members)
-        title = f"cluster {c}: {size} images" + (" (100 nearest the centre shown)" if size > 100 else "")
+        what = "unclustered" if c < 0 else f"cluster {c}"
+        title = f"{what}: {size} images" + (" (100 shown)" if size > 100 else "")
         contact_sheet([config.paths.image_dir / paths[i] for i in members],
-                      out / f"contact_sheet_{cluster_id(c, k)}.png", title)
+                      out / f"contact_sheet_{cluster_id(c, result.k)}.png", title)
 
 
 def write_tags(path: Path, paths: list[str], top_classes: np.ndarray, top_scores: np.ndarray,

@@ -64,18 +64,17 @@ def plot_k_criteria(sweep: KSweep, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str) -> None:
+def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str, cut: float) -> None:
     """Dendrogram of a SciPy linkage matrix ``z`` (its last merges, leaves labelled with their
-    image counts) with the cut that leaves ``k`` clusters drawn as a dashed line."""
+    image counts), branches below the ``cut`` height coloured per cluster and the cut drawn as a
+    dashed line; ``k`` is the number of clusters it leaves (sets how many merges are shown)."""
     from scipy.cluster.hierarchy import dendrogram
 
     fig, ax = plt.subplots(figsize=(12, 5))
-    dendrogram(z, ax=ax, truncate_mode="lastp", p=max(3 * k, 30), no_labels=False, leaf_font_size=7,
-               color_threshold=0)
-    heights = z[:, 2]
-    if 1 < k <= len(heights):  # between the merge that would leave k-1 clusters and the one before
-        ax.axhline((heights[-k] + heights[-k + 1]) / 2, color="tab:red", ls="--", label=f"cut: {k} clusters")
-        ax.legend()
+    dendrogram(z, ax=ax, truncate_mode="lastp", p=min(max(3 * k, 30), 200), no_labels=False, leaf_font_size=7,
+               color_threshold=cut, above_threshold_color="grey")
+    ax.axhline(cut, color="tab:red", ls="--", label=f"cut: {k} clusters")
+    ax.legend()
     ax.set_ylabel("merge distance")
     ax.set_xlabel("images (counts in brackets for merged leaves)")
     ax.set_title(title)
@@ -84,7 +83,7 @@ def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str) -> None:
 
 def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarray | None = None) -> None:
     """Scatter of the first two embedding dimensions, coloured by cluster when ``labels`` is given
-    (each cluster's number written at its median point)."""
+    (each cluster's number written at its median point; unclustered images, label -1, light grey)."""
     fig, ax = plt.subplots(figsize=(7, 7))
     y = embedding[:, 1] if embedding.shape[1] > 1 else np.zeros(len(embedding))
     if labels is None:
@@ -92,7 +91,7 @@ def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarr
     else:
         k = int(labels.max()) + 1
         cmap = plt.get_cmap("tab20" if k > 10 else "tab10")
-        ax.scatter(embedding[:, 0], y, s=6, alpha=0.8, c=[cmap(c % cmap.N) for c in labels])
+        ax.scatter(embedding[:, 0], y, s=6, alpha=0.8, c=[cmap(c % cmap.N) if c >= 0 else "0.85" for c in labels])
         for c in range(k):
             members = labels == c
             if members.any():

