@@ -98,11 +98,12 @@ def cluster(config_path, quiet):
 @main.command(cls=_Command)
 @_common
 @click.option("--truth", type=click.Path(dir_okay=False), help="CSV path,label (default: first folder level).")
-def evaluate(config_path, quiet, truth):
+@click.option("--labels", "of_labels", is_flag=True, help="Score the clustering of cluster-labels instead.")
+def evaluate(config_path, quiet, truth, of_labels):
     """Score the clustering against ground-truth classes: NMI, ARI, ACC, homogeneity, completeness."""
     from .evaluation import format_table
 
-    scores, out = pipeline.evaluate(load_config(config_path), Path(truth) if truth else None)
+    scores, out = pipeline.evaluate(load_config(config_path), Path(truth) if truth else None, of_labels)
     click.echo(format_table(scores))
     click.echo(f"evaluate: scores in {out}", err=True)
 
@@ -113,6 +114,31 @@ def tag(config_path, quiet):
     """Up to model.tag_count ImageNet labels per image (EfficientNet-Lite0), as a CSV."""
     out = pipeline.tag(load_config(config_path), progress=not quiet, log=_log(quiet))
     click.echo(f"tag: labels in {out}")
+
+
+_LABEL_FILE = click.option("--labels-file", type=click.Path(dir_okay=False),
+                           help="Label table (wide or long CSV; default: paths.label_file, else the tag CSV).")
+
+
+@main.command("cluster-labels", cls=_Command)
+@_common
+@_LABEL_FILE
+def cluster_labels(config_path, quiet, labels_file):
+    """Cluster images by their label words: Jaccard similarity, Ward linkage, k by the L-method."""
+    result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None, _log(quiet))
+    links = f"; links {result.link_root}" if result.link_root else ""
+    click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} clusters "
+               f"(sizes {', '.join(map(str, result.sizes))}; L-method knee {result.knee}); "
+               f"labels {result.label_files[0]}{links}")
+
+
+@main.command("tag-network", cls=_Command)
+@_common
+@_LABEL_FILE
+def tag_network(config_path, quiet, labels_file):
+    """Export the image–label network for Gephi (GEXF, edges/nodes CSV) and draw it (ForceAtlas2)."""
+    files = pipeline.tag_network(load_config(config_path), Path(labels_file) if labels_file else None, _log(quiet))
+    click.echo(f"tag-network: {files[0]}, {files[1].name}, {files[2].name}; picture {files[3]}")
 
 
 @main.command(cls=_Command)

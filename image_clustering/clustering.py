@@ -71,26 +71,33 @@ def elbow_knee(ks: np.ndarray, values: np.ndarray) -> int:
     return int(ks[int(np.argmax(below))])
 
 
-def l_method(ks: np.ndarray, values: np.ndarray) -> int:
-    """The L-method knee (Salvador & Chan 2004): for each split c, fit one least-squares line to the
-    points up to c and one to the rest; return the k at the split minimising
-    RMSE_c = (c − 1)/(b − 1) · RMSE_left + (b − c)/(b − 1) · RMSE_right over b points (each line
-    needs at least two points)."""
+def l_method_errors(ks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The L-method's total error per split (Salvador & Chan 2004): for each split c, one
+    least-squares line through points 1..c and one through c+1..b (each at least two points),
+    RMSE_c = (c − 1)/(b − 1) · RMSE_left + (b − c)/(b − 1) · RMSE_right over b points.
+
+    Returns:
+        (k at each split — the last point of the left line —, RMSE_c), float arrays.
+    """
     b = len(ks)
-    if b < 4:
-        return int(ks[-1]) if b else 1
-    x, y = ks.astype(float), values.astype(float)
+    x, y = np.asarray(ks, dtype=float), np.asarray(values, dtype=float)
 
     def rmse(xs, ys):
         fit = np.polyval(np.polyfit(xs, ys, 1), xs)
         return float(np.sqrt(np.mean((ys - fit) ** 2)))
 
-    best, best_c = np.inf, 2
-    for c in range(2, b - 1):  # left = points 1..c, right = c+1..b
-        total = (c - 1) / (b - 1) * rmse(x[:c], y[:c]) + (b - c) / (b - 1) * rmse(x[c:], y[c:])
-        if total < best:
-            best, best_c = total, c
-    return int(ks[best_c - 1])
+    splits = np.arange(2, b - 1)  # left = points 1..c, right = c+1..b
+    errors = [(c - 1) / (b - 1) * rmse(x[:c], y[:c]) + (b - c) / (b - 1) * rmse(x[c:], y[c:]) for c in splits]
+    return x[splits - 1], np.array(errors)
+
+
+def l_method(ks: np.ndarray, values: np.ndarray) -> int:
+    """The L-method knee: the k at the split minimising :func:`l_method_errors`; with fewer than
+    four points, the last k."""
+    if len(ks) < 4:
+        return int(ks[-1]) if len(ks) else 1
+    at, errors = l_method_errors(ks, values)
+    return int(at[int(np.argmin(errors))])
 
 
 def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, criterion: str = "silhouette") -> KSweep:

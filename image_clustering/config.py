@@ -35,6 +35,7 @@ SCHEMA = {
                 "cluster_label_dir": _PATH,
                 "plot_dir": _PATH,
                 "link_dir": _PATH,
+                "label_file": _PATH,
             },
         },
         "model": {
@@ -69,6 +70,8 @@ SCHEMA = {
                 "link": {"enum": ["symlink", "hardlink", "copy"]},
                 "tag_count": {**_INT, "minimum": 1, "maximum": 20},
                 "tag_min_score": {"type": "number", "minimum": 0, "maximum": 1},
+                "label_k": {"oneOf": [{**_INT, "minimum": 2}, {"const": "auto"}]},
+                "label_k_max": {**_INT, "minimum": 3, "maximum": 1000},
             },
         },
     },
@@ -107,6 +110,8 @@ DEFAULT_MODEL = {
     "link": "symlink",
     "tag_count": 10,
     "tag_min_score": 0.01,
+    "label_k": "auto",
+    "label_k_max": 20,
 }
 DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
 
@@ -121,6 +126,7 @@ class Paths:
     cluster_label_dir: Path
     plot_dir: Path
     link_dir: Path
+    label_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class ModelConfig:
     link: str
     tag_count: int
     tag_min_score: float
+    label_k: int | str
+    label_k_max: int
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,11 @@ class Config:
     @property
     def plot_dir(self) -> Path:
         return self.paths.plot_dir / self.model.object_name
+
+    @property
+    def label_file(self) -> Path:
+        """The label table of the label workflows: ``paths.label_file``, else the CSV of ``imgclust tag``."""
+        return self.paths.label_file or self.paths.cluster_label_dir / f"{self.model.object_name}_tags.csv"
 
 
 def _key(path) -> str:

@@ -19,7 +19,8 @@ from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, write_labels
-from .plots import contact_sheet, plot_dendrogram, plot_elbow, plot_k_criteria, plot_scatter
+from .plots import (contact_sheet, plot_boxed_dendrogram, plot_dendrogram, plot_elbow, plot_k_criteria, plot_label_k,
+                    plot_scatter)
 
 SWEEP_CACHE = "find_k.json"
 
@@ -320,10 +321,11 @@ def tag(config: Config, progress: bool = True, log=print) -> Path:
     return out
 
 
-def evaluate(config: Config, truth_csv: Path | None = None) -> tuple[dict, Path]:
-    """``imgclust evaluate``: score the last ``cluster`` output against ground truth — the first
-    folder level under ``paths.image_dir``, or ``truth_csv`` (``path,label``) — and write the scores
-    to ``<cluster_label_dir>/<object_name>_evaluation.json``.
+def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = False) -> tuple[dict, Path]:
+    """``imgclust evaluate``: score the last ``cluster`` output (or, with ``of_labels``, the last
+    ``cluster-labels`` output) against ground truth — the first folder level under
+    ``paths.image_dir``, or ``truth_csv`` (``path,label``) — and write the scores to
+    ``<cluster_label_dir>/<object_name>[_labels]_evaluation.json``.
 
     Returns:
         (scores as in :func:`image_clustering.evaluation.score`, the JSON path).
@@ -333,18 +335,133 @@ def evaluate(config: Config, truth_csv: Path | None = None) -> tuple[dict, Path]
     """
     from .evaluation import csv_truth, folder_truth, score
 
-    labels_csv = config.paths.cluster_label_dir / f"{config.model.object_name}.csv"
+    name = config.model.object_name + ("_labels" if of_labels else "")
+    labels_csv = config.paths.cluster_label_dir / f"{name}.csv"
     if not labels_csv.is_file():
-        raise ImgclustError(f"{labels_csv}: no clustering yet; run `imgclust cluster`")
+        raise ImgclustError(f"{labels_csv}: no clustering yet; run `imgclust {'cluster-labels' if of_labels else 'cluster'}`")
     with open(labels_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     paths = [r["path"] for r in rows]
     truth = csv_truth(truth_csv, paths) if truth_csv else folder_truth(paths)
     scores = score(truth, [int(r["cluster"]) for r in rows])
     scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
-    out = config.paths.cluster_label_dir / f"{config.model.object_name}_evaluation.json"
+    out = config.paths.cluster_label_dir / f"{name}_evaluation.json"
     atomic_write_text(out, json.dumps(scores, indent=1))
     return scores, out
+
+
+def _label_table(config: Config, label_file: Path | None):
+    from .labels import read_label_table
+
+    path = Path(label_file) if label_file else config.label_file
+    if not path.is_file():
+        hint = ("run `imgclust tag` first, or set paths.label_file" if path == config.label_file
+                else "check the path")
+        raise ImgclustError(f"{path}: no label table; {hint}")
+    return read_label_table(path)
+
+
+@dataclass
+class LabelClusterResult:
+    """What ``cluster-labels`` produced: k, how it was chosen, sizes, and the output paths."""
+
+    k: int
+    knee: int
+    images: list[str]
+    labels: np.ndarray
+    sizes: list[int]
+    vocabulary: int
+    label_files: tuple[Path, Path]
+    link_root: Path | None
+    linked: int
+
+
+def cluster_labels(config: Config, label_file: Path | None = None, log=print) -> LabelClusterResult:
+    """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
+    Ward linkage; :mod:`image_clustering.labels`) from ``label_file`` (default
+    :attr:`Config.label_file`); k = ``model.label_k`` or, with ``"auto"``, the L-method knee of the
+    separation curve over k = 2..``model.label_k_max``. Writes
+    ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the images found under
+    ``paths.image_dir`` into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
+    ``label_k.png`` and ``label_dendrogram.png`` (clusters boxed).
+
+    Raises:
+        ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
+    """
+    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, ward_tree
+
+    m = config.model
+    table = _label_table(config, label_file)
+    n = len(table.images)
+    if n < 3:
+        raise ImgclustError(f"{label_file or config.label_file}: {n} images; label clustering needs at least 3")
+    x, vocabulary = label_matrix(table)
+    log(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
+    sim = jaccard_similarity(x)
+    tree = ward_tree(sim)
+    choice = choose_k(sim, tree, 2, m.label_k_max)
+    if m.label_k == "auto":
+        k = choice.knee
+        log(f"k = {k} (L-method knee of the separation curve, k = 2..{choice.ks[-1]})")
+    elif m.label_k > n:
+        raise ImgclustError(f"model.label_k: {m.label_k} clusters asked for but the label table has {n} images")
+    else:
+        k = m.label_k
+    result = label_clustering(sim, tree, k)
+    name = f"{m.object_name}_labels"
+    label_files = write_labels(config.paths.cluster_label_dir, name, table.images, result, np.empty((n, 0)))
+    local = [i for i, image in enumerate(table.images) if (config.paths.image_dir / image).is_file()]
+    link_root = None
+    if local:
+        link_root = config.paths.link_dir / name
+        build_link_folders(link_root, config.paths.image_dir, [table.images[i] for i in local], result.labels[local],
+                           k, m.link)
+    if len(local) < n:
+        log(f"{n - len(local)} images of the label table are not files under {config.paths.image_dir}: not linked")
+    plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
+                 f"{m.object_name}: number of label clusters ({n} images)")
+    plot_boxed_dendrogram(tree, result.labels, config.plot_dir / "label_dendrogram.png",
+                          f"{m.object_name}: Ward clustering of label sets, k = {k}")
+    return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
+                              label_files, link_root, len(local))
+
+
+def _clusters_by_image(config: Config) -> dict[str, int] | None:
+    """The latest clustering's cluster per image: by labels if there is one, else by features."""
+    for name in (f"{config.model.object_name}_labels", config.model.object_name):
+        path = config.paths.cluster_label_dir / f"{name}.csv"
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                return {row["path"]: int(row["cluster"]) for row in csv.DictReader(f)}
+    return None
+
+
+def tag_network(config: Config, label_file: Path | None = None, log=print) -> list[Path]:
+    """``imgclust tag-network``: the bipartite image–label network of the label table (default
+    :attr:`Config.label_file`) as ``<cluster_label_dir>/<object_name>_network.gexf`` plus Gephi's
+    ``<object_name>_edges.csv`` / ``_nodes.csv``, and drawn with ForceAtlas2 as
+    ``<plot_dir>/<object_name>/tag_network.png``. Image nodes carry their cluster from the latest
+    ``cluster-labels`` (else ``cluster``) run, when there is one.
+
+    Returns:
+        The four files written.
+
+    Raises:
+        ImgclustError: no or malformed label table.
+    """
+    from .network import label_graph, layout, render, write_gephi
+
+    m = config.model
+    table = _label_table(config, label_file)
+    graph = label_graph(table, _clusters_by_image(config))
+    out = config.paths.cluster_label_dir
+    files = [out / f"{m.object_name}_network.gexf", out / f"{m.object_name}_edges.csv",
+             out / f"{m.object_name}_nodes.csv", config.plot_dir / "tag_network.png"]
+    write_gephi(graph, *files[:3])
+    log(f"ForceAtlas2 layout of {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
+    render(graph, layout(graph, seed=m.seed), config.paths.image_dir, files[3],
+           f"{m.object_name}: images and their labels (ForceAtlas2)")
+    return files
 
 
 @dataclass

@@ -128,3 +128,45 @@ def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 
         sheet.paste(tile, (x, y))
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
+
+
+def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, path: Path, title: str) -> None:
+    """The label workflow's choice of k: the separation curve (within − between similarity) and the
+    L-method's size-weighted two-line RMSE for each split, the knee marked on both."""
+    from .clustering import l_method_errors
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    left.plot(ks, separation, "o-", ms=3)
+    left.set_xlabel("k")
+    left.set_ylabel("mean (within − between) Jaccard similarity")
+    splits, errors = l_method_errors(ks, separation)
+    right.plot(splits, errors, "o-", ms=3, color="tab:red")
+    right.set_xlabel("k at the split")
+    right.set_ylabel("size-weighted RMSE of the two lines")
+    for ax in (left, right):
+        ax.axvline(knee, color="tab:red", ls="--", label=f"L-method knee: k = {knee}")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
+    """Full dendrogram (no leaf labels) with each cluster's leaves boxed, as R's ``rect.hclust``;
+    ``labels`` (N,) gives each image's cluster (clusters must be subtrees: cuts of ``z``)."""
+    from matplotlib.patches import Rectangle
+    from scipy.cluster.hierarchy import dendrogram
+
+    k = int(labels.max()) + 1
+    heights = z[:, 2]
+    cut = (heights[-k] + heights[-k + 1]) / 2 if 1 < k <= len(heights) else heights.max()
+    fig, ax = plt.subplots(figsize=(14, 6))
+    tree = dendrogram(z, ax=ax, no_labels=True, color_threshold=cut, above_threshold_color="grey")
+    order = np.asarray(labels)[tree["leaves"]]  # leaf i is drawn at x = 5 + 10·i
+    for c in range(k):
+        at = np.flatnonzero(order == c)
+        ax.add_patch(Rectangle((10 * at.min() + 1, 0), 10 * (at.max() - at.min()) + 8, cut, fill=False,
+                               edgecolor="tab:red", lw=1.2))
+        ax.text(10 * (at.min() + at.max()) / 2 + 5, cut, str(c), ha="center", va="bottom", fontsize=8, color="tab:red")
+    ax.set_ylabel("Ward merge height (Jaccard distance)")
+    ax.set_title(title)
+    _save(fig, path)

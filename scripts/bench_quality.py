@@ -1,10 +1,13 @@
-"""Clustering quality of extractor and embedding choices on the labelled photo sets, k chosen
-automatically (``k: "auto"``), scored against the folder labels (NMI, ARI).
+"""Clustering quality of every method on the labelled photo sets, scored against the folder labels
+(NMI, ARI, ACC; imgclust's own ``evaluate`` scoring), with the number of clusters chosen by the
+method itself unless the row says "true k".
 
-Features are extracted once per set into ``--out`` (both networks in one pass) and reused on
-re-runs; every configuration then runs ``find-k`` + ``cluster`` through the library API.
+Features are extracted once per set into ``--out`` (every network a row needs, in one pass) and
+reused on re-runs, as are embeddings and k sweeps; each row then runs ``cluster`` through the
+library API. The tables go to stdout and, with ``--write``, between the markers in
+``docs/benchmarks.md``; raw numbers to ``<out>/results-seed<seed>.json``.
 
-    python scripts/bench_quality.py [--sets imagenette_val200 clothing10_testval ukbench_groups14] [--out DIR]
+    python scripts/bench_quality.py [--sets ...] [--only ROW ...] [--seed 0] [--write]
 """
 from __future__ import annotations
 
@@ -14,23 +17,39 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from image_clustering import config_from_dict, pipeline
+from image_clustering.evaluation import folder_truth, score
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
-BOTH = ["inception_v3", "efficientnet_lite0"]
-GRID = {  # name → model keys
-    "inception_v3, t-SNE 2 (original)": {"extractor": "inception_v3"},
-    "efficientnet_lite0, t-SNE 2": {"extractor": "efficientnet_lite0"},
-    "both, t-SNE 2": {"extractor": BOTH},
-    "inception_v3, UMAP 10": {"extractor": "inception_v3", "reducer": "umap", "reduced_dimension": 10},
-    "efficientnet_lite0, UMAP 10": {"extractor": "efficientnet_lite0", "reducer": "umap", "reduced_dimension": 10},
-    "both, UMAP 10": {"extractor": BOTH, "reducer": "umap", "reduced_dimension": 10},
-    "both, t-SNE 2, not standardized": {"extractor": BOTH, "standardize": False},
-    "both, UMAP 10, not standardized": {"extractor": BOTH, "reducer": "umap", "reduced_dimension": 10,
-                                        "standardize": False},
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench_quality:begin -->", "<!-- bench_quality:end -->"
+INCEPTION = "inception_v3"
+ORIGINAL = {"extractor": INCEPTION, "standardize": True}
+COSINE_FEATURES = {"space": "features", "metric": "cosine", "algorithm": "agglomerative", "linkage": "average"}
+# Row name → model keys on top of the defaults. Rows sharing an embedding are kept together so
+# each embedding is computed once per set. "TRUE_K" is replaced by the set's number of classes.
+GRID = {
+    "original pipeline, true k (baseline)": {**ORIGINAL, "k": "TRUE_K"},
+    "original pipeline, k auto (silhouette)": ORIGINAL,
+    "default, true k": {"k": "TRUE_K"},
+    "default: k-means on t-SNE 2, k by silhouette": {},
+    "k-means on t-SNE 2, k by Davies-Bouldin": {"k_criterion": "davies_bouldin"},
+    "k-means on t-SNE 2, k by elbow knee": {"k_criterion": "elbow"},
+    "k-means on t-SNE 2, k by L-method": {"k_criterion": "lmethod"},
+    "Ward on t-SNE 2, k by silhouette": {"algorithm": "agglomerative", "linkage": "ward"},
+    "average linkage on t-SNE 2, k by silhouette": {"algorithm": "agglomerative", "linkage": "average"},
+    "HDBSCAN on t-SNE 2": {"algorithm": "hdbscan"},
+    "HDBSCAN on t-SNE 2, min size 10": {"algorithm": "hdbscan", "min_cluster_size": 10},
+    "k-means on PCA 50, k by silhouette": {"space": "pca"},
+    "Ward on PCA 50, k by silhouette": {"space": "pca", "algorithm": "agglomerative", "linkage": "ward"},
+    "k-means on L2 features, k by silhouette": {"space": "features"},
+    "average/cosine on L2 features, k by silhouette": COSINE_FEATURES,
+    "average/cosine on L2 features, sim 0.5 (imagecluster)": {**COSINE_FEATURES, "sim": 0.5},
+    "average/cosine on L2 features, sim 0.4": {**COSINE_FEATURES, "sim": 0.4},
+    "k-means on UMAP 10, k by silhouette": {"reducer": "umap", "reduced_dimension": 10},
+    "HDBSCAN on UMAP 10": {"reducer": "umap", "reduced_dimension": 10, "algorithm": "hdbscan"},
 }
 
 
@@ -42,41 +61,80 @@ def config_for(dataset: Path, out: Path, **model):
     })
 
 
+def run_row(dataset: Path, out: Path, model: dict, classes: int) -> dict:
+    model = {key: (classes if value == "TRUE_K" else value) for key, value in model.items()}
+    if "k" in model and isinstance(model["k"], int):
+        model["k_max"] = max(100, model["k"])
+    config = config_for(dataset, out, **model)
+    start = time.perf_counter()
+    result = pipeline.cluster(config, progress=False, log=lambda msg: None)
+    row = score(folder_truth(result.paths), result.labels)
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def tables(results: dict, sets: list[str]) -> str:
+    """One markdown table per set, then the mean NMI/ARI over the sets."""
+    lines = []
+    for name in sets:
+        rows = [(label, per_set[name]) for label, per_set in results.items() if name in per_set]
+        if not rows:
+            continue
+        classes = rows[0][1]["classes"]
+        lines += [f"#### {name} ({rows[0][1]['images']} images, {classes} classes)", "",
+                  "| method | clusters | unclustered | NMI | ARI | ACC | seconds |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {label} | {r['clusters']} | {r['unclustered']} | {r['nmi']:.3f} | {r['ari']:.3f} | "
+                  f"{r['acc']:.3f} | {r['seconds']:.0f} |" for label, r in rows]
+        lines.append("")
+    lines += ["#### Mean over the sets", "", "| method | " + " | ".join(f"{s} NMI" for s in sets) +
+              " | mean NMI | mean ARI |", "|---|" + "---|" * (len(sets) + 2)]
+    for label, per_set in results.items():
+        if all(s in per_set for s in sets):
+            nmi = [per_set[s]["nmi"] for s in sets]
+            ari = [per_set[s]["ari"] for s in sets]
+            lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in nmi) +
+                         f" | **{np.mean(nmi):.3f}** | {np.mean(ari):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(text: str, seed: int) -> None:
+    doc = DOC.read_text()
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    note = (f"\n_Generated by `python scripts/bench_quality.py --write` (seed {seed}); "
+            "do not edit between the markers._\n\n")
+    DOC.write_text(head + BEGIN + note + text + END + tail)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["imagenette_val200", "clothing10_testval", "ukbench_groups14"])
     parser.add_argument("--out", type=Path, default=Path("/tmp/imgclust-quality"))
-    parser.add_argument("--only", nargs="*", help="names of GRID entries to run (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="model.seed of every configuration")
+    parser.add_argument("--only", nargs="*", help="row names of GRID to run (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="model.seed of every row")
+    parser.add_argument("--write", action="store_true", help="put the tables into docs/benchmarks.md")
     args = parser.parse_args()
-    results = {}
-    quiet = lambda msg: None  # noqa: E731
+    grid = {label: model for label, model in GRID.items() if not args.only or label in args.only}
+    results_file = args.out / f"results-seed{args.seed}.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for name in args.sets:
         dataset = DATASETS / name
-        base = config_for(dataset, args.out, extractor=BOTH)
-        pipeline.download(base, log=quiet)
+        classes = len({p.name for p in dataset.iterdir() if p.is_dir()})
+        networks = sorted({n for m in grid.values() for n in np.atleast_1d(m.get("extractor", ["inception_v3", "efficientnet_lite0"]))})
+        base = config_for(dataset, args.out, extractor=networks)
+        pipeline.download(base, log=lambda msg: None)
         print(f"{name}: {pipeline.extract(base, progress=False).line()}", flush=True)
-        for label, model in GRID.items():
-            if args.only and label not in args.only:
-                continue
-            config = config_for(dataset, args.out, seed=args.seed, **model)
-            start = time.perf_counter()
-            result = pipeline.cluster(config, progress=False, log=quiet)
-            truth = [p.split("/")[0] for p in result.paths]
-            row = {"k": result.k, "classes": len(set(truth)),
-                   "nmi": normalized_mutual_info_score(truth, result.labels),
-                   "ari": adjusted_rand_score(truth, result.labels), "seconds": time.perf_counter() - start}
-            row["k_by_criterion"] = json.loads((config.feature_dir / "find_k.json").read_text())["suggestions"]
+        for label, model in grid.items():
+            row = run_row(dataset, args.out, {**model, "seed": args.seed}, classes)
             results.setdefault(label, {})[name] = row
-            print(f"  {label:36s} k {row['k']:3d}/{row['classes']:<3d} NMI {row['nmi']:.3f} ARI {row['ari']:.3f} "
-                  f"({row['seconds']:.0f} s) k by criterion {row['k_by_criterion']}", flush=True)
-    print("\n| configuration | " + " | ".join(f"{s} k / NMI / ARI" for s in args.sets) + " | mean NMI |")
-    print("|---|" + "---|" * (len(args.sets) + 1))
-    for label, per_set in results.items():
-        cells = [f"{per_set[s]['k']} / {per_set[s]['nmi']:.3f} / {per_set[s]['ari']:.3f}" for s in args.sets if s in per_set]
-        mean = np.mean([per_set[s]["nmi"] for s in per_set])
-        print(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f} |")
-    (args.out / f"results-seed{args.seed}.json").write_text(json.dumps(results, indent=1))
+            print(f"  {label:55s} clusters {row['clusters']:3d}/{classes:<3d} unclustered {row['unclustered']:4d} "
+                  f"NMI {row['nmi']:.3f} ARI {row['ari']:.3f} ({row['seconds']:.0f} s)", flush=True)
+            results_file.write_text(json.dumps(results, indent=1))
+    ordered = {label: results[label] for label in GRID if label in results}
+    text = tables(ordered, args.sets)
+    print("\n" + text)
+    if args.write:
+        write_doc(text, args.seed)
 
 
 if __name__ == "__main__":
