@@ -26,7 +26,8 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_quality:begin -->", "<!-- bench_quality:end -->"
 INCEPTION = "inception_v3"
-ORIGINAL = {"extractor": INCEPTION, "standardize": True}
+BOTH = ["inception_v3", "efficientnet_lite0"]
+ORIGINAL = {"extractor": INCEPTION, "standardize": True, "perplexity": 30}
 COSINE_FEATURES = {"space": "features", "metric": "cosine", "algorithm": "agglomerative", "linkage": "average"}
 # Row name → model keys on top of the defaults. Rows sharing an embedding are kept together so
 # each embedding is computed once per set. "TRUE_K" is replaced by the set's number of classes.
@@ -34,7 +35,8 @@ GRID = {
     "original pipeline, true k (baseline)": {**ORIGINAL, "k": "TRUE_K"},
     "original pipeline, k auto (silhouette)": ORIGINAL,
     "default, true k": {"k": "TRUE_K"},
-    "default: k-means on t-SNE 2, k by silhouette": {},
+    "default: k-means on t-SNE 2 (perplexity 20), k by silhouette": {},
+    "k-means on t-SNE 2, perplexity 30 (previous default), k by silhouette": {"perplexity": 30},
     "k-means on t-SNE 2, k by Davies-Bouldin": {"k_criterion": "davies_bouldin"},
     "k-means on t-SNE 2, k by elbow knee": {"k_criterion": "elbow"},
     "k-means on t-SNE 2, k by L-method": {"k_criterion": "lmethod"},
@@ -59,6 +61,21 @@ def config_for(dataset: Path, out: Path, **model):
                   "cluster_label_dir": str(out / "labels"), "plot_dir": str(out / "plots"), "link_dir": str(out / "link")},
         "model": {"object_name": dataset.name, "k": "auto", **model},
     })
+
+
+def dataset_dir(name: str, out: Path, per_class: int | None) -> Path:
+    """The set's folder, or with ``per_class`` a folder of links to the first N photos of each class
+    (built once under ``<out>/subsets``; the shared originals are only linked to)."""
+    source = DATASETS / name
+    if not per_class:
+        return source
+    subset = out / "subsets" / f"{name}_{per_class}"
+    if not subset.is_dir():
+        for cls in sorted(p for p in source.iterdir() if p.is_dir()):
+            (subset / cls.name).mkdir(parents=True)
+            for photo in sorted(cls.iterdir())[:per_class]:
+                (subset / cls.name / photo.name).symlink_to(photo)
+    return subset
 
 
 def run_row(dataset: Path, out: Path, model: dict, classes: int) -> dict:
@@ -97,6 +114,22 @@ def tables(results: dict, sets: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_table(out: Path, seeds: list[int], sets: list[str]) -> str:
+    """Mean NMI over the sets for each row run at every seed in ``seeds``, per seed and averaged."""
+    runs = {s: json.loads((out / f"results-seed{s}.json").read_text()) for s in seeds}
+    lines = ["#### Over seeds (mean NMI over the sets)", "",
+             "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | clothing10 NMI (mean) |",
+             "|---|" + "---|" * (len(seeds) + 2)]
+    for label in GRID:
+        if all(label in runs[s] and all(x in runs[s][label] for x in sets) for s in seeds):
+            means = [np.mean([runs[s][label][x]["nmi"] for x in sets]) for s in seeds]
+            clothing = [runs[s][label][x]["nmi"] for s in seeds for x in sets if x.startswith("clothing")]
+            hardest = f"{np.mean(clothing):.3f}" if clothing else ""
+            lines.append(f"| {label} | " + " | ".join(f"{m:.3f}" for m in means) +
+                         f" | **{np.mean(means):.3f}** | {hardest} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_doc(text: str, seed: int) -> None:
     doc = DOC.read_text()
     head, rest = doc.split(BEGIN, 1)
@@ -112,26 +145,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/imgclust-quality"))
     parser.add_argument("--only", nargs="*", help="row names of GRID to run (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="model.seed of every row")
+    parser.add_argument("--per-class", type=int, help="use only the first N photos of each class (e.g. cifar10_test)")
     parser.add_argument("--write", action="store_true", help="put the tables into docs/benchmarks.md")
+    parser.add_argument("--render", action="store_true", help="only print (and --write) the tables of the saved results")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[], help="with --render: add a table over these seeds")
     args = parser.parse_args()
     grid = {label: model for label, model in GRID.items() if not args.only or label in args.only}
-    results_file = args.out / f"results-seed{args.seed}.json"
+    results_file = args.out / f"results-seed{args.seed}{f'-per{args.per_class}' if args.per_class else ''}.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    for name in args.sets:
-        dataset = DATASETS / name
+    for name in [] if args.render else args.sets:
+        dataset = dataset_dir(name, args.out, args.per_class)
         classes = len({p.name for p in dataset.iterdir() if p.is_dir()})
-        networks = sorted({n for m in grid.values() for n in np.atleast_1d(m.get("extractor", ["inception_v3", "efficientnet_lite0"]))})
+        networks = sorted({*BOTH, *(n for m in grid.values() for n in np.atleast_1d(m.get("extractor", BOTH)))})
         base = config_for(dataset, args.out, extractor=networks)
         pipeline.download(base, log=lambda msg: None)
         print(f"{name}: {pipeline.extract(base, progress=False).line()}", flush=True)
         for label, model in grid.items():
             row = run_row(dataset, args.out, {**model, "seed": args.seed}, classes)
-            results.setdefault(label, {})[name] = row
+            results.setdefault(label, {})[dataset.name] = row
             print(f"  {label:55s} clusters {row['clusters']:3d}/{classes:<3d} unclustered {row['unclustered']:4d} "
                   f"NMI {row['nmi']:.3f} ARI {row['ari']:.3f} ({row['seconds']:.0f} s)", flush=True)
             results_file.write_text(json.dumps(results, indent=1))
     ordered = {label: results[label] for label in GRID if label in results}
-    text = tables(ordered, args.sets)
+    names = [dataset_dir(s, args.out, args.per_class).name for s in args.sets]
+    text = tables(ordered, names)
+    if args.seeds:
+        text += "\n" + seed_table(args.out, args.seeds, names)
     print("\n" + text)
     if args.write:
         write_doc(text, args.seed)
