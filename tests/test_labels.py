@@ -141,3 +141,22 @@ def test_missing_label_table_says_what_to_do(tmp_path, make_config):
     (tmp_path / "photos").mkdir()
     result = CliRunner().invoke(main, ["cluster-labels", "--config", str(make_config(tmp_path / "photos").source)])
     assert result.exit_code == 1 and "imgclust tag" in result.output and "Traceback" not in result.output
+
+
+def test_label_workflows_on_real_photos(lite0_weights, make_config):
+    """tag → cluster-labels → evaluate → tag-network on the 56 ukbench photos (14 objects × 4)."""
+    from tests.conftest import DATASETS, needs_shared
+
+    config = make_config(needs_shared(DATASETS / "ukbench_groups14"), extractor="efficientnet_lite0")
+    for command in (["tag"], ["cluster-labels"], ["evaluate", "--labels"], ["tag-network"]):
+        result = CliRunner().invoke(main, [*command, "--config", str(config.source), "-q"])
+        assert result.exit_code == 0, result.output
+    scores = json.loads((config.paths.cluster_label_dir / "test_labels_evaluation.json").read_text())
+    # measured: 9-10 clusters by the L-method knee, NMI 0.87-0.90 (docs/benchmarks.md)
+    assert 6 <= scores["clusters"] <= 16 and scores["nmi"] >= 0.80 and scores["images"] == 56
+    graph = nx.read_gexf(config.paths.cluster_label_dir / "test_network.gexf")
+    images = [n for n, a in graph.nodes(data=True) if a["type"] == "image"]
+    assert len(images) == 56 and all(graph.degree(n) >= 1 for n in images)
+    assert all("cluster" in graph.nodes[n] for n in images)
+    pixels = np.asarray(Image.open(config.plot_dir / "tag_network.png").convert("RGB"), dtype=float)
+    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3)[::50], axis=0)) > 500  # photos drawn
