@@ -131,6 +131,17 @@ def embedding_key(features_key: str, model: ModelConfig) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def space_key(features_key: str, model: ModelConfig) -> str:
+    """Short hash of what the clustering space's points depend on: the embedding's parameters for
+    ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features``."""
+    if model.space == "embedding":
+        return "embedding-" + embedding_key(features_key, model)
+    params = {"features": features_key, "space": model.space}
+    if model.space == "pca":
+        params.update(standardize=model.standardize, pca_dimension=model.pca_dimension, seed=model.seed)
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def embed(vectors: np.ndarray, features_key: str, model: ModelConfig, cache_dir: Path, log=print) -> np.ndarray:
     """The embedding of feature vectors, from cache when nothing changed.
 

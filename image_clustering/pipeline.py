@@ -14,7 +14,7 @@ from tqdm import tqdm
 from . import weights as weights_mod
 from .clustering import KSweep, Clustering, cluster_hdbscan, cluster_hierarchical, cluster_kmeans, sweep_k
 from .config import Config
-from .embedding import clustering_space, combine, embed, embedding_key
+from .embedding import clustering_space, combine, embed, space_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
@@ -119,27 +119,33 @@ def _write_k_table(sweep: KSweep, path: Path) -> None:
                       for k, inertia, sil, db in zip(sweep.ks, sweep.inertia, sweep.silhouette, sweep.davies_bouldin)))
 
 
+SWEEPS_KEPT = 8  # sweeps cached per collection, so switching space or parameters back is free
+
+
 def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool, log) -> KSweep:
     """The k sweep over the clustering space's ``points``, from cache when they and the parameters
-    are unchanged."""
+    are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept)."""
     m = config.model
-    # "sweep2": bump when the cache's fields change
-    key = f"sweep2-{embedding_key(features_key, m)}-{m.space}-{m.k_max}-{m.n_init}"
+    # "sweep3": bump when the cached fields change
+    key = f"sweep3-{space_key(features_key, m)}-{m.k_max}-{m.n_init}-{m.seed}"
     cache = config.feature_dir / SWEEP_CACHE
+    sweeps = {}
     if cache.is_file():
-        doc = json.loads(cache.read_text())
-        if doc.get("key") == key:
+        sweeps = json.loads(cache.read_text()).get("sweeps", {})
+        if key in sweeps:
+            doc = sweeps[key]
             return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
                           np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
     k_top = max(1, min(m.k_max, len(points) - 1))
     log(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
         sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
-    doc = {"key": key, "ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
-           "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
-           "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],
-           "suggestions": sweep.suggestions}
-    atomic_write_text(cache, json.dumps(doc))
+    sweeps[key] = {"ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
+                   "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
+                   "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],
+                   "suggestions": sweep.suggestions}
+    kept = dict(list(sweeps.items())[-SWEEPS_KEPT:])  # insertion order: the newest last
+    atomic_write_text(cache, json.dumps({"sweeps": kept}))
     return sweep
 
 

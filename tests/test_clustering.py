@@ -182,3 +182,24 @@ def test_time_mixing_splits_lookalikes_taken_far_apart():
                {(0, 1, 2), (3, 4, 5), (6, 7, 8), (9, 10, 11)}) == 4  # split by look and by trip
     together, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times * 0 + 7.0, alpha=0.5)
     assert together.k == 2  # same time everywhere: only content separates
+
+
+def test_sweep_cache_keeps_one_sweep_per_space_and_ignores_unrelated_keys(tmp_path, make_config, monkeypatch):
+    from image_clustering import pipeline
+
+    calls = []
+    real = pipeline.sweep_k
+    monkeypatch.setattr(pipeline, "sweep_k", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    x, _ = blobs(k=3)
+    features = make_config(tmp_path, space="features", k_max=8)
+    features_other_tsne = make_config(tmp_path, space="features", k_max=8, perplexity=10)
+    embedding = make_config(tmp_path, k_max=8)
+    quiet = lambda msg: None  # noqa: E731
+    first = pipeline._sweep(features, "store-a", x, False, quiet)
+    pipeline._sweep(features_other_tsne, "store-a", x, False, quiet)  # t-SNE settings do not touch this space
+    assert len(calls) == 1
+    pipeline._sweep(embedding, "store-a", x, False, quiet)
+    again = pipeline._sweep(features, "store-a", x, False, quiet)  # still cached beside the other
+    assert len(calls) == 2 and again.suggestions == first.suggestions == {**first.suggestions, "silhouette": 3}
+    pipeline._sweep(features, "store-b", x, False, quiet)  # new vectors: swept again
+    assert len(calls) == 3
