@@ -188,10 +188,13 @@ def cluster_kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> Clustering:
     return by_size(x, kmeans(x, k, n_init, seed).labels_)
 
 
-def by_size(x: np.ndarray, raw_labels: np.ndarray, min_size: int = 1) -> Clustering:
-    """Renumber cluster labels by cluster size (largest first, ties by first member); clusters
-    smaller than ``min_size`` and negative raw labels become :data:`UNCLUSTERED`. Centres are the
-    member means and distances are measured to them (Euclidean, in the units of ``x``)."""
+def renumber_by_size(raw_labels: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, int]:
+    """Cluster numbers by size, 0 the largest (ties by first label); clusters smaller than
+    ``min_size`` and negative raw labels become :data:`UNCLUSTERED`.
+
+    Returns:
+        (int labels (N,), the number of clusters kept).
+    """
     raw_labels = np.asarray(raw_labels)
     kept = raw_labels >= 0
     names, raw = np.unique(raw_labels[kept], return_inverse=True)
@@ -201,9 +204,15 @@ def by_size(x: np.ndarray, raw_labels: np.ndarray, min_size: int = 1) -> Cluster
     renumber[order] = np.arange(len(order))
     labels = np.full(len(raw_labels), UNCLUSTERED)
     labels[kept] = renumber[raw]
-    d = x.shape[1]
-    centers = (np.stack([x[labels == c].mean(axis=0) for c in range(len(order))]) if order
-               else np.empty((0, d))).astype(np.float32)
+    return labels, len(order)
+
+
+def by_size(x: np.ndarray, raw_labels: np.ndarray, min_size: int = 1) -> Clustering:
+    """:func:`renumber_by_size`, plus centres (the member means) and each member's Euclidean
+    distance to its centre, in the units of ``x``."""
+    labels, k = renumber_by_size(raw_labels, min_size)
+    centers = (np.stack([x[labels == c].mean(axis=0) for c in range(k)]) if k
+               else np.empty((0, x.shape[1]))).astype(np.float32)
     distances = np.full(len(labels), np.nan, dtype=np.float32)
     member = labels >= 0
     distances[member] = np.linalg.norm(x[member] - centers[labels[member]], axis=1)
@@ -241,6 +250,15 @@ def pair_distances(x: np.ndarray, metric: str, times: np.ndarray | None = None, 
     return (1 - alpha) * unit(d) + alpha * unit(d_time)
 
 
+def cut_height(z: np.ndarray, k: int) -> float:
+    """A height at which the tree ``z`` (SciPy linkage matrix) falls into ``k`` clusters: midway
+    between the merge that would leave k − 1 and the one before (above the top merge for k = 1)."""
+    heights = z[:, 2]
+    if 1 < k <= len(heights):
+        return float((heights[-k] + heights[-k + 1]) / 2)
+    return float(heights.max() * 1.01)
+
+
 def cluster_hierarchical(x: np.ndarray, method: str, metric: str, k: int | None = None, sim: float | None = None,
                          min_size: int = 2, times: np.ndarray | None = None,
                          alpha: float = 0.0) -> tuple[Clustering, np.ndarray, float]:
@@ -273,10 +291,7 @@ def cluster_hierarchical(x: np.ndarray, method: str, metric: str, k: int | None 
     d = pair_distances(x, metric, times, alpha)
     z = linkage(d, method=method)
     if sim is None:
-        raw = fcluster(z, k, criterion="maxclust")
-        heights = z[:, 2]
-        cut = (heights[-k] + heights[-k + 1]) / 2 if 1 < k <= len(heights) else heights.max() * 1.01
-        return by_size(x, raw), z, float(cut)
+        return by_size(x, fcluster(z, k, criterion="maxclust")), z, cut_height(z, k)
     cut = (1.0 - sim) * float(d.max()) if len(d) else 0.0
     return by_size(x, fcluster(z, cut, criterion="distance"), min_size), z, cut
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .clustering import Clustering, l_method
+from .clustering import Clustering, l_method, renumber_by_size
 from .errors import ImgclustError
 
 IMAGE_COLUMNS = ("path", "url", "image")
@@ -97,12 +97,13 @@ def read_label_table(path: Path) -> LabelTable:
         raise ImgclustError(f"{path}: not a CSV file ({exc})") from None
     image = _image_column(header, path)
     col = {name: i for i, name in enumerate(header)}
+    for row_number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise ImgclustError(f"{path}: row {row_number}: {len(row)} cells, header has {len(header)}")
     table: dict[str, dict[str, float]] = {}
     if "concept" in col:
         for row_number, row in enumerate(rows, start=2):
             cells = dict(zip(header, row))
-            if len(row) != len(header):
-                raise ImgclustError(f"{path}: row {row_number}: {len(row)} cells, header has {len(header)}")
             concept = cells["concept"].strip()
             if concept.lower() in MISSING:
                 continue
@@ -114,8 +115,6 @@ def read_label_table(path: Path) -> LabelTable:
         if not pairs:
             raise ImgclustError(f"{path}: no label columns (wide: label_1.. or w1..; long: image,concept,confidence)")
         for row_number, row in enumerate(rows, start=2):
-            if len(row) != len(header):
-                raise ImgclustError(f"{path}: row {row_number}: {len(row)} cells, header has {len(header)}")
             name = row[col[image]].strip()
             if name in table:
                 raise ImgclustError(f"{path}: row {row_number}: image {name!r} listed twice")
@@ -222,15 +221,9 @@ def label_clustering(sim: np.ndarray, tree: np.ndarray, k: int) -> Clustering:
     """
     from scipy.cluster.hierarchy import fcluster
 
-    raw = fcluster(tree, k, criterion="maxclust")
-    _, raw = np.unique(raw, return_inverse=True)
-    counts = np.bincount(raw)
-    order = np.argsort(-counts, kind="stable")
-    renumber = np.empty(len(order), dtype=int)
-    renumber[order] = np.arange(len(order))
-    labels = renumber[raw]
-    members = np.eye(len(order))[labels]
+    labels, k = renumber_by_size(fcluster(tree, k, criterion="maxclust"))
+    members = np.eye(k)[labels]
     sizes = members.sum(axis=0)[labels]
     own = (sim @ members)[np.arange(len(labels)), labels] - np.diag(sim)
     distances = np.where(sizes > 1, 1.0 - own / np.maximum(sizes - 1, 1), 0.0).astype(np.float32)
-    return Clustering(labels, distances, np.empty((len(order), 0), np.float32))
+    return Clustering(labels, distances, np.empty((k, 0), np.float32))

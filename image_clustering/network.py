@@ -58,13 +58,10 @@ def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title:
     """Draw the network: grey edges, each image as a thumbnail (20–64 px, smaller for more images;
     a dot above :data:`THUMBNAILS_MAX` images, or for an image that cannot be read or is not
     local), each label as its word sized by degree. PNG written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-    from PIL import Image, ImageOps
+
+    from .plots import plt, save_figure, thumbnail
 
     fig, ax = plt.subplots(figsize=(16, 16))
     xy = {node: np.asarray(p, dtype=float) for node, p in positions.items()}
@@ -76,15 +73,8 @@ def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title:
     thumb = int(np.clip(900 / np.sqrt(max(len(images), 1)), 20, 64))
     dots = []
     for node in images:
-        tile = None
-        if thumbnails:
-            try:
-                with Image.open(image_dir / graph.nodes[node]["image"]) as im:
-                    im.draft("RGB", (thumb, thumb))
-                    tile = ImageOps.exif_transpose(im).convert("RGB")
-                    tile.thumbnail((thumb, thumb))
-            except Exception:  # missing, remote (URL) or broken: a dot instead
-                tile = None
+        # a URL, a missing or a broken file: a dot instead
+        tile = thumbnail(image_dir / graph.nodes[node]["image"], thumb) if thumbnails else None
         if tile is None:
             dots.append(xy[node])
         else:
@@ -103,6 +93,4 @@ def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title:
     ax.set_ylim(everything[:, 1].min() - pad[1], everything[:, 1].max() + pad[1])
     ax.set_axis_off()
     ax.set_title(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

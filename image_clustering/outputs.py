@@ -4,6 +4,7 @@ Original photos are only ever read: links point at them, copies are made from th
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -55,6 +56,13 @@ def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering
     json_path = label_dir / f"{object_name}.json"
     atomic_write_text(json_path, json.dumps(doc, indent=1, ensure_ascii=False))
     return csv_path, json_path
+
+
+def read_labels(csv_path: Path) -> dict[str, int]:
+    """The ``path → cluster`` column pair of a label CSV written by :func:`write_labels`, in file
+    order."""
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        return {row["path"]: int(row["cluster"]) for row in csv.DictReader(f)}
 
 
 def _flat_name(rel_path: str) -> str:

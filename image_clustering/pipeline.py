@@ -3,7 +3,6 @@
 clusters → outputs; each step reuses what the previous run left when its inputs did not change."""
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from .embedding import clustering_space, combine, embed, space_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
-from .outputs import build_link_folders, cluster_id, write_labels
+from .outputs import build_link_folders, cluster_id, read_labels, write_labels
 from .plots import (contact_sheet, plot_boxed_dendrogram, plot_dendrogram, plot_elbow, plot_k_criteria, plot_label_k,
                     plot_scatter)
 
@@ -345,11 +344,10 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     labels_csv = config.paths.cluster_label_dir / f"{name}.csv"
     if not labels_csv.is_file():
         raise ImgclustError(f"{labels_csv}: no clustering yet; run `imgclust {'cluster-labels' if of_labels else 'cluster'}`")
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    paths = [r["path"] for r in rows]
+    clusters = read_labels(labels_csv)
+    paths = list(clusters)
     truth = csv_truth(truth_csv, paths) if truth_csv else folder_truth(paths)
-    scores = score(truth, [int(r["cluster"]) for r in rows])
+    scores = score(truth, list(clusters.values()))
     scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
     out = config.paths.cluster_label_dir / f"{name}_evaluation.json"
     atomic_write_text(out, json.dumps(scores, indent=1))
@@ -437,8 +435,7 @@ def _clusters_by_image(config: Config) -> dict[str, int] | None:
     for name in (f"{config.model.object_name}_labels", config.model.object_name):
         path = config.paths.cluster_label_dir / f"{name}.csv"
         if path.is_file():
-            with open(path, newline="", encoding="utf-8") as f:
-                return {row["path"]: int(row["cluster"]) for row in csv.DictReader(f)}
+            return read_labels(path)
     return None
 
 

@@ -9,16 +9,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .clustering import KSweep  # noqa: E402
+from .images import open_rgb  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (temporary name, then rename) and close it."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     plt.close(fig)
+
+
+def thumbnail(path: Path, side: int) -> Image.Image | None:
+    """The photo as an upright RGB image fitting in ``side``×``side`` (aspect kept), decoded as
+    :func:`image_clustering.images.open_rgb` does; None when it cannot be read (a picture must not
+    fail because of one broken photo)."""
+    try:
+        tile = open_rgb(path, side)
+    except Exception:  # any decoding failure: the caller draws a placeholder
+        return None
+    tile.thumbnail((side, side))
+    return tile
 
 
 def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
@@ -36,7 +50,7 @@ def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
     ax.annotate(f"suggested k = {sweep.suggested_k}", (sweep.suggested_k, sweep.inertia[i]),
                 xytext=(10, 20), textcoords="offset points", color="tab:red")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 CRITERION_LABELS = {"silhouette": "silhouette max", "davies_bouldin": "Davies–Bouldin min",
@@ -61,7 +75,7 @@ def plot_k_criteria(sweep: KSweep, path: Path, title: str) -> None:
                        label=f"{CRITERION_LABELS[c]}: k = {k}" + (" (used)" if c == sweep.criterion else ""))
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str, cut: float) -> None:
@@ -78,7 +92,7 @@ def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str, cut: float) -
     ax.set_ylabel("merge distance")
     ax.set_xlabel("images (counts in brackets for merged leaves)")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarray | None = None) -> None:
@@ -101,7 +115,7 @@ def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarr
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 128, columns: int = 10,
@@ -116,13 +130,7 @@ def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 
     sheet = Image.new("RGB", (max(cols * thumb, 480), rows * thumb + header), "white")
     ImageDraw.Draw(sheet).text((6, 5), title, fill="black", font=ImageFont.load_default(size=18))
     for i, p in enumerate(shown):
-        try:
-            with Image.open(p) as im:
-                im.draft("RGB", (thumb, thumb))
-                tile = ImageOps.exif_transpose(im).convert("RGB")
-                tile.thumbnail((thumb - 4, thumb - 4))
-        except Exception:  # a broken file must not cost the whole sheet
-            tile = Image.new("RGB", (thumb - 4, thumb - 4), "lightgrey")
+        tile = thumbnail(p, thumb - 4) or Image.new("RGB", (thumb - 4, thumb - 4), "lightgrey")
         x = (i % columns) * thumb + (thumb - tile.width) // 2
         y = header + (i // columns) * thumb + (thumb - tile.height) // 2
         sheet.paste(tile, (x, y))
@@ -147,7 +155,7 @@ def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, path: Path, 
         ax.axvline(knee, color="tab:red", ls="--", label=f"L-method knee: k = {knee}")
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
@@ -156,9 +164,10 @@ def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: 
     from matplotlib.patches import Rectangle
     from scipy.cluster.hierarchy import dendrogram
 
+    from .clustering import cut_height
+
     k = int(labels.max()) + 1
-    heights = z[:, 2]
-    cut = (heights[-k] + heights[-k + 1]) / 2 if 1 < k <= len(heights) else heights.max()
+    cut = cut_height(z, k)
     fig, ax = plt.subplots(figsize=(14, 6))
     tree = dendrogram(z, ax=ax, no_labels=True, color_threshold=cut, above_threshold_color="grey")
     order = np.asarray(labels)[tree["leaves"]]  # leaf i is drawn at x = 5 + 10·i
@@ -169,4 +178,4 @@ def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: 
         ax.text(10 * (at.min() + at.max()) / 2 + 5, cut, str(c), ha="center", va="bottom", fontsize=8, color="tab:red")
     ax.set_ylabel("Ward merge height (Jaccard distance)")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from image_clustering import config_from_dict, pipeline
+from bench_quality import DATASETS, DEV_SETS, config_for  # same stores and output folders
+from image_clustering import pipeline
 from image_clustering.evaluation import folder_truth, score
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 ROWS = {  # name → model keys for the label workflow
     "labels: top-10 tags, k by L-method (k = 2..20)": {"tag_count": 10},
     "labels: top-5 tags, k by L-method (k = 2..20)": {"tag_count": 5},
@@ -27,17 +26,9 @@ ROWS = {  # name → model keys for the label workflow
 }
 
 
-def config_for(dataset: Path, out: Path, **model):
-    return config_from_dict({
-        "paths": {"image_dir": str(dataset), "model_dir": str(ROOT / "models"), "vector_dir": str(out / "vectors"),
-                  "cluster_label_dir": str(out / "labels"), "plot_dir": str(out / "plots"), "link_dir": str(out / "link")},
-        "model": {"object_name": dataset.name, **model},
-    })
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["imagenette_val200", "clothing10_testval", "ukbench_groups14"])
+    parser.add_argument("--sets", nargs="+", default=DEV_SETS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/imgclust-quality"))
     args = parser.parse_args()
     quiet = lambda msg: None  # noqa: E731

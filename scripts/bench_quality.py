@@ -27,6 +27,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_quality:begin -->", "<!-- bench_quality:end -->"
 INCEPTION = "inception_v3"
 BOTH = ["inception_v3", "efficientnet_lite0"]
+DEV_SETS = ["imagenette_val200", "clothing10_testval", "ukbench_groups14"]
 ORIGINAL = {"extractor": INCEPTION, "standardize": True, "perplexity": 30}
 COSINE_FEATURES = {"space": "features", "metric": "cosine", "algorithm": "agglomerative", "linkage": "average"}
 # Row name → model keys on top of the defaults. Rows sharing an embedding are kept together so
@@ -141,7 +142,7 @@ def write_doc(text: str, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["imagenette_val200", "clothing10_testval", "ukbench_groups14"])
+    parser.add_argument("--sets", nargs="+", default=DEV_SETS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/imgclust-quality"))
     parser.add_argument("--only", nargs="*", help="row names of GRID to run (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="model.seed of every row")
