@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +27,56 @@ def atomic_path(path: Path):
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
+    """Write UTF-8 ``text`` to ``path`` atomically.
+
+    File names that are not valid UTF-8 reach Python as lone surrogates (``os.fsdecode``); they are
+    written back as the original bytes (``surrogateescape``), so such a name round-trips exactly
+    through :func:`read_text`."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def atomic_write_json(path: Path, doc, indent: int | None = 1) -> None:
+    """Write ``doc`` as readable UTF-8 JSON atomically; the lone surrogates of file names that are
+    not UTF-8 become ``\\udcXX`` escapes, which JSON readers turn back into the same string."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=False)
+    atomic_write_text(path, re.sub("[\udc80-\udcff]", lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def read_text(path: Path) -> str:
+    """Read a text file written by :func:`atomic_write_text` (UTF-8; undecodable bytes become the
+    lone surrogates a file name would have)."""
+    return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``, through
+    the C library): every observer, and a crash at any moment, sees either the old pair or the
+    swapped pair.
+
+    Returns:
+        False where the system or file system cannot do it (the caller falls back to renames).
+
+    Raises:
+        OSError: the exchange itself failed (e.g. a path does not exist).
+    """
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_cwd = -100  # AT_FDCWD: paths relative to the current directory (ours are absolute)
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
 @contextmanager

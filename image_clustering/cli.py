@@ -45,6 +45,9 @@ def _log(quiet: bool):
 def main():
     """Group a photo collection by visual content: InceptionV3 feature vectors, PCA, t-SNE/UMAP
     embedding, k-means. Run `imgclust run` for all steps, or each step on its own."""
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \x.. escapes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @main.command(cls=_Command)

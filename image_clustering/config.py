@@ -259,7 +259,34 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
     base = (base_dir or Path.cwd()).resolve()
     paths = {**DEFAULT_PATHS, **raw["paths"]}
     resolved = {name: (base / Path(value).expanduser()).resolve() for name, value in paths.items()}
+    try:
+        check_output_folders(resolved)
+    except ImgclustError as exc:
+        raise ImgclustError(prefix + str(exc)) from None
     return Config(Paths(**resolved), ModelConfig(**model), source)
+
+
+OUTPUT_FOLDERS = ("model_dir", "vector_dir", "cluster_label_dir", "plot_dir", "link_dir")
+
+
+def check_output_folders(paths: dict[str, Path]) -> None:
+    """Refuse an output folder that is, contains or lies inside ``image_dir``.
+
+    Rebuilding ``<link_dir>/<object_name>`` replaces that folder, so a link folder above the photos
+    could replace the photo folder itself, and outputs inside it would be clustered as photos on
+    the next run. Paths must already be resolved (symbolic links followed).
+
+    Raises:
+        ImgclustError: one line naming both keys.
+    """
+    image_dir = paths["image_dir"]
+    for name in OUTPUT_FOLDERS:
+        folder = paths[name]
+        how = ("is" if folder == image_dir else "lies inside" if image_dir in folder.parents
+               else "contains" if folder in image_dir.parents else None)
+        if how:
+            raise ImgclustError(f"paths.{name}: {folder} {how} paths.image_dir ({image_dir}); outputs must live "
+                                "outside the photo folder, where they can neither replace nor pass for photos")
 
 
 def load_config(path) -> Config:

@@ -5,7 +5,7 @@ Original photos are only ever read: links point at them, copies are made from th
 from __future__ import annotations
 
 import csv
-import json
+import hashlib
 import os
 import shutil
 import uuid
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_csv, atomic_write_text
+from .atomic import atomic_write_csv, atomic_write_json, exchange
 from .clustering import UNCLUSTERED, Clustering
+from .errors import ImgclustError
 
 UNCLUSTERED_NAME = "unclustered"
 
@@ -54,20 +55,38 @@ def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering
            "clusters": clusters,
            UNCLUSTERED_NAME: [paths[i] for i in np.flatnonzero(clustering.labels == UNCLUSTERED)]}
     json_path = label_dir / f"{object_name}.json"
-    atomic_write_text(json_path, json.dumps(doc, indent=1, ensure_ascii=False))
+    atomic_write_json(json_path, doc)
     return csv_path, json_path
 
 
 def read_labels(csv_path: Path) -> dict[str, int]:
     """The ``path → cluster`` column pair of a label CSV written by :func:`write_labels`, in file
     order."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with open(csv_path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         return {row["path"]: int(row["cluster"]) for row in csv.DictReader(f)}
 
 
+NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, XFS, btrfs, tmpfs)
+MARKER = ".imgclust-links"  # in every link folder imgclust makes; no marker, no replacing it
+
+
 def _flat_name(rel_path: str) -> str:
-    # Keep the sub-folder in the link name so equal file names from different folders differ.
-    return rel_path.replace("/", "__")
+    """Link name of a photo: its relative path with ``/`` → ``__``, so equal file names from
+    different folders differ. Names over :data:`NAME_MAX` bytes keep their end (the file name and
+    extension) behind a stable hash of the whole path, so they always fit and never collide."""
+    flat = rel_path.replace("/", "__")
+    raw = os.fsencode(flat)
+    if len(raw) <= NAME_MAX:
+        return flat
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    tail = raw[-(NAME_MAX - len(digest) - 1):]
+    while True:  # do not start inside a multi-byte character
+        try:
+            return f"{digest}~{tail.decode('utf-8')}"
+        except UnicodeDecodeError as exc:
+            if exc.start > 0:  # undecodable bytes in the name itself: keep them as they are
+                return f"{digest}~{os.fsdecode(tail)}"
+            tail = tail[1:]
 
 
 def _place(source: Path, target: Path, mode: str) -> str:
@@ -89,13 +108,31 @@ def _place(source: Path, target: Path, mode: str) -> str:
     raise AssertionError("unreachable")
 
 
+def is_link_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a link folder imgclust made: it carries :data:`MARKER`, or (made
+    before the marker existed) holds nothing but folders of symbolic links."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    if (folder / MARKER).is_file():
+        return True
+    return all(sub.is_dir() and not sub.is_symlink() and all(f.is_symlink() for f in sub.iterdir())
+               for sub in folder.iterdir())
+
+
+def _remove_link_folder(folder: Path) -> None:
+    # Only ever a folder we made: its files are links or copies, never the photos themselves.
+    if is_link_folder(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int,
-                       mode: str = "symlink") -> dict[str, int]:
+                       mode: str = "symlink", before_swap=None) -> dict[str, int]:
     """Rebuild ``link_root`` with one folder per cluster holding a link to each member photo.
 
-    The new tree is built beside the old one and swapped in by renames, so a crash leaves the
-    previous folder (or, at worst, its ``.old`` twin) intact; files are named by their path relative
-    to ``image_dir`` with ``/`` turned into ``__``.
+    The new tree is built beside the old one, then the two are exchanged in one atomic step
+    (:func:`~image_clustering.atomic.exchange`; two renames where the system cannot), so a crash
+    at any moment leaves a complete link folder, the old or the new. ``link_root`` is only replaced
+    when imgclust made it (:func:`is_link_folder`); files are named by :func:`_flat_name`.
 
     Args:
         link_root: ``<link_dir>/<object_name>``.
@@ -103,14 +140,38 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
         paths: relative photo paths, one per label.
         labels: int (N,) cluster numbers in 0..k−1, or -1 (into the ``unclustered`` folder).
         mode: first choice of ``symlink``, ``hardlink``, ``copy``; later ones are fallbacks.
+        before_swap: called once the new tree is complete, just before it replaces the old one
+            (the workflow writes the label files there, so labels and links change together).
 
     Returns:
         Count of each kind of link made, e.g. ``{"symlink": 56}``.
+
+    Raises:
+        ImgclustError: ``link_root`` exists and was not made by imgclust.
+        OSError: the links cannot be made (the previous folder is left as it was).
     """
+    if (link_root.exists() or link_root.is_symlink()) and not is_link_folder(link_root):
+        raise ImgclustError(f"{link_root}: exists and was not made by imgclust (no {MARKER} file); move it "
+                            "away or choose another paths.link_dir — imgclust only replaces folders it made")
     parent = link_root.parent
     parent.mkdir(parents=True, exist_ok=True)
     building = parent / f".{link_root.name}.new-{uuid.uuid4().hex[:8]}"
     building.mkdir()
+    try:
+        (building / MARKER).write_text("made by imgclust: one folder of links per cluster; safe to delete\n")
+        made = _fill(building, image_dir, paths, labels, k, mode)
+        if before_swap is not None:
+            before_swap()
+        _swap_in(building, link_root)
+    finally:
+        _remove_link_folder(building)  # after the swap it holds the old tree
+    # Leftovers of crashed runs (ours only: they carry the marker).
+    for stale in parent.glob(f".{link_root.name}.*"):
+        _remove_link_folder(stale)
+    return made
+
+
+def _fill(building: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int, mode: str) -> dict[str, int]:
     sizes = np.bincount(labels[labels >= 0], minlength=k)
     folders = {c: building / folder_name(c, int(sizes[c]), k) for c in range(k)}
     if (labels == UNCLUSTERED).any():
@@ -120,19 +181,26 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
     made: dict[str, int] = {}
     used: set[Path] = set()
     for rel, c in zip(paths, labels):
-        target = folders[c] / _flat_name(rel)
+        flat = _flat_name(rel)
+        target = folders[c] / flat
         n = 1
         while target in used:  # "a__b.jpg" and "a/b.jpg" flatten alike
-            target = target.with_name(f"{Path(_flat_name(rel)).stem}~{n}{Path(rel).suffix}")
+            stem, suffix = os.path.splitext(flat)
+            target = folders[c] / _flat_name(f"{stem}~{n}{suffix}")
             n += 1
         used.add(target)
         kind = _place(image_dir / rel, target, mode)
         made[kind] = made.get(kind, 0) + 1
-    old = parent / f".{link_root.name}.old-{uuid.uuid4().hex[:8]}"
-    if link_root.exists() or link_root.is_symlink():
-        os.rename(link_root, old)
-    os.rename(building, link_root)
-    # Leftovers of this or earlier (crashed) runs; rmtree never follows the links into the photos.
-    for stale in parent.glob(f".{link_root.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)
     return made
+
+
+def _swap_in(building: Path, link_root: Path) -> None:
+    """Put ``building`` at ``link_root``; the previous tree, if any, ends up at ``building``."""
+    if not (link_root.exists() or link_root.is_symlink()):
+        os.rename(building, link_root)
+    elif not exchange(building, link_root):
+        # No atomic exchange here: two renames, with a window where only the .old twin exists.
+        old = building.with_name(building.name.replace(".new-", ".old-"))
+        os.rename(link_root, old)
+        os.rename(building, link_root)
+        os.rename(old, building)

@@ -3,7 +3,9 @@
 clusters → outputs; each step reuses what the previous run left when its inputs did not change."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,19 +96,53 @@ def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray]]:
     return common, blocks
 
 
-def features(config: Config) -> tuple[list[str], np.ndarray, str]:
-    """The feature matrix clustering works on.
+def features(config: Config, log=print) -> tuple[list[str], np.ndarray, str]:
+    """The feature matrix clustering works on: the images every network has vectors for, less
+    those deleted since ``extract`` (logged, with a warning for photos changed since then).
 
     Returns:
         (paths relative to ``image_dir``, float32 (N, D) vectors — one network's as stored, several
         networks' L2-normalised and concatenated —, a key that changes whenever they do).
 
     Raises:
-        ImgclustError: a network in ``model.extractor`` has no vectors yet.
+        ImgclustError: a network in ``model.extractor`` has no vectors yet, or every photo is gone.
     """
     stores = _stores(config, config.model.extractor)
     paths, blocks = _aligned(stores)
-    return paths, combine(blocks), "+".join(s.token for s in stores)
+    key = "+".join(s.token for s in stores)
+    gone = _gone_photos(config, stores[0], set(paths), log)
+    if gone:
+        keep = [i for i, p in enumerate(paths) if p not in gone]
+        if not keep:
+            raise ImgclustError(f"paths.image_dir: none of the {len(paths)} photos with feature vectors is in "
+                                f"{config.paths.image_dir} any more; run `imgclust extract`")
+        paths = [paths[i] for i in keep]
+        blocks = [np.asarray(b)[keep] for b in blocks]
+        key += "-without-" + hashlib.sha256("\0".join(sorted(gone)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return paths, combine(blocks), key
+
+
+def _gone_photos(config: Config, store: FeatureStore, paths: set[str], log) -> set[str]:
+    """Paths of ``paths`` whose photo no longer exists; warns about them and about photos whose
+    size or modification time changed since their vectors were computed."""
+    gone, changed = set(), []
+    for image in store.images:
+        if image.path not in paths:
+            continue
+        try:
+            st = os.stat(config.paths.image_dir / image.path)
+        except OSError:
+            gone.add(image.path)
+            continue
+        if (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
+            changed.append(image.path)
+    if gone:
+        log(f"warning: {len(gone)} photos were deleted since `imgclust extract` (e.g. {min(gone)}); "
+            "left out of this run — run `imgclust extract` to update the store")
+    if changed:
+        log(f"warning: {len(changed)} photos changed since `imgclust extract` (e.g. {changed[0]}); their old "
+            "vectors are used — run `imgclust extract` to update them")
+    return gone
 
 
 def _write_k_table(sweep: KSweep, path: Path) -> None:
@@ -172,7 +208,7 @@ def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
 
 
 def _find_k(config: Config, progress: bool, log) -> FindKResult:
-    paths, vectors, key = features(config)
+    paths, vectors, key = features(config, log)
     embedding = embed(vectors, key, config.model, config.feature_dir, log)
     sweep = _sweep(config, key, clustering_space(vectors, embedding, config.model), progress, log)
     d, name = config.model.reduced_dimension, config.model.object_name
@@ -246,7 +282,7 @@ def _run_algorithm(config: Config, points: np.ndarray, paths: list[str], k: int 
 
 
 def _cluster(config: Config, progress: bool, log) -> ClusterResult:
-    paths, vectors, key = features(config)
+    paths, vectors, key = features(config, log)
     m = config.model
     embedding = embed(vectors, key, m, config.feature_dir, log)
     points = clustering_space(vectors, embedding, m)
@@ -264,9 +300,13 @@ def _cluster(config: Config, progress: bool, log) -> ClusterResult:
     result = _run_algorithm(config, points, paths, k)
     if k is None:
         log(f"{result.k} clusters, {result.unclustered} images unclustered")
-    label_files = write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding)
+    label_dir = config.paths.cluster_label_dir
+    label_files = (label_dir / f"{m.object_name}.csv", label_dir / f"{m.object_name}.json")
     link_root = config.paths.link_dir / m.object_name
-    kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, result.k, m.link)
+    # Labels are written once every link is made, just before the new link folder is swapped in:
+    # a failure while linking leaves the previous labels and links, which agree with each other.
+    kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, result.k, m.link,
+                               before_swap=lambda: write_labels(label_dir, m.object_name, paths, result, embedding))
     _cluster_plots(config, paths, result, embedding, progress)
     return ClusterResult(result.k, result.sizes.tolist(), result.unclustered, paths, result.labels, label_files,
                          link_root, kinds)

@@ -32,7 +32,7 @@ def read_labels(config):
 
 def check_link_folders(config, paths, labels):
     root = config.paths.link_dir / config.model.object_name
-    folders = sorted(root.iterdir())
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
     assert len(folders) == labels.max() + 1 + int((labels < 0).any())
     seen = []
     for folder in folders:

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from image_clustering.clustering import Clustering
-from image_clustering.outputs import build_link_folders, write_labels
+from image_clustering.outputs import MARKER, build_link_folders, write_labels
 
 
 def make_photos(root, names):
@@ -23,13 +23,13 @@ def test_links_one_folder_per_cluster_and_rebuild_replaces_old(tmp_path):
     root = tmp_path / "links" / "set"
     made = build_link_folders(root, images, names, np.array([0, 0, 1, 0]), 2)
     assert made == {"symlink": 4}
-    assert sorted(p.name for p in root.iterdir()) == ["0_3", "1_1"]
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "0_3", "1_1"]
     linked = sorted(p.name for p in (root / "0_3").iterdir())
     assert linked == ["a__x.jpg", "a__x~1.jpg", "b__x.jpg"]  # same-named files from two folders, and a clash
     assert os.readlink(root / "1_1" / "c.jpg") == str(images / "c.jpg")
 
     build_link_folders(root, images, names, np.array([0, 1, 2, 0]), 3)
-    assert sorted(p.name for p in root.iterdir()) == ["0_2", "1_1", "2_1"]
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "0_2", "1_1", "2_1"]
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no leftovers
     assert {n: hashlib.sha256((images / n).read_bytes()).hexdigest() for n in names} == digests
 
@@ -83,5 +83,5 @@ def test_unclustered_images_get_their_own_folder_and_label(tmp_path):
     doc = json.loads(json_path.read_text())
     assert doc["k"] == 2 and doc["unclustered"] == ["c.jpg"]
     build_link_folders(tmp_path / "links", photos, names, labels, 2)
-    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == ["0_2", "1_1", "unclustered"]
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == [MARKER, "0_2", "1_1", "unclustered"]
     assert [p.name for p in (tmp_path / "links" / "unclustered").iterdir()] == ["c.jpg"]
