@@ -1,6 +1,7 @@
 """``imgclust``: the command-line tool, a thin layer over :mod:`image_clustering.pipeline`."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -36,8 +37,16 @@ def _common(func):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or progress lines.")(func)
 
 
-def _log(quiet: bool):
-    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+def _logging(quiet: bool) -> None:
+    """Progress lines of the library (``logging``, logger ``image_clustering``) to stderr;
+    with ``-q`` only warnings."""
+    logger = logging.getLogger("image_clustering")
+    logger.handlers = [h for h in logger.handlers if not getattr(h, "imgclust_cli", False)]
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of this call (tests swap it)
+    handler.imgclust_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +71,8 @@ def download(config_path, quiet, network, source, force):
     networks = (network,) if network else config.model.extractor
     if source and len(networks) > 1:
         raise click.UsageError("--source applies to one network: add --network")
-    for manifest in pipeline.download(config, source, force, _log(quiet), networks):
+    _logging(quiet)
+    for manifest in pipeline.download(config, source, force, networks):
         click.echo(f"download: {manifest['network']} {manifest['source']} weights at {manifest['file']}")
 
 
@@ -70,6 +80,7 @@ def download(config_path, quiet, network, source, force):
 @_common
 def extract(config_path, quiet):
     """Compute the feature vectors of every new or changed image."""
+    _logging(quiet)
     click.echo(pipeline.extract(load_config(config_path), progress=not quiet).line())
 
 
@@ -78,7 +89,8 @@ def extract(config_path, quiet):
 def find_k(config_path, quiet):
     """Embed the features, sweep k-means over k, plot the elbow and suggest k."""
     config = load_config(config_path)
-    result = pipeline.find_k(config, progress=not quiet, log=_log(quiet))
+    _logging(quiet)
+    result = pipeline.find_k(config, progress=not quiet)
     others = ", ".join(f"{c} {k}" for c, k in result.sweep.suggestions.items() if c != result.sweep.criterion)
     click.echo(f"find-k: suggested k = {result.suggested_k} ({result.sweep.criterion}; {others}); "
                f"plots in {config.plot_dir}")
@@ -94,7 +106,8 @@ def _cluster_line(result: pipeline.ClusterResult) -> str:
 @_common
 def cluster(config_path, quiet):
     """Cluster (model.algorithm) and link the images into one folder per cluster."""
-    result = pipeline.cluster(load_config(config_path), progress=not quiet, log=_log(quiet))
+    _logging(quiet)
+    result = pipeline.cluster(load_config(config_path), progress=not quiet)
     click.echo(_cluster_line(result))
 
 
@@ -115,7 +128,8 @@ def evaluate(config_path, quiet, truth, of_labels):
 @_common
 def tag(config_path, quiet):
     """Up to model.tag_count ImageNet labels per image (EfficientNet-Lite0), as a CSV."""
-    out = pipeline.tag(load_config(config_path), progress=not quiet, log=_log(quiet))
+    _logging(quiet)
+    out = pipeline.tag(load_config(config_path), progress=not quiet)
     click.echo(f"tag: labels in {out}")
 
 
@@ -128,7 +142,8 @@ _LABEL_FILE = click.option("--labels-file", type=click.Path(dir_okay=False),
 @_LABEL_FILE
 def cluster_labels(config_path, quiet, labels_file):
     """Cluster images by their label words: Jaccard similarity, Ward linkage, k by the L-method."""
-    result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None, _log(quiet))
+    _logging(quiet)
+    result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None)
     links = f"; links {result.link_root}" if result.link_root else ""
     click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} clusters "
                f"(sizes {', '.join(map(str, result.sizes))}; L-method knee {result.knee}); "
@@ -140,7 +155,8 @@ def cluster_labels(config_path, quiet, labels_file):
 @_LABEL_FILE
 def tag_network(config_path, quiet, labels_file):
     """Export the image–label network for Gephi (GEXF, edges/nodes CSV) and draw it (ForceAtlas2)."""
-    files = pipeline.tag_network(load_config(config_path), Path(labels_file) if labels_file else None, _log(quiet))
+    _logging(quiet)
+    files = pipeline.tag_network(load_config(config_path), Path(labels_file) if labels_file else None)
     click.echo(f"tag-network: {files[0]}, {files[1].name}, {files[2].name}; picture {files[3]}")
 
 
@@ -149,7 +165,8 @@ def tag_network(config_path, quiet, labels_file):
 def run(config_path, quiet):
     """All steps in order: download, extract, find-k, cluster."""
     start = time.perf_counter()
-    result = pipeline.run(load_config(config_path), progress=not quiet, log=_log(quiet))
+    _logging(quiet)
+    result = pipeline.run(load_config(config_path), progress=not quiet)
     click.echo(result.extract.line())
     click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")
     click.echo(_cluster_line(result.cluster))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
@@ -228,23 +229,30 @@ def _check_pairwise(n: int, what: str) -> None:
                          "(use k-means, or HDBSCAN without time_weight on the Euclidean embedding)")
 
 
-def pair_distances(x: np.ndarray, metric: str, times: np.ndarray | None = None, alpha: float = 0.0) -> np.ndarray:
+def pair_distances(x: np.ndarray, metric: str = "euclidean", times: np.ndarray | None = None,
+                   time_weight: float = 0.0) -> np.ndarray:
     """Condensed pair distances (SciPy ``pdist`` order), float64 (N·(N−1)/2,).
 
-    With ``alpha`` > 0 content and time are mixed as in the imagecluster workflow:
+    With ``time_weight`` α > 0 content and time are mixed as in the imagecluster workflow:
     d = (1 − α)·d_content + α·d_time, each first divided by its maximum so both lie in [0, 1].
 
     Args:
         x: float (N, d) points; ``metric`` ``euclidean`` or ``cosine`` between them.
         times: float (N,) photo times in seconds (see :func:`image_clustering.images.photo_time`);
-            needed when ``alpha`` > 0.
-        alpha: weight of time, in [0, 1].
+            needed when ``time_weight`` > 0.
+        time_weight: weight of time, in [0, 1].
+
+    Raises:
+        ValueError: ``time_weight`` > 0 without ``times``.
     """
     from scipy.spatial.distance import pdist
 
     d = pdist(np.asarray(x, dtype=np.float64), metric=metric)
-    if alpha <= 0:
+    if time_weight <= 0:
         return d
+    if times is None:
+        raise ValueError("time_weight > 0 needs the photo times")
+    alpha = time_weight
     d_time = pdist(np.asarray(times, dtype=np.float64).reshape(-1, 1))
     unit = lambda v: v / v.max() if len(v) and v.max() > 0 else v  # noqa: E731
     return (1 - alpha) * unit(d) + alpha * unit(d_time)
@@ -259,21 +267,21 @@ def cut_height(z: np.ndarray, k: int) -> float:
     return float(heights.max() * 1.01)
 
 
-def cluster_hierarchical(x: np.ndarray, method: str, metric: str, k: int | None = None, sim: float | None = None,
-                         min_size: int = 2, times: np.ndarray | None = None,
-                         alpha: float = 0.0) -> tuple[Clustering, np.ndarray, float]:
+def cluster_hierarchical(x: np.ndarray, linkage: str = "ward", metric: str = "euclidean", k: int | None = None,
+                         sim: float | None = None, min_cluster_size: int = 2, times: np.ndarray | None = None,
+                         time_weight: float = 0.0) -> tuple[Clustering, np.ndarray, float]:
     """Agglomerative clustering (SciPy ``linkage`` on :func:`pair_distances`), then ``fcluster``:
     into ``k`` clusters (``maxclust``), or cut at similarity ``sim`` as imagecluster does — at
     distance (1 − sim)·(largest pair distance), so sim 0 gives one cluster and sim 1 every image
-    alone — keeping clusters of at least ``min_size`` images (the rest are unclustered).
+    alone — keeping clusters of at least ``min_cluster_size`` images (the rest are unclustered).
 
     Args:
         x: float (N, d) points.
-        method: ``ward``, ``average``, ``complete`` or ``single`` linkage. Ward formally assumes
+        linkage: ``ward``, ``average``, ``complete`` or ``single``. Ward formally assumes
             Euclidean distances (SciPy applies its update formula to whatever it is given).
         metric: ``euclidean`` or ``cosine``.
         k / sim: exactly one of them.
-        times, alpha: time mixing, see :func:`pair_distances`.
+        times, time_weight: time mixing, see :func:`pair_distances`.
 
     Returns:
         (:class:`Clustering` renumbered by size, the linkage matrix Z float (N − 1, 4), the cut
@@ -282,41 +290,132 @@ def cluster_hierarchical(x: np.ndarray, method: str, metric: str, k: int | None 
     Raises:
         ValueError: more than :data:`PAIRWISE_LIMIT` points, or k larger than N.
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster import hierarchy
 
     n = x.shape[0]
     _check_pairwise(n, "agglomerative clustering")
+    if (k is None) == (sim is None):
+        raise ValueError("give exactly one of k and sim")
     if k is not None and k > n:
         raise ValueError(f"k = {k} is larger than the number of images ({n})")
-    d = pair_distances(x, metric, times, alpha)
-    z = linkage(d, method=method)
+    d = pair_distances(x, metric, times, time_weight)
+    z = hierarchy.linkage(d, method=linkage)
     if sim is None:
-        return by_size(x, fcluster(z, k, criterion="maxclust")), z, cut_height(z, k)
+        return by_size(x, hierarchy.fcluster(z, k, criterion="maxclust")), z, cut_height(z, k)
     cut = (1.0 - sim) * float(d.max()) if len(d) else 0.0
-    return by_size(x, fcluster(z, cut, criterion="distance"), min_size), z, cut
+    return by_size(x, hierarchy.fcluster(z, cut, criterion="distance"), min_cluster_size), z, cut
 
 
-def cluster_hdbscan(x: np.ndarray, min_size: int, metric: str = "euclidean", times: np.ndarray | None = None,
-                    alpha: float = 0.0) -> Clustering:
+def cluster_hdbscan(x: np.ndarray, min_cluster_size: int = 5, metric: str = "euclidean",
+                    times: np.ndarray | None = None, time_weight: float = 0.0) -> Clustering:
     """HDBSCAN (Campello, Moulavi & Sander 2013; scikit-learn's ``HDBSCAN``): density-based, finds
     the number of clusters itself and leaves points in sparse regions unclustered.
 
     Args:
         x: float (N, d) points.
-        min_size: smallest cluster (``min_cluster_size``; also ``min_samples``).
-        metric, times, alpha: as for :func:`pair_distances`; anything but Euclidean without time
+        min_cluster_size: smallest cluster (also HDBSCAN's ``min_samples``).
+        metric, times, time_weight: as for :func:`pair_distances`; anything but Euclidean without time
             runs on the precomputed all-pairs matrix (limited to :data:`PAIRWISE_LIMIT` images).
 
     Raises:
-        ValueError: a precomputed matrix over :data:`PAIRWISE_LIMIT` images.
+        ValueError: a precomputed matrix over :data:`PAIRWISE_LIMIT` images, or
+            ``min_cluster_size`` below 2 or above N.
     """
     from scipy.spatial.distance import squareform
     from sklearn.cluster import HDBSCAN
 
-    if metric == "euclidean" and alpha <= 0:
-        raw = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(np.asarray(x, dtype=np.float64))
+    if not 2 <= min_cluster_size <= max(2, x.shape[0]):
+        raise ValueError(f"min_cluster_size {min_cluster_size} must lie in 2..{x.shape[0]} (the number of images)")
+    if metric == "euclidean" and time_weight <= 0:
+        raw = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(np.asarray(x, dtype=np.float64))
     else:
         _check_pairwise(x.shape[0], f"HDBSCAN with metric {metric!r} or time mixing")
-        square = squareform(pair_distances(x, metric, times, alpha))
-        raw = HDBSCAN(min_cluster_size=min_size, metric="precomputed", copy=True).fit_predict(square)
+        square = squareform(pair_distances(x, metric, times, time_weight))
+        raw = HDBSCAN(min_cluster_size=min_cluster_size, metric="precomputed", copy=True).fit_predict(square)
     return by_size(x, raw)
+
+
+class AutoKClustering(BaseEstimator, ClusterMixin):
+    """Clustering that can choose its own number of clusters, as a scikit-learn estimator: with
+    ``n_clusters="auto"`` it sweeps k-means over k = 1..``k_max`` (:func:`sweep_k`) and takes the
+    ``criterion``'s k, then clusters with ``algorithm`` at that k. HDBSCAN and a similarity cut
+    (``sim``) find the number of clusters themselves. Clusters are numbered by size, 0 the largest;
+    -1 is unclustered. Parameters take the names of the config keys.
+
+    Parameters:
+        n_clusters: int, or ``"auto"``.
+        criterion: ``silhouette``, ``davies_bouldin``, ``elbow`` or ``lmethod`` (see the module
+            docstring).
+        algorithm: ``kmeans``, ``agglomerative`` or ``hdbscan``.
+        k_max, n_init, seed: the sweep's largest k, k-means restarts, random state.
+        linkage, metric, sim, min_cluster_size, time_weight: see :func:`cluster_hierarchical` and
+            :func:`cluster_hdbscan` (``min_cluster_size`` None: 2 for a ``sim`` cut, 5 for HDBSCAN).
+
+    Attributes:
+        labels_: int array of shape (n_samples,).
+        cluster_centers_: float32 array of shape (n_clusters_, n_features), member means.
+        distances_: float32 array of shape (n_samples,), distance to the own centre (NaN: unclustered).
+        n_clusters_: int, clusters found (unclustered not counted).
+        sweep_: :class:`KSweep` when the sweep ran, else None.
+        tree_: SciPy linkage matrix of shape (n_samples − 1, 4) for ``agglomerative``, else None.
+        cut_: the tree's cut height for ``agglomerative``, else None.
+    """
+
+    def __init__(self, n_clusters: int | str = "auto", criterion: str = "silhouette", algorithm: str = "kmeans",
+                 k_max: int = 100, n_init: int = 4, seed: int = 0, linkage: str = "ward", metric: str = "euclidean",
+                 sim: float | None = None, min_cluster_size: int | None = None, time_weight: float = 0.0):
+        self.n_clusters = n_clusters
+        self.criterion = criterion
+        self.algorithm = algorithm
+        self.k_max = k_max
+        self.n_init = n_init
+        self.seed = seed
+        self.linkage = linkage
+        self.metric = metric
+        self.sim = sim
+        self.min_cluster_size = min_cluster_size
+        self.time_weight = time_weight
+
+    def finds_k_itself(self) -> bool:
+        """True when the method chooses the number of clusters (HDBSCAN, a similarity cut)."""
+        return self.algorithm == "hdbscan" or self.sim is not None
+
+    def fit(self, X, y=None, times: np.ndarray | None = None, sweep: KSweep | None = None):
+        """Cluster ``X``, float array of shape (n_samples, n_features); ``y`` is ignored.
+
+        Args:
+            times: float (n_samples,) photo times in seconds, needed when ``time_weight`` > 0.
+            sweep: a :class:`KSweep` of ``X`` computed before (the workflow caches it), used
+                instead of sweeping again when ``n_clusters="auto"``.
+
+        Raises:
+            ValueError: an unknown algorithm or criterion, k above n_samples, or a pair-distance
+                method above :data:`PAIRWISE_LIMIT` samples.
+        """
+        x = np.asarray(X, dtype=np.float32)
+        self.n_features_in_ = x.shape[1]
+        self.sweep_, self.tree_, self.cut_ = None, None, None
+        k = None
+        if not self.finds_k_itself():
+            if self.n_clusters == "auto":
+                if self.criterion not in CRITERIA:
+                    raise ValueError(f"unknown criterion {self.criterion!r}; one of {', '.join(CRITERIA)}")
+                self.sweep_ = sweep or sweep_k(x, self.k_max, self.n_init, self.seed, criterion=self.criterion)
+                self.sweep_.criterion = self.criterion
+                k = self.sweep_.suggested_k
+            else:
+                k = int(self.n_clusters)
+        if self.algorithm == "kmeans":
+            result = cluster_kmeans(x, k, self.n_init, self.seed)
+        elif self.algorithm == "hdbscan":
+            result = cluster_hdbscan(x, self.min_cluster_size or 5, self.metric, times, self.time_weight)
+        elif self.algorithm == "agglomerative":
+            result, self.tree_, self.cut_ = cluster_hierarchical(
+                x, self.linkage, self.metric, k=k, sim=self.sim, min_cluster_size=self.min_cluster_size or 2,
+                times=times, time_weight=self.time_weight)
+        else:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; one of kmeans, agglomerative, hdbscan")
+        self.labels_, self.distances_, self.cluster_centers_ = result.labels, result.distances, result.centers
+        self.n_clusters_ = result.k
+        self.clustering_ = result
+        return self

@@ -165,6 +165,85 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Every file and folder the workflow reads or writes for one collection, in one place.
+
+    Folders: ``<vector_dir>/<object_name>/`` (feature stores and caches),
+    ``<plot_dir>/<object_name>/`` (pictures), ``<cluster_label_dir>/`` (tables, prefixed with the
+    object name) and ``<link_dir>/<object_name>[_labels]/`` (link folders).
+    """
+
+    paths: Paths
+    name: str
+
+    # feature stores and caches
+    @property
+    def feature_dir(self) -> Path:
+        return self.paths.vector_dir / self.name
+
+    def store_dir(self, network: str) -> Path:
+        return self.feature_dir / network
+
+    @property
+    def failures_csv(self) -> Path:
+        return self.feature_dir / "failures.csv"
+
+    @property
+    def embedding_cache(self) -> Path:
+        return self.feature_dir / "embedding.npz"
+
+    @property
+    def sweep_cache(self) -> Path:
+        return self.feature_dir / "find_k.json"
+
+    # tables
+    def labels_csv(self, of_tags: bool = False) -> Path:
+        """``<name>.csv`` (``cluster``), or ``<name>_labels.csv`` (``cluster-labels``)."""
+        return self.paths.cluster_label_dir / f"{self._labels_name(of_tags)}.csv"
+
+    def labels_json(self, of_tags: bool = False) -> Path:
+        return self.paths.cluster_label_dir / f"{self._labels_name(of_tags)}.json"
+
+    def evaluation_json(self, of_tags: bool = False) -> Path:
+        return self.paths.cluster_label_dir / f"{self._labels_name(of_tags)}_evaluation.json"
+
+    def _labels_name(self, of_tags: bool) -> str:
+        return f"{self.name}_labels" if of_tags else self.name
+
+    @property
+    def tags_csv(self) -> Path:
+        """The label table ``imgclust tag`` writes."""
+        return self.paths.cluster_label_dir / f"{self.name}_tags.csv"
+
+    @property
+    def tag_table(self) -> Path:
+        """The label table of the label workflows: ``paths.label_file``, else :attr:`tags_csv`."""
+        return self.paths.label_file or self.tags_csv
+
+    @property
+    def network_files(self) -> tuple[Path, Path, Path]:
+        """``tag-network``'s GEXF, edges CSV and nodes CSV."""
+        folder = self.paths.cluster_label_dir
+        return (folder / f"{self.name}_network.gexf", folder / f"{self.name}_edges.csv",
+                folder / f"{self.name}_nodes.csv")
+
+    def link_root(self, of_tags: bool = False) -> Path:
+        return self.paths.link_dir / self._labels_name(of_tags)
+
+    # pictures
+    @property
+    def plot_dir(self) -> Path:
+        return self.paths.plot_dir / self.name
+
+    def plot(self, name: str) -> Path:
+        """A picture or table in the plot folder: ``cost_2D.png``, ``k_scores.csv``, ..."""
+        return self.plot_dir / name
+
+    def contact_sheet(self, cluster_id: str) -> Path:
+        return self.plot_dir / f"contact_sheet_{cluster_id}.png"
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated config: ``paths`` and ``model``, plus the file it came from."""
 
@@ -173,17 +252,21 @@ class Config:
     source: Path | None = None
 
     @property
+    def layout(self) -> Layout:
+        """Where this collection's files live."""
+        return Layout(self.paths, self.model.object_name)
+
+    @property
     def feature_dir(self) -> Path:
-        return self.paths.vector_dir / self.model.object_name
+        return self.layout.feature_dir
 
     @property
     def plot_dir(self) -> Path:
-        return self.paths.plot_dir / self.model.object_name
+        return self.layout.plot_dir
 
     @property
     def label_file(self) -> Path:
-        """The label table of the label workflows: ``paths.label_file``, else the CSV of ``imgclust tag``."""
-        return self.paths.label_file or self.paths.cluster_label_dir / f"{self.model.object_name}_tags.csv"
+        return self.layout.tag_table
 
 
 def _key(path) -> str:

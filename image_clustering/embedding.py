@@ -3,27 +3,23 @@
 As in the original tool: standardize each feature (zero mean, unit variance; ``model.standardize``),
 PCA to ``model.pca_dimension`` (50) components, then t-SNE (van der Maaten & Hinton 2008;
 scikit-learn's Barnes-Hut ``TSNE`` up to 10,000 images, openTSNE's FFT-accelerated t-SNE above) or
-UMAP (McInnes et al. 2018; ``umap-learn``) to ``model.reduced_dimension``. With several networks, each network's vectors are L2-normalised and
-concatenated first, so each network weighs the same whatever its dimension. The result is cached
-next to the features, keyed on the stores' content and every parameter.
+UMAP (McInnes et al. 2018; ``umap-learn``) to ``model.reduced_dimension``. With several networks,
+each network's vectors are L2-normalised and concatenated first, so each network weighs the same
+whatever its dimension. :class:`FeatureEmbedding` is the scikit-learn-style estimator over these
+functions; the workflow (:mod:`image_clustering.pipeline`) caches its result.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from .atomic import atomic_path
-from .config import ModelConfig
-from .errors import ImgclustError
-
-CACHE = "embedding.npz"
+log = logging.getLogger(__name__)
 # Up to this many images t-SNE is scikit-learn's Barnes-Hut (the measured configuration); above,
 # openTSNE's FFT-accelerated t-SNE, which scales to 10^5 images on two cores.
 TSNE_SKLEARN_LIMIT = 10_000
@@ -63,35 +59,41 @@ def pca_features(vectors: np.ndarray, n_components: int, seed: int, standardize:
     return PCA(n_components=n, random_state=seed).fit_transform(x).astype(np.float32)
 
 
-def reduce(x: np.ndarray, model: ModelConfig) -> np.ndarray:
-    """t-SNE or UMAP of ``x`` (N, d) to (N, model.reduced_dimension), float32.
+def reduce(x: np.ndarray, reducer: str = "tsne", reduced_dimension: int = 2, perplexity: float = 20.0,
+           n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
+    """t-SNE or UMAP of ``x`` (N, d) to (N, reduced_dimension), float32.
 
     Neighbourhood sizes shrink for small N (t-SNE's perplexity must be below N; UMAP needs
-    ``n_neighbors`` < N), so a handful of photos still works.
+    ``n_neighbors`` < N), so a handful of photos still works; the change is logged.
 
     Raises:
-        ImgclustError: fewer than 3 images.
+        ValueError: fewer than 3 points, or t-SNE above 3 dimensions.
     """
     n = x.shape[0]
     if n < 3:
-        raise ImgclustError(f"need at least 3 images to build an embedding, found {n}")
-    dim = model.reduced_dimension
-    if model.reducer == "tsne":
-        perplexity = min(model.perplexity, (n - 1) / 3)
+        raise ValueError(f"need at least 3 images to build an embedding, found {n}")
+    dim = reduced_dimension
+    if reducer == "tsne":
+        if dim > 3:
+            raise ValueError(f"t-SNE (Barnes-Hut) supports at most 3 dimensions, not {dim}")
+        lowered = min(perplexity, (n - 1) / 3)
+        if lowered < perplexity:
+            log.info("t-SNE perplexity lowered from %g to %g for %d images", perplexity, lowered, n)
         if n > TSNE_SKLEARN_LIMIT and dim <= 2:
-            return _fft_tsne(x, dim, perplexity, model.seed)
+            return _fft_tsne(x, dim, lowered, seed)
         from sklearn.manifold import TSNE
 
-        method = "barnes_hut" if dim <= 3 else "exact"
-        tsne = TSNE(n_components=dim, perplexity=perplexity, init="pca", random_state=model.seed, method=method)
+        tsne = TSNE(n_components=dim, perplexity=lowered, init="pca", random_state=seed, method="barnes_hut")
         return tsne.fit_transform(x).astype(np.float32)
+    neighbours = min(n_neighbors, n - 1)
+    if neighbours < n_neighbors:
+        log.info("UMAP n_neighbors lowered from %d to %d for %d images", n_neighbors, neighbours, n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a seed disables parallelism: wanted here
         import umap
 
-        reducer = umap.UMAP(n_components=dim, n_neighbors=min(model.n_neighbors, n - 1), min_dist=0.0,
-                            random_state=model.seed)
-        return reducer.fit_transform(x).astype(np.float32)
+        model = umap.UMAP(n_components=dim, n_neighbors=neighbours, min_dist=0.0, random_state=seed)
+        return model.fit_transform(x).astype(np.float32)
 
 
 def _fft_tsne(x: np.ndarray, dim: int, perplexity: float, seed: int) -> np.ndarray:
@@ -104,69 +106,88 @@ def _fft_tsne(x: np.ndarray, dim: int, perplexity: float, seed: int) -> np.ndarr
     return np.asarray(tsne.fit(x), dtype=np.float32)
 
 
-def clustering_space(vectors: np.ndarray, embedding: np.ndarray, model: ModelConfig) -> np.ndarray:
-    """The points clustering works on (``model.space``):
+class FeatureEmbedding(BaseEstimator, TransformerMixin):
+    """PCA, then t-SNE or UMAP: the original tool's embedding of feature vectors, as a
+    scikit-learn estimator (``get_params``/``set_params``, ``fit`` returns self).
 
-    - ``embedding``: the t-SNE/UMAP embedding (N, reduced_dimension), as the original tool;
-    - ``pca``: the PCA features (N, pca_dimension) that feed the embedding (standardized first when
-      ``model.standardize``);
-    - ``features``: the full feature vectors, each scaled to unit L2 norm (N, D).
+    Parameters take the names of the config keys (README, "Config reference").
+
+    Parameters:
+        pca_dimension: PCA components before t-SNE/UMAP (capped at min(N, D)).
+        reducer: ``"tsne"`` (van der Maaten & Hinton 2008) or ``"umap"`` (McInnes et al. 2018).
+        reduced_dimension: embedding dimensions (t-SNE: at most 3).
+        perplexity: t-SNE perplexity (lowered to (N − 1)/3 for small N).
+        n_neighbors: UMAP neighbourhood size (lowered to N − 1 for small N).
+        standardize: scale every feature to zero mean and unit variance before PCA.
+        seed: random state of PCA and t-SNE/UMAP.
+
+    Attributes:
+        pca_features_: float32 array of shape (n_samples, n_components), the PCA output.
+        embedding_: float32 array of shape (n_samples, reduced_dimension).
+        n_features_in_: int, D.
+
+    Like scikit-learn's ``TSNE``, there is no ``transform`` for new points: t-SNE places points
+    only jointly.
+    """
+
+    def __init__(self, pca_dimension: int = 50, reducer: str = "tsne", reduced_dimension: int = 2,
+                 perplexity: float = 20.0, n_neighbors: int = 15, standardize: bool = False, seed: int = 0):
+        self.pca_dimension = pca_dimension
+        self.reducer = reducer
+        self.reduced_dimension = reduced_dimension
+        self.perplexity = perplexity
+        self.n_neighbors = n_neighbors
+        self.standardize = standardize
+        self.seed = seed
+
+    def fit(self, X, y=None):
+        """Embed ``X``, float array of shape (n_samples, n_features); ``y`` is ignored.
+
+        Raises:
+            ValueError: fewer than 3 samples, or an impossible parameter combination.
+        """
+        x = np.asarray(X, dtype=np.float32)
+        self.n_features_in_ = x.shape[1]
+        if x.shape[0] < 3:
+            raise ValueError(f"need at least 3 images to build an embedding, found {x.shape[0]}")
+        log.info("embedding %d images: PCA to %d → %s to %d", len(x), min(self.pca_dimension, *x.shape),
+                 self.reducer, self.reduced_dimension)
+        self.pca_features_ = pca_features(x, self.pca_dimension, self.seed, self.standardize)
+        self.embedding_ = reduce(self.pca_features_, self.reducer, self.reduced_dimension, self.perplexity,
+                                 self.n_neighbors, self.seed)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """:meth:`fit`, then return ``embedding_`` (n_samples, reduced_dimension)."""
+        return self.fit(X).embedding_
+
+    def cache_key(self) -> dict:
+        """The parameters the embedding depends on: those of the chosen reducer only, so changing
+        UMAP's ``n_neighbors`` does not invalidate a t-SNE embedding."""
+        unused = "n_neighbors" if self.reducer == "tsne" else "perplexity"
+        return {k: v for k, v in self.get_params().items() if k != unused}
+
+
+def clustering_space(vectors: np.ndarray, embedding: np.ndarray, space: str = "embedding", pca_dimension: int = 50,
+                     standardize: bool = False, seed: int = 0) -> np.ndarray:
+    """The points clustering works on (the ``space`` config key):
+
+    - ``embedding``: the t-SNE/UMAP ``embedding`` (N, reduced_dimension), as the original tool;
+    - ``pca``: the PCA features (N, pca_dimension) that feed the embedding (standardized first with
+      ``standardize``);
+    - ``features``: the full feature ``vectors`` (N, D), each scaled to unit L2 norm.
 
     Returns:
         float32 (N, d).
-    """
-    if model.space == "embedding":
-        return embedding
-    if model.space == "pca":
-        return pca_features(vectors, model.pca_dimension, model.seed, model.standardize)
-    x = np.asarray(vectors, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def embedding_key(features_key: str, model: ModelConfig) -> str:
-    """Short hash of the features' identity and every parameter the embedding depends on."""
-    params = {k: getattr(model, k) for k in ("standardize", "pca_dimension", "reducer", "reduced_dimension",
-                                              "perplexity", "n_neighbors", "seed")}
-    params["features"] = features_key
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def space_key(features_key: str, model: ModelConfig) -> str:
-    """Short hash of what the clustering space's points depend on: the embedding's parameters for
-    ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features``."""
-    if model.space == "embedding":
-        return "embedding-" + embedding_key(features_key, model)
-    params = {"features": features_key, "space": model.space}
-    if model.space == "pca":
-        params.update(standardize=model.standardize, pca_dimension=model.pca_dimension, seed=model.seed)
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def embed(vectors: np.ndarray, features_key: str, model: ModelConfig, cache_dir: Path, log=print) -> np.ndarray:
-    """The embedding of feature vectors, from cache when nothing changed.
-
-    Args:
-        vectors: float32 (N, D), e.g. from :func:`combine`.
-        features_key: changes whenever ``vectors`` do (the stores' tokens).
-        cache_dir: where ``embedding.npz`` lives.
-
-    Returns:
-        float32 (N, model.reduced_dimension), rows in the order of ``vectors``.
 
     Raises:
-        ImgclustError: fewer than 3 feature vectors.
+        ValueError: an unknown ``space``.
     """
-    key = embedding_key(features_key, model)
-    path = cache_dir / CACHE
-    if path.is_file():
-        with np.load(path) as cached:
-            if str(cached["key"]) == key:
-                return cached["embedding"]
-    n = len(vectors)
-    if n < 3:
-        raise ImgclustError(f"{cache_dir}: {n} feature vectors; run `imgclust extract` on a folder with at least 3 images")
-    log(f"embedding {n} images: PCA to {min(model.pca_dimension, n)} → {model.reducer} to {model.reduced_dimension}")
-    embedding = reduce(pca_features(vectors, model.pca_dimension, model.seed, model.standardize), model)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, key=key, embedding=embedding)
-    return embedding
+    if space == "embedding":
+        return embedding
+    if space == "pca":
+        return pca_features(vectors, pca_dimension, seed, standardize)
+    if space == "features":
+        x = np.asarray(vectors, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    raise ValueError(f"unknown clustering space {space!r}")

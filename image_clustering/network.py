@@ -61,9 +61,9 @@ def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title:
     from matplotlib.collections import LineCollection
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    from .plots import plt, save_figure, thumbnail
+    from .plots import new_axes, save_figure, thumbnail
 
-    fig, ax = plt.subplots(figsize=(16, 16))
+    ax = new_axes((16, 16))
     xy = {node: np.asarray(p, dtype=float) for node, p in positions.items()}
     ax.add_collection(LineCollection([(xy[u], xy[v]) for u, v in graph.edges()], colors="0.8", linewidths=0.3,
                                      zorder=1))
@@ -93,4 +93,4 @@ def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title:
     ax.set_ylim(everything[:, 1].min() - pad[1], everything[:, 1].max() + pad[1])
     ax.set_axis_off()
     ax.set_title(title)
-    save_figure(fig, path, dpi=100)
+    save_figure(ax.figure, path, dpi=100)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,20 +14,20 @@ import numpy as np
 from tqdm import tqdm
 
 from . import weights as weights_mod
-from .clustering import KSweep, Clustering, cluster_hdbscan, cluster_hierarchical, cluster_kmeans, sweep_k
+from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
+from .clustering import AutoKClustering, KSweep, sweep_k
 from .config import Config
-from .embedding import clustering_space, combine, embed, space_key
+from .embedding import FeatureEmbedding, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, read_labels, write_labels
 from .plots import (contact_sheet, plot_boxed_dendrogram, plot_dendrogram, plot_elbow, plot_k_criteria, plot_label_k,
-                    plot_scatter)
+                    plot_scatter, save_figure, save_image)
 
-SWEEP_CACHE = "find_k.json"
+logger = logging.getLogger(__name__)
 
 
-def download(config: Config, source: str | None = None, force: bool = False, log=print,
+def download(config: Config, source: str | None = None, force: bool = False,
              networks: tuple[str, ...] | None = None) -> list[dict]:
     """``imgclust download``: fetch and verify the weights of each network in ``model.extractor``
     (or ``networks``) into ``paths.model_dir``, from ``model.weights`` unless ``source`` is given.
@@ -38,7 +39,7 @@ def download(config: Config, source: str | None = None, force: bool = False, log
         ImgclustError: nothing could be fetched or verified.
     """
     networks = networks or config.model.extractor
-    return [weights_mod.download_weights(n, source or config.model.weights[n], config.paths.model_dir, force, log)
+    return [weights_mod.download_weights(n, source or config.model.weights[n], config.paths.model_dir, force, logger.info)
             for n in networks]
 
 
@@ -75,7 +76,7 @@ def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | N
 def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
     stores = []
     for name in networks:
-        store = load_store(config.feature_dir / name)
+        store = load_store(config.layout.store_dir(name))
         if store is None or len(store.images) == 0:
             raise ImgclustError(f"paths.vector_dir: no {name} feature vectors in {config.feature_dir}; "
                                 "run `imgclust extract`")
@@ -96,7 +97,7 @@ def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray]]:
     return common, blocks
 
 
-def features(config: Config, log=print) -> tuple[list[str], np.ndarray, str]:
+def features(config: Config) -> tuple[list[str], np.ndarray, str]:
     """The feature matrix clustering works on: the images every network has vectors for, less
     those deleted since ``extract`` (logged, with a warning for photos changed since then).
 
@@ -110,7 +111,7 @@ def features(config: Config, log=print) -> tuple[list[str], np.ndarray, str]:
     stores = _stores(config, config.model.extractor)
     paths, blocks = _aligned(stores)
     key = "+".join(s.token for s in stores)
-    gone = _gone_photos(config, stores[0], set(paths), log)
+    gone = _gone_photos(config, stores[0], set(paths))
     if gone:
         keep = [i for i, p in enumerate(paths) if p not in gone]
         if not keep:
@@ -122,7 +123,7 @@ def features(config: Config, log=print) -> tuple[list[str], np.ndarray, str]:
     return paths, combine(blocks), key
 
 
-def _gone_photos(config: Config, store: FeatureStore, paths: set[str], log) -> set[str]:
+def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[str]:
     """Paths of ``paths`` whose photo no longer exists; warns about them and about photos whose
     size or modification time changed since their vectors were computed."""
     gone, changed = set(), []
@@ -137,10 +138,10 @@ def _gone_photos(config: Config, store: FeatureStore, paths: set[str], log) -> s
         if (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
             changed.append(image.path)
     if gone:
-        log(f"warning: {len(gone)} photos were deleted since `imgclust extract` (e.g. {min(gone)}); "
+        logger.warning(f"warning: {len(gone)} photos were deleted since `imgclust extract` (e.g. {min(gone)}); "
             "left out of this run — run `imgclust extract` to update the store")
     if changed:
-        log(f"warning: {len(changed)} photos changed since `imgclust extract` (e.g. {changed[0]}); their old "
+        logger.warning(f"warning: {len(changed)} photos changed since `imgclust extract` (e.g. {changed[0]}); their old "
             "vectors are used — run `imgclust extract` to update them")
     return gone
 
@@ -155,24 +156,89 @@ def _write_k_table(sweep: KSweep, path: Path) -> None:
 
 
 SWEEPS_KEPT = 8  # sweeps cached per collection, so switching space or parameters back is free
+# Part of every cache key: bump when the code computing a cached result changes its output.
+CODE_VERSION = 4
 
 
-def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool, log) -> KSweep:
-    """The k sweep over the clustering space's ``points``, from cache when they and the parameters
-    are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept)."""
+def _key(**parts) -> str:
+    return hashlib.sha256(json.dumps({**parts, "code": CODE_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def embedding_estimator(model) -> FeatureEmbedding:
+    """The :class:`~image_clustering.embedding.FeatureEmbedding` that ``model`` (the config's
+    ``model`` section) describes."""
+    return FeatureEmbedding(pca_dimension=model.pca_dimension, reducer=model.reducer,
+                            reduced_dimension=model.reduced_dimension, perplexity=model.perplexity,
+                            n_neighbors=model.n_neighbors, standardize=model.standardize, seed=model.seed)
+
+
+def clustering_estimator(model, n_clusters: int | str | None = None) -> AutoKClustering:
+    """The :class:`~image_clustering.clustering.AutoKClustering` that ``model`` describes
+    (``n_clusters`` overrides ``model.k``)."""
+    return AutoKClustering(n_clusters=model.k if n_clusters is None else n_clusters, criterion=model.k_criterion,
+                           algorithm=model.algorithm, k_max=model.k_max, n_init=model.n_init, seed=model.seed,
+                           linkage=model.linkage, metric=model.metric, sim=model.sim,
+                           min_cluster_size=model.min_cluster_size, time_weight=model.time_weight)
+
+
+def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
+    """The embedding of ``vectors`` (float32 (N, D), keyed by ``features_key``), from the cache
+    (``embedding.npz``) when the vectors and the chosen reducer's parameters are unchanged.
+
+    Returns:
+        float32 (N, model.reduced_dimension).
+
+    Raises:
+        ImgclustError: fewer than 3 feature vectors.
+    """
+    estimator = embedding_estimator(config.model)
+    key = _key(features=features_key, embedding=estimator.cache_key())
+    path = config.layout.embedding_cache
+    if path.is_file():
+        with np.load(path) as cached:
+            if str(cached["key"]) == key:
+                return cached["embedding"]
+    try:
+        embedding = estimator.fit_transform(vectors)
+    except ValueError as exc:
+        raise ImgclustError(f"{config.feature_dir}: {exc}; run `imgclust extract` on a folder with at least 3 "
+                            "images") from None
+    with atomic_path(path) as tmp:
+        np.savez(tmp, key=key, embedding=embedding)
+    return embedding
+
+
+def _space(config: Config, vectors: np.ndarray, embedding: np.ndarray, features_key: str) -> tuple[np.ndarray, str]:
+    """The clustering space's points and a key of what they depend on: the embedding's parameters
+    for ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features``."""
     m = config.model
-    # "sweep3": bump when the cached fields change
-    key = f"sweep3-{space_key(features_key, m)}-{m.k_max}-{m.n_init}-{m.seed}"
-    cache = config.feature_dir / SWEEP_CACHE
+    points = clustering_space(vectors, embedding, m.space, m.pca_dimension, m.standardize, m.seed)
+    if m.space == "embedding":
+        return points, _key(features=features_key, embedding=embedding_estimator(m).cache_key())
+    if m.space == "pca":
+        return points, _key(features=features_key, space="pca", pca_dimension=m.pca_dimension,
+                            standardize=m.standardize, seed=m.seed)
+    return points, _key(features=features_key, space=m.space)
+
+
+def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool) -> KSweep:
+    """The k sweep over the clustering space's ``points``, from cache when they and the sweep's
+    parameters are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept)."""
+    m = config.model
+    key = _key(space=space_key, k_max=m.k_max, n_init=m.n_init, seed=m.seed)
+    cache = config.layout.sweep_cache
     sweeps = {}
     if cache.is_file():
-        sweeps = json.loads(cache.read_text()).get("sweeps", {})
+        try:
+            sweeps = json.loads(read_text(cache)).get("sweeps", {})
+        except (ValueError, AttributeError):
+            logger.warning(f"{cache}: unreadable cache, computing the sweep again")
         if key in sweeps:
             doc = sweeps[key]
             return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
                           np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
     k_top = max(1, min(m.k_max, len(points) - 1))
-    log(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
+    logger.info(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
         sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
     sweeps[key] = {"ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
@@ -186,61 +252,76 @@ def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool
 
 @dataclass
 class FindKResult:
-    """``suggested_k`` and the files ``find-k`` wrote."""
+    """What ``find-k`` computed and wrote: the sweep and its suggested k, the embedding (float32
+    (N, reduced_dimension), rows in the order of ``paths``) and the files written."""
 
     sweep: KSweep
     suggested_k: int
+    paths: list[str]
+    embedding: np.ndarray
     files: list[Path]
 
 
-def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
+def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKResult:
     """``imgclust find-k``: embed the features, sweep k-means over k = 1..min(k_max, N−1) in the
-    clustering space (``model.space``), write the
-    elbow plot ``cost_<d>D.png``, the embedding scatter ``embedding_<d>D.png`` and ``k_scores.csv``
-    into ``<plot_dir>/<object_name>/``, and ``k_criteria.png`` with every criterion's curve and pick;
-    the suggested k follows ``model.k_criterion``.
+    clustering space (``model.space``), and (unless ``write`` is False) write the elbow plot
+    ``cost_<d>D.png``, the embedding scatter ``embedding_<d>D.png``, ``k_scores.csv`` and
+    ``k_criteria.png`` (every criterion's curve and pick) into ``<plot_dir>/<object_name>/``; the
+    suggested k follows ``model.k_criterion``.
 
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
     with exclusive_lock(config.feature_dir, "find-k"):
-        return _find_k(config, progress, log)
+        paths, vectors, key = features(config)
+        embedding = embed(config, vectors, key)
+        points, space_key = _space(config, vectors, embedding, key)
+        sweep = _sweep(config, space_key, points, progress)
+        files = _find_k_plots(config, sweep, embedding) if write else []
+        return FindKResult(sweep, sweep.suggested_k, paths, embedding, files)
 
 
-def _find_k(config: Config, progress: bool, log) -> FindKResult:
-    paths, vectors, key = features(config, log)
-    embedding = embed(vectors, key, config.model, config.feature_dir, log)
-    sweep = _sweep(config, key, clustering_space(vectors, embedding, config.model), progress, log)
-    d, name = config.model.reduced_dimension, config.model.object_name
-    out = config.plot_dir
-    files = [out / f"cost_{d}D.png", out / f"embedding_{d}D.png", out / "k_scores.csv", out / "k_criteria.png"]
-    space = f"{config.model.reducer} embedding" if config.model.space == "embedding" else config.model.space
-    plot_elbow(sweep, files[0], f"{name}: k-means on the {space} ({len(paths)} images)")
-    plot_scatter(embedding, files[1], f"{name}: {config.model.reducer} embedding of {len(paths)} images")
+def _find_k_plots(config: Config, sweep: KSweep, embedding: np.ndarray) -> list[Path]:
+    m, layout = config.model, config.layout
+    d, name, n = m.reduced_dimension, m.object_name, len(embedding)
+    files = [layout.plot(f"cost_{d}D.png"), layout.plot(f"embedding_{d}D.png"), layout.plot("k_scores.csv"),
+             layout.plot("k_criteria.png")]
+    space = f"{m.reducer} embedding" if m.space == "embedding" else m.space
+    save_figure(plot_elbow(sweep, f"{name}: k-means on the {space} ({n} images)").figure, files[0])
+    save_figure(plot_scatter(embedding, title=f"{name}: {m.reducer} embedding of {n} images").figure, files[1])
     _write_k_table(sweep, files[2])
-    plot_k_criteria(sweep, files[3], f"{name}: choosing k ({len(paths)} images)")
-    return FindKResult(sweep, sweep.suggested_k, files)
+    save_figure(plot_k_criteria(sweep, f"{name}: choosing k ({n} images)"), files[3])
+    return files
 
 
 @dataclass
 class ClusterResult:
     """What ``cluster`` produced: k (clusters, the unclustered images not counted), per-cluster
-    sizes (cluster 0 largest), the images left unclustered, and the output paths."""
+    sizes (cluster 0 largest), the images left unclustered, the fitted
+    :class:`~image_clustering.clustering.AutoKClustering` (labels, centres, distances, sweep,
+    tree), the embedding (float32 (N, reduced_dimension)), and the output paths (written only
+    when ``write``)."""
 
     k: int
     sizes: list[int]
     unclustered: int
     paths: list[str]
     labels: np.ndarray
+    estimator: AutoKClustering
+    embedding: np.ndarray
     label_files: tuple[Path, Path]
     link_root: Path
     link_kinds: dict[str, int]
 
+    @property
+    def sweep(self) -> KSweep | None:
+        return self.estimator.sweep_
 
-def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
+
+def cluster(config: Config, progress: bool = True, write: bool = True) -> ClusterResult:
     """``imgclust cluster``: cluster the images with ``model.algorithm`` in ``model.space`` —
     k-means or agglomerative at ``model.k`` (``"auto"``: the suggested k of ``find-k``),
-    agglomerative cut at ``model.sim``, or HDBSCAN —; writes
+    agglomerative cut at ``model.sim``, or HDBSCAN —; unless ``write`` is False, writes
     ``<cluster_label_dir>/<object_name>.csv|json``, rebuilds ``<link_dir>/<object_name>/`` with one
     ``<cluster>_<size>`` folder per cluster (plus ``unclustered``), and draws ``clusters_<d>D.png``,
     one ``contact_sheet_<cluster>.png`` per cluster and, for agglomerative clustering,
@@ -251,7 +332,7 @@ def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
             pair-distance method on too many images.
     """
     with exclusive_lock(config.feature_dir, "cluster"):
-        return _cluster(config, progress, log)
+        return _cluster(config, progress, write)
 
 
 def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
@@ -260,63 +341,57 @@ def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
     return np.array([photo_time(config.paths.image_dir / p) for p in paths])
 
 
-def _run_algorithm(config: Config, points: np.ndarray, paths: list[str], k: int | None) -> Clustering:
-    m = config.model
+def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
+    m, layout = config.model, config.layout
+    paths, vectors, key = features(config)
+    embedding = embed(config, vectors, key)
+    points, space_key = _space(config, vectors, embedding, key)
+    estimator = clustering_estimator(m)
+    if isinstance(m.k, int) and m.k > len(paths):
+        raise ImgclustError(f"model.k: {m.k} clusters asked for but only {len(paths)} images have feature vectors")
+    if m.min_cluster_size is not None and m.algorithm == "hdbscan" and m.min_cluster_size > len(paths):
+        raise ImgclustError(f"model.min_cluster_size: {m.min_cluster_size} is more than the {len(paths)} images")
+    sweep = None
+    if not estimator.finds_k_itself() and m.k == "auto":
+        sweep = _sweep(config, space_key, points, progress)
+        logger.info(f"k = {sweep.suggested_k} (suggested by {m.k_criterion})")
     times = _photo_times(config, paths) if m.time_weight > 0 else None
-    dendrogram = config.plot_dir / "dendrogram.png"
     try:
-        if m.algorithm == "kmeans":
-            result = cluster_kmeans(points, k, m.n_init, m.seed)
-        elif m.algorithm == "hdbscan":
-            result = cluster_hdbscan(points, m.min_cluster_size or 5, m.metric, times, m.time_weight)
-        else:
-            result, tree, cut = cluster_hierarchical(points, m.linkage, m.metric, k=k, sim=m.sim,
-                                                     min_size=m.min_cluster_size or 2, times=times, alpha=m.time_weight)
-            how = f"sim {m.sim}" if m.sim is not None else f"k = {k}"
-            plot_dendrogram(tree, result.k, dendrogram, f"{m.object_name}: {m.linkage} linkage ({m.metric}), {how}", cut)
-            return result
+        estimator.fit(points, times=times, sweep=sweep)
     except ValueError as exc:
         raise ImgclustError(f"model.algorithm: {exc}") from None
-    dendrogram.unlink(missing_ok=True)  # from an earlier agglomerative run
-    return result
+    result = estimator.clustering_
+    if estimator.finds_k_itself():
+        logger.info(f"{result.k} clusters, {result.unclustered} images unclustered")
+    label_files = (layout.labels_csv(), layout.labels_json())
+    link_root, kinds = layout.link_root(), {}
+    if write:
+        # Labels are written once every link is made, just before the new link folder is swapped
+        # in: a failure while linking leaves the previous labels and links, which agree.
+        def labels():
+            write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding)
+
+        kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, result.k, m.link,
+                                   before_swap=labels)
+        _cluster_plots(config, paths, estimator, embedding, progress)
+    return ClusterResult(result.k, result.sizes.tolist(), result.unclustered, paths, result.labels, estimator,
+                         embedding, label_files, link_root, kinds)
 
 
-def _cluster(config: Config, progress: bool, log) -> ClusterResult:
-    paths, vectors, key = features(config, log)
-    m = config.model
-    embedding = embed(vectors, key, m, config.feature_dir, log)
-    points = clustering_space(vectors, embedding, m)
-    n = len(paths)
-    k = None
-    if m.algorithm == "hdbscan" or m.sim is not None:
-        pass  # the method finds the number of clusters
-    elif m.k == "auto":
-        k = _sweep(config, key, points, progress, log).suggested_k
-        log(f"k = {k} (suggested by {m.k_criterion})")
-    else:
-        k = m.k
-        if k > n:
-            raise ImgclustError(f"model.k: {k} clusters asked for but only {n} images have feature vectors")
-    result = _run_algorithm(config, points, paths, k)
-    if k is None:
-        log(f"{result.k} clusters, {result.unclustered} images unclustered")
-    label_dir = config.paths.cluster_label_dir
-    label_files = (label_dir / f"{m.object_name}.csv", label_dir / f"{m.object_name}.json")
-    link_root = config.paths.link_dir / m.object_name
-    # Labels are written once every link is made, just before the new link folder is swapped in:
-    # a failure while linking leaves the previous labels and links, which agree with each other.
-    kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, result.k, m.link,
-                               before_swap=lambda: write_labels(label_dir, m.object_name, paths, result, embedding))
-    _cluster_plots(config, paths, result, embedding, progress)
-    return ClusterResult(result.k, result.sizes.tolist(), result.unclustered, paths, result.labels, label_files,
-                         link_root, kinds)
-
-
-def _cluster_plots(config: Config, paths, result: Clustering, embedding, progress: bool) -> None:
-    out, d, m = config.plot_dir, config.model.reduced_dimension, config.model
+def _cluster_plots(config: Config, paths, estimator: AutoKClustering, embedding, progress: bool) -> None:
+    m, layout, result = config.model, config.layout, estimator.clustering_
     how = {"kmeans": "k-means", "agglomerative": f"{m.linkage} linkage", "hdbscan": "HDBSCAN"}[m.algorithm]
-    plot_scatter(embedding, out / f"clusters_{d}D.png", f"{m.object_name}: {how}, {result.k} clusters", result.labels)
-    for old in out.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
+    ax = plot_scatter(embedding, result.labels, f"{m.object_name}: {how}, {result.k} clusters")
+    save_figure(ax.figure, layout.plot(f"clusters_{m.reduced_dimension}D.png"))
+    dendrogram = layout.plot("dendrogram.png")
+    if estimator.tree_ is not None:
+        how = f"sim {m.sim}" if m.sim is not None else f"k = {result.k}"
+        ax = plot_dendrogram(estimator.tree_, result.k, estimator.cut_,
+                             f"{m.object_name}: {m.linkage} linkage ({m.metric}), {how}")
+        save_figure(ax.figure, dendrogram)
+    else:
+        dendrogram.unlink(missing_ok=True)  # from an earlier agglomerative run
+    for old in layout.plot_dir.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
         old.unlink()
     for c in tqdm(range(-1, result.k), desc="contact sheets", disable=not progress or None):
         members = np.flatnonzero(result.labels == c)
@@ -327,8 +402,8 @@ def _cluster_plots(config: Config, paths, result: Clustering, embedding, progres
         size = len(members)
         what = "unclustered" if c < 0 else f"cluster {c}"
         title = f"{what}: {size} images" + (" (100 shown)" if size > 100 else "")
-        contact_sheet([config.paths.image_dir / paths[i] for i in members],
-                      out / f"contact_sheet_{cluster_id(c, result.k)}.png", title)
+        save_image(contact_sheet([config.paths.image_dir / paths[i] for i in members], title),
+                   layout.contact_sheet(cluster_id(c, result.k)))
 
 
 def write_tags(path: Path, paths: list[str], top_classes: np.ndarray, top_scores: np.ndarray,
@@ -344,7 +419,7 @@ def write_tags(path: Path, paths: list[str], top_classes: np.ndarray, top_scores
     atomic_write_csv(path, header, (row(*r) for r in zip(paths, top_classes[:, :n], top_scores[:, :n])))
 
 
-def tag(config: Config, progress: bool = True, log=print) -> Path:
+def tag(config: Config, progress: bool = True) -> Path:
     """``imgclust tag``: up to ``model.tag_count`` ImageNet labels per image with their softmax
     probabilities (at least ``model.tag_min_score``), from EfficientNet-Lite0's classifier; the
     labels are computed in the same pass as the feature vectors and reused afterwards.
@@ -356,11 +431,11 @@ def tag(config: Config, progress: bool = True, log=print) -> Path:
         ImgclustError: weights or class names could not be had, or no images.
     """
     lite0 = "efficientnet_lite0"
-    download(config, log=log, networks=(lite0,))
-    class_names = weights_mod.download_class_names(config.paths.model_dir, log)
-    log(extract(config, progress, tuple(dict.fromkeys((*config.model.extractor, lite0)))).line())
+    download(config, networks=(lite0,))
+    class_names = weights_mod.download_class_names(config.paths.model_dir, logger.info)
+    logger.info(extract(config, progress, tuple(dict.fromkeys((*config.model.extractor, lite0)))).line())
     store = _stores(config, (lite0,))[0]
-    out = config.paths.cluster_label_dir / f"{config.model.object_name}_tags.csv"
+    out = config.layout.tags_csv
     write_tags(out, store.paths, np.asarray(store.arrays["top_classes"]), np.asarray(store.arrays["top_scores"]),
                class_names, config.model.tag_count, config.model.tag_min_score)
     return out
@@ -380,8 +455,7 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     """
     from .evaluation import csv_truth, folder_truth, score
 
-    name = config.model.object_name + ("_labels" if of_labels else "")
-    labels_csv = config.paths.cluster_label_dir / f"{name}.csv"
+    labels_csv = config.layout.labels_csv(of_labels)
     if not labels_csv.is_file():
         raise ImgclustError(f"{labels_csv}: no clustering yet; run `imgclust {'cluster-labels' if of_labels else 'cluster'}`")
     clusters = read_labels(labels_csv)
@@ -389,7 +463,7 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     truth = csv_truth(truth_csv, paths) if truth_csv else folder_truth(paths)
     scores = score(truth, list(clusters.values()))
     scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
-    out = config.paths.cluster_label_dir / f"{name}_evaluation.json"
+    out = config.layout.evaluation_json(of_labels)
     atomic_write_text(out, json.dumps(scores, indent=1))
     return scores, out
 
@@ -420,7 +494,7 @@ class LabelClusterResult:
     linked: int
 
 
-def cluster_labels(config: Config, label_file: Path | None = None, log=print) -> LabelClusterResult:
+def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClusterResult:
     """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
     Ward linkage; :mod:`image_clustering.labels`) from ``label_file`` (default
     :attr:`Config.label_file`); k = ``model.label_k`` or, with ``"auto"``, the L-method knee of the
@@ -440,13 +514,13 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     if n < 3:
         raise ImgclustError(f"{label_file or config.label_file}: {n} images; label clustering needs at least 3")
     x, vocabulary = label_matrix(table)
-    log(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
+    logger.info(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
     sim = jaccard_similarity(x)
     tree = ward_tree(sim)
     choice = choose_k(sim, tree, 2, m.label_k_max)
     if m.label_k == "auto":
         k = choice.knee
-        log(f"k = {k} (L-method knee of the separation curve, k = 2..{choice.ks[-1]})")
+        logger.info(f"k = {k} (L-method knee of the separation curve, k = 2..{choice.ks[-1]})")
     elif m.label_k > n:
         raise ImgclustError(f"model.label_k: {m.label_k} clusters asked for but the label table has {n} images")
     else:
@@ -457,29 +531,28 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     local = [i for i, image in enumerate(table.images) if (config.paths.image_dir / image).is_file()]
     link_root = None
     if local:
-        link_root = config.paths.link_dir / name
+        link_root = config.layout.link_root(of_tags=True)
         build_link_folders(link_root, config.paths.image_dir, [table.images[i] for i in local], result.labels[local],
                            k, m.link)
     if len(local) < n:
-        log(f"{n - len(local)} images of the label table are not files under {config.paths.image_dir}: not linked")
-    plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
-                 f"{m.object_name}: number of label clusters ({n} images)")
-    plot_boxed_dendrogram(tree, result.labels, config.plot_dir / "label_dendrogram.png",
-                          f"{m.object_name}: Ward clustering of label sets, k = {k}")
+        logger.info(f"{n - len(local)} images of the label table are not files under {config.paths.image_dir}: not linked")
+    save_figure(plot_label_k(choice.ks, choice.separation, choice.knee,
+                             f"{m.object_name}: number of label clusters ({n} images)"), config.layout.plot("label_k.png"))
+    ax = plot_boxed_dendrogram(tree, result.labels, f"{m.object_name}: Ward clustering of label sets, k = {k}")
+    save_figure(ax.figure, config.layout.plot("label_dendrogram.png"))
     return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
                               label_files, link_root, len(local))
 
 
 def _clusters_by_image(config: Config) -> dict[str, int] | None:
     """The latest clustering's cluster per image: by labels if there is one, else by features."""
-    for name in (f"{config.model.object_name}_labels", config.model.object_name):
-        path = config.paths.cluster_label_dir / f"{name}.csv"
+    for path in (config.layout.labels_csv(of_tags=True), config.layout.labels_csv()):
         if path.is_file():
             return read_labels(path)
     return None
 
 
-def tag_network(config: Config, label_file: Path | None = None, log=print) -> list[Path]:
+def tag_network(config: Config, label_file: Path | None = None) -> list[Path]:
     """``imgclust tag-network``: the bipartite image–label network of the label table (default
     :attr:`Config.label_file`) as ``<cluster_label_dir>/<object_name>_network.gexf`` plus Gephi's
     ``<object_name>_edges.csv`` / ``_nodes.csv``, and drawn with ForceAtlas2 as
@@ -497,11 +570,9 @@ def tag_network(config: Config, label_file: Path | None = None, log=print) -> li
     m = config.model
     table = _label_table(config, label_file)
     graph = label_graph(table, _clusters_by_image(config))
-    out = config.paths.cluster_label_dir
-    files = [out / f"{m.object_name}_network.gexf", out / f"{m.object_name}_edges.csv",
-             out / f"{m.object_name}_nodes.csv", config.plot_dir / "tag_network.png"]
+    files = [*config.layout.network_files, config.layout.plot("tag_network.png")]
     write_gephi(graph, *files[:3])
-    log(f"ForceAtlas2 layout of {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
+    logger.info(f"ForceAtlas2 layout of {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
     render(graph, layout(graph, seed=m.seed), config.paths.image_dir, files[3],
            f"{m.object_name}: images and their labels (ForceAtlas2)")
     return files
@@ -516,8 +587,8 @@ class RunResult:
     cluster: ClusterResult
 
 
-def run(config: Config, progress: bool = True, log=print) -> RunResult:
+def run(config: Config, progress: bool = True) -> RunResult:
     """``imgclust run``: download (if needed), extract, find-k, cluster."""
-    download(config, log=log)
+    download(config)
     summary = extract(config, progress)
-    return RunResult(summary, find_k(config, progress, log), cluster(config, progress, log))
+    return RunResult(summary, find_k(config, progress), cluster(config, progress))

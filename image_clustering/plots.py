@@ -1,26 +1,39 @@
-"""Pictures of each stage (matplotlib, Agg backend): the elbow plot, embedding scatters, contact
-sheets. Every file is written to a temporary name and renamed, so a crash never leaves half a PNG."""
+"""Pictures of each stage: the elbow plot, embedding scatters, dendrograms, contact sheets.
+
+As in matplotlib's own advice for libraries (and HDBSCAN's plots), each function draws into the
+axes it is given (``ax=None``: a new :class:`matplotlib.figure.Figure`, not a pyplot figure, so no
+backend is chosen at import and a notebook shows the figure inline) and returns them; the workflow
+(:mod:`image_clustering.pipeline`) saves them with :func:`save_figure`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-from .atomic import atomic_path  # noqa: E402
-from .clustering import KSweep  # noqa: E402
-from .images import open_rgb  # noqa: E402
+from .atomic import atomic_path
+from .clustering import KSweep
+from .images import open_rgb
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> None:
-    """Write a matplotlib figure as PNG atomically (temporary name, then rename) and close it."""
+def new_axes(figsize: tuple[float, float], ax: Axes | None = None) -> Axes:
+    """``ax``, or the axes of a new stand-alone figure of ``figsize`` inches."""
+    return ax if ax is not None else Figure(figsize=figsize).add_subplot()
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (temporary name, then rename)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(fig)
+
+
+def save_image(image: Image.Image, path: Path) -> None:
+    """Write a Pillow image (a contact sheet) as PNG atomically."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def thumbnail(path: Path, side: int) -> Image.Image | None:
@@ -35,10 +48,10 @@ def thumbnail(path: Path, side: int) -> Image.Image | None:
     return tile
 
 
-def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
+def plot_elbow(sweep: KSweep, title: str = "", ax: Axes | None = None) -> Axes:
     """Inertia against k (the elbow plot of the original tool) with the silhouette score on a second
-    axis and the suggested k marked."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    axis and the suggested k marked; returns ``ax``."""
+    ax = new_axes((8, 4.5), ax)
     ax.plot(sweep.ks, sweep.inertia, "o-", ms=3, color="tab:blue", label="inertia")
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("inertia (sum of squared distances)", color="tab:blue")
@@ -50,17 +63,19 @@ def plot_elbow(sweep: KSweep, path: Path, title: str) -> None:
     ax.annotate(f"suggested k = {sweep.suggested_k}", (sweep.suggested_k, sweep.inertia[i]),
                 xytext=(10, 20), textcoords="offset points", color="tab:red")
     ax.set_title(title)
-    save_figure(fig, path)
+    return ax
 
 
 CRITERION_LABELS = {"silhouette": "silhouette max", "davies_bouldin": "Davies–Bouldin min",
                     "elbow": "elbow knee", "lmethod": "L-method"}
 
 
-def plot_k_criteria(sweep: KSweep, path: Path, title: str) -> None:
+def plot_k_criteria(sweep: KSweep, title: str = "", fig: Figure | None = None) -> Figure:
     """Three panels side by side — inertia (elbow knee and L-method marked), mean silhouette,
-    Davies–Bouldin index — each criterion's k drawn as a dashed line, the one in use solid."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    Davies–Bouldin index — each criterion's k drawn as a dashed line, the one in use solid; drawn
+    into ``fig`` (default: a new figure), which is returned."""
+    fig = fig if fig is not None else Figure(figsize=(15, 4.2))
+    axes = fig.subplots(1, 3)
     panels = [(axes[0], sweep.inertia, "inertia", ("elbow", "lmethod")),
               (axes[1], sweep.silhouette, "mean silhouette (higher is better)", ("silhouette",)),
               (axes[2], sweep.davies_bouldin, "Davies–Bouldin (lower is better)", ("davies_bouldin",))]
@@ -75,16 +90,16 @@ def plot_k_criteria(sweep: KSweep, path: Path, title: str) -> None:
                        label=f"{CRITERION_LABELS[c]}: k = {k}" + (" (used)" if c == sweep.criterion else ""))
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    save_figure(fig, path)
+    return fig
 
 
-def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str, cut: float) -> None:
+def plot_dendrogram(z: np.ndarray, k: int, cut: float, title: str = "", ax: Axes | None = None) -> Axes:
     """Dendrogram of a SciPy linkage matrix ``z`` (its last merges, leaves labelled with their
     image counts), branches below the ``cut`` height coloured per cluster and the cut drawn as a
     dashed line; ``k`` is the number of clusters it leaves (sets how many merges are shown)."""
     from scipy.cluster.hierarchy import dendrogram
 
-    fig, ax = plt.subplots(figsize=(12, 5))
+    ax = new_axes((12, 5), ax)
     dendrogram(z, ax=ax, truncate_mode="lastp", p=min(max(3 * k, 30), 200), no_labels=False, leaf_font_size=7,
                color_threshold=cut, above_threshold_color="grey")
     ax.axhline(cut, color="tab:red", ls="--", label=f"cut: {k} clusters")
@@ -92,19 +107,23 @@ def plot_dendrogram(z: np.ndarray, k: int, path: Path, title: str, cut: float) -
     ax.set_ylabel("merge distance")
     ax.set_xlabel("images (counts in brackets for merged leaves)")
     ax.set_title(title)
-    save_figure(fig, path)
+    return ax
 
 
-def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarray | None = None) -> None:
-    """Scatter of the first two embedding dimensions, coloured by cluster when ``labels`` is given
-    (each cluster's number written at its median point; unclustered images, label -1, light grey)."""
-    fig, ax = plt.subplots(figsize=(7, 7))
+def plot_scatter(embedding: np.ndarray, labels: np.ndarray | None = None, title: str = "",
+                 ax: Axes | None = None) -> Axes:
+    """Scatter of the first two embedding dimensions (N, d), coloured by cluster when ``labels``
+    (int (N,)) is given (each cluster's number written at its median point; unclustered images,
+    label -1, light grey); returns ``ax``."""
+    from matplotlib import colormaps
+
+    ax = new_axes((7, 7), ax)
     y = embedding[:, 1] if embedding.shape[1] > 1 else np.zeros(len(embedding))
     if labels is None:
         ax.scatter(embedding[:, 0], y, s=6, alpha=0.7)
     else:
         k = int(labels.max()) + 1
-        cmap = plt.get_cmap("tab20" if k > 10 else "tab10")
+        cmap = colormaps["tab20" if k > 10 else "tab10"]
         ax.scatter(embedding[:, 0], y, s=6, alpha=0.8, c=[cmap(c % cmap.N) if c >= 0 else "0.85" for c in labels])
         for c in range(k):
             members = labels == c
@@ -115,14 +134,14 @@ def plot_scatter(embedding: np.ndarray, path: Path, title: str, labels: np.ndarr
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
     ax.set_title(title)
-    save_figure(fig, path)
+    return ax
 
 
-def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 128, columns: int = 10,
-                  limit: int = 100) -> None:
+def contact_sheet(image_paths: list[Path], title: str, thumb: int = 128, columns: int = 10,
+                  limit: int = 100) -> Image.Image:
     """A montage of up to ``limit`` thumbnails (``thumb`` px squares, aspect kept) under a title
-    line; the caller orders the images (e.g. nearest the cluster centre first). Unreadable images
-    become grey tiles."""
+    line, as an RGB Pillow image; the caller orders the images (e.g. nearest the cluster centre
+    first). Unreadable images become grey tiles."""
     shown = image_paths[:limit]
     rows = max(1, -(-len(shown) // columns))
     cols = min(columns, max(1, len(shown)))
@@ -134,16 +153,18 @@ def contact_sheet(image_paths: list[Path], path: Path, title: str, thumb: int = 
         x = (i % columns) * thumb + (thumb - tile.width) // 2
         y = header + (i // columns) * thumb + (thumb - tile.height) // 2
         sheet.paste(tile, (x, y))
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, format="PNG")
+    return sheet
 
 
-def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, path: Path, title: str) -> None:
+def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, title: str = "",
+                 fig: Figure | None = None) -> Figure:
     """The label workflow's choice of k: the separation curve (within − between similarity) and the
-    L-method's size-weighted two-line RMSE for each split, the knee marked on both."""
+    L-method's size-weighted two-line RMSE for each split, the knee marked on both; drawn into
+    ``fig`` (default: a new figure), which is returned."""
     from .clustering import l_method_errors
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = fig if fig is not None else Figure(figsize=(12, 4.2))
+    left, right = fig.subplots(1, 2)
     left.plot(ks, separation, "o-", ms=3)
     left.set_xlabel("k")
     left.set_ylabel("mean (within − between) Jaccard similarity")
@@ -155,10 +176,10 @@ def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, path: Path, 
         ax.axvline(knee, color="tab:red", ls="--", label=f"L-method knee: k = {knee}")
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    save_figure(fig, path)
+    return fig
 
 
-def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
+def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, title: str = "", ax: Axes | None = None) -> Axes:
     """Full dendrogram (no leaf labels) with each cluster's leaves boxed, as R's ``rect.hclust``;
     ``labels`` (N,) gives each image's cluster (clusters must be subtrees: cuts of ``z``)."""
     from matplotlib.patches import Rectangle
@@ -168,7 +189,7 @@ def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: 
 
     k = int(labels.max()) + 1
     cut = cut_height(z, k)
-    fig, ax = plt.subplots(figsize=(14, 6))
+    ax = new_axes((14, 6), ax)
     tree = dendrogram(z, ax=ax, no_labels=True, color_threshold=cut, above_threshold_color="grey")
     order = np.asarray(labels)[tree["leaves"]]  # leaf i is drawn at x = 5 + 10·i
     for c in range(k):
@@ -178,4 +199,4 @@ def plot_boxed_dendrogram(z: np.ndarray, labels: np.ndarray, path: Path, title: 
         ax.text(10 * (at.min() + at.max()) / 2 + 5, cut, str(c), ha="center", va="bottom", fontsize=8, color="tab:red")
     ax.set_ylabel("Ward merge height (Jaccard distance)")
     ax.set_title(title)
-    save_figure(fig, path)
+    return ax

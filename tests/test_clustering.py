@@ -46,11 +46,9 @@ def test_pca_then_reduce_keeps_groups_apart(reducer, dim):
     from sklearn.metrics import normalized_mutual_info_score
 
     x, truth = blobs(k=4, per=25, dim=300, spread=1.0)
-    model = config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t", "reducer": reducer,
-                                                                      "reduced_dimension": dim}}).model
     pcs = pca_features(x, 50, 0)
     assert pcs.shape == (len(x), 50) and pcs.dtype == np.float32
-    emb = reduce(pcs, model)
+    emb = reduce(pcs, reducer, dim)
     assert emb.shape == (len(x), dim)
     labels = cluster_kmeans(emb, 4, n_init=2, seed=0).labels
     assert normalized_mutual_info_score(truth, labels) > 0.95
@@ -58,8 +56,7 @@ def test_pca_then_reduce_keeps_groups_apart(reducer, dim):
 
 def test_small_collections_still_embed():
     x, _ = blobs(k=2, per=2, dim=2048)
-    model = config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t"}}).model
-    assert reduce(pca_features(x, 50, 0), model).shape == (len(x), 2)  # PCA capped at N, perplexity < N
+    assert reduce(pca_features(x, 50, 0)).shape == (len(x), 2)  # PCA capped at N, perplexity < N
 
 
 def test_combine_gives_each_network_equal_weight():
@@ -91,7 +88,7 @@ def test_ward_with_cosine_is_a_config_error():
     from image_clustering import ImgclustError
 
     with pytest.raises(ImgclustError, match="model.metric"):
-        config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t", "algorithm": "agglomerative",
+        config_from_dict({"paths": {"image_dir": "photos"}, "model": {"object_name": "t", "algorithm": "agglomerative",
                                                                  "linkage": "ward", "metric": "cosine"}})
 
 
@@ -139,10 +136,10 @@ def test_similarity_cut_follows_sim_and_leaves_small_clusters_unclustered():
     x, truth = blobs(k=4, spread=0.3)
     outliers = np.array([[60.0, 60.0], [-60.0, 60.0]])  # two lone points, far from every blob
     x = np.vstack([x, outliers])
-    one, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.0, min_size=1)
-    alone, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=1.0, min_size=1)
+    one, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.0, min_cluster_size=1)
+    alone, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=1.0, min_cluster_size=1)
     assert one.k == 1 and alone.k == len(x)  # imagecluster's convention: 0 = one cluster, 1 = every image alone
-    result, _, cut = cluster_hierarchical(x, "average", "euclidean", sim=0.95, min_size=2)
+    result, _, cut = cluster_hierarchical(x, "average", "euclidean", sim=0.95, min_cluster_size=2)
     assert result.k == 4 and list(result.labels[-2:]) == [UNCLUSTERED, UNCLUSTERED]
     assert result.unclustered == 2 and np.isnan(result.distances[-2:]).all()
     from sklearn.metrics import normalized_mutual_info_score
@@ -157,11 +154,11 @@ def test_hdbscan_finds_the_blobs_without_k_and_marks_noise():
 
     x, truth = blobs(k=5, spread=0.3)
     noise = np.random.default_rng(1).uniform(-40, 40, size=(20, x.shape[1]))
-    result = cluster_hdbscan(np.vstack([x, noise]), min_size=5)
+    result = cluster_hdbscan(np.vstack([x, noise]), min_cluster_size=5)
     assert result.k == 5
     assert normalized_mutual_info_score(truth, result.labels[: len(x)]) > 0.95
     assert (result.labels[len(x):] == UNCLUSTERED).sum() >= 10  # most uniform noise stays out
-    cosine = cluster_hdbscan(x + 50, min_size=5, metric="cosine")  # precomputed all-pairs path
+    cosine = cluster_hdbscan(x + 50, min_cluster_size=5, metric="cosine")  # precomputed all-pairs path
     assert cosine.k >= 2
 
 
@@ -176,11 +173,11 @@ def test_time_mixing_splits_lookalikes_taken_far_apart():
     assert 0 <= d.min() and d.max() <= 1
     content, _, _ = cluster_hierarchical(x, "average", "euclidean", k=4)
     assert content.k == 4  # asked for 4, but content alone has two groups: the split is arbitrary
-    mixed, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times, alpha=0.5)
+    mixed, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times, time_weight=0.5)
     assert mixed.k == 4
     assert len({tuple(np.flatnonzero(mixed.labels == c)) for c in range(4)} &
                {(0, 1, 2), (3, 4, 5), (6, 7, 8), (9, 10, 11)}) == 4  # split by look and by trip
-    together, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times * 0 + 7.0, alpha=0.5)
+    together, _, _ = cluster_hierarchical(x, "average", "euclidean", sim=0.6, times=times * 0 + 7.0, time_weight=0.5)
     assert together.k == 2  # same time everywhere: only content separates
 
 
@@ -191,15 +188,18 @@ def test_sweep_cache_keeps_one_sweep_per_space_and_ignores_unrelated_keys(tmp_pa
     real = pipeline.sweep_k
     monkeypatch.setattr(pipeline, "sweep_k", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     x, _ = blobs(k=3)
-    features = make_config(tmp_path, space="features", k_max=8)
-    features_other_tsne = make_config(tmp_path, space="features", k_max=8, perplexity=10)
-    embedding = make_config(tmp_path, k_max=8)
-    quiet = lambda msg: None  # noqa: E731
-    first = pipeline._sweep(features, "store-a", x, False, quiet)
-    pipeline._sweep(features_other_tsne, "store-a", x, False, quiet)  # t-SNE settings do not touch this space
+    features = make_config(tmp_path / "photos", space="features", k_max=8)
+    features_other_tsne = make_config(tmp_path / "photos", space="features", k_max=8, perplexity=10)
+    embedding = make_config(tmp_path / "photos", k_max=8)
+
+    def sweep(config, store):
+        return pipeline._sweep(config, pipeline._space(config, x, x, store)[1], x, False)
+
+    first = sweep(features, "store-a")
+    sweep(features_other_tsne, "store-a")  # t-SNE settings do not touch this space
     assert len(calls) == 1
-    pipeline._sweep(embedding, "store-a", x, False, quiet)
-    again = pipeline._sweep(features, "store-a", x, False, quiet)  # still cached beside the other
+    sweep(embedding, "store-a")
+    again = sweep(features, "store-a")  # still cached beside the other
     assert len(calls) == 2 and again.suggestions == first.suggestions == {**first.suggestions, "silhouette": 3}
-    pipeline._sweep(features, "store-b", x, False, quiet)  # new vectors: swept again
+    sweep(features, "store-b")  # new vectors: swept again
     assert len(calls) == 3

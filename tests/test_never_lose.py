@@ -198,7 +198,7 @@ def test_a_name_that_is_not_utf8_works_end_to_end(collection, random_extractor):
     assert b"caf\xe9.jpg" in {os.fsencode(p.name) for p in links} and all(p.resolve().is_file() for p in links)
 
 
-def test_cluster_notices_deleted_and_changed_photos(collection, random_extractor):
+def test_cluster_notices_deleted_and_changed_photos(collection, random_extractor, caplog):
     """D12: a photo deleted after extract is left out with a warning (no dangling link); a changed
     one is kept with a warning."""
     config, _ = collection
@@ -206,8 +206,8 @@ def test_cluster_notices_deleted_and_changed_photos(collection, random_extractor
     (config.paths.image_dir / "p0.jpg").unlink()
     photo(config.paths.image_dir / "p1.jpg", 42)
     os.utime(config.paths.image_dir / "p1.jpg", ns=(1, 1))
-    said = []
-    result = pipeline.cluster(config, progress=False, log=said.append)
+    result = pipeline.cluster(config, progress=False)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "p0.jpg" not in result.paths and len(result.paths) == 5
     assert any("1 photos were deleted" in s and "p0.jpg" in s for s in said)
     assert any("1 photos changed" in s and "p1.jpg" in s for s in said)
