@@ -54,10 +54,15 @@ def layout(graph: nx.Graph, seed: int = 0, iterations: int = 200) -> dict:
                                  scaling_ratio=2.0, gravity=1.0, strong_gravity=False)
 
 
-def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title: str) -> None:
+def render(graph: nx.Graph, positions: dict, photos: dict[str, Path], path: Path, title: str) -> None:
     """Draw the network: grey edges, each image as a thumbnail (20–64 px, smaller for more images;
-    a dot above :data:`THUMBNAILS_MAX` images, or for an image that cannot be read or is not
-    local), each label as its word sized by degree. PNG written atomically."""
+    a dot above :data:`THUMBNAILS_MAX` images, or for an image that cannot be read or is not in
+    ``photos``), each label as its word sized by degree. PNG written atomically.
+
+    Args:
+        photos: image node → the photo file it may open (:func:`~image_clustering.labels.local_photos`);
+            nothing else is ever opened.
+    """
     from matplotlib.collections import LineCollection
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
@@ -74,7 +79,7 @@ def render(graph: nx.Graph, positions: dict, image_dir: Path, path: Path, title:
     dots = []
     for node in images:
         # a URL, a missing or a broken file: a dot instead
-        tile = thumbnail(image_dir / graph.nodes[node]["image"], thumb) if thumbnails else None
+        tile = thumbnail(photos[node], thumb) if thumbnails and node in photos else None
         if tile is None:
             dots.append(xy[node])
         else:

@@ -392,7 +392,7 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     Raises:
         ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
     """
-    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, ward_tree
+    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, local_photos, ward_tree
 
     m = config.model
     table = _label_table(config, label_file)
@@ -414,20 +414,29 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     result = label_clustering(sim, tree, k)
     name = f"{m.object_name}_labels"
     label_files = write_labels(config.paths.cluster_label_dir, name, table.images, result, np.empty((n, 0)))
-    local = [i for i, image in enumerate(table.images) if (config.paths.image_dir / image).is_file()]
+    photos = local_photos(config.paths.image_dir, table.images)
+    local = sorted(photos.paths)
     link_root = None
     if local:
         link_root = config.paths.link_dir / name
         build_link_folders(link_root, config.paths.image_dir, [table.images[i] for i in local], result.labels[local],
                            k, m.link)
-    if len(local) < n:
-        log(f"{n - len(local)} images of the label table are not files under {config.paths.image_dir}: not linked")
+    _log_not_local(n, photos, config.paths.image_dir, "linked", log)
     plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
                  f"{m.object_name}: number of label clusters ({n} images)")
     plot_boxed_dendrogram(tree, result.labels, config.plot_dir / "label_dendrogram.png",
                           f"{m.object_name}: Ward clustering of label sets, k = {k}")
     return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
                               label_files, link_root, len(local))
+
+
+def _log_not_local(n: int, photos, image_dir: Path, what: str, log) -> None:
+    """One line counting the label-table rows that are not photos under ``image_dir``."""
+    if len(photos.paths) < n:
+        outside = (f" ({photos.outside} name a path outside it: absolute, '..' or through a link to a folder "
+                   "elsewhere)") if photos.outside else ""
+        log(f"{n - len(photos.paths)} images of the label table are not photo files under {image_dir}{outside}: "
+            f"clustered, not {what}")
 
 
 def _clusters_by_image(config: Config) -> dict[str, int] | None:
@@ -452,17 +461,21 @@ def tag_network(config: Config, label_file: Path | None = None, log=print) -> li
     Raises:
         ImgclustError: no or malformed label table.
     """
+    from .labels import local_photos
     from .network import label_graph, layout, render, write_gephi
 
     m = config.model
     table = _label_table(config, label_file)
     graph = label_graph(table, _clusters_by_image(config))
+    found = local_photos(config.paths.image_dir, table.images)
+    _log_not_local(len(table.images), found, config.paths.image_dir, "drawn as thumbnails", log)
+    photos = {table.images[i]: path for i, path in found.paths.items()}
     out = config.paths.cluster_label_dir
     files = [out / f"{m.object_name}_network.gexf", out / f"{m.object_name}_edges.csv",
              out / f"{m.object_name}_nodes.csv", config.plot_dir / "tag_network.png"]
     write_gephi(graph, *files[:3])
     log(f"ForceAtlas2 layout of {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
-    render(graph, layout(graph, seed=m.seed), config.paths.image_dir, files[3],
+    render(graph, layout(graph, seed=m.seed), photos, files[3],
            f"{m.object_name}: images and their labels (ForceAtlas2)")
     return files
 
