@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from scipy import sparse
 
+from .atomic import read_csv
 from .clustering import Clustering, l_method, renumber_by_size
 from .errors import ImgclustError
 
@@ -88,9 +89,9 @@ def read_label_table(path: Path) -> LabelTable:
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
-            rows = list(reader)
+            # read_csv undoes the formula escaping of our own CSVs (the tag table, a label CSV)
+            header, *rows = read_csv(f) or [[]]
+            header = [h.strip() for h in header]
     except (OSError, UnicodeDecodeError) as exc:
         raise ImgclustError(f"{path}: cannot read label table ({getattr(exc, 'strerror', None) or exc})") from None
     except csv.Error as exc:

@@ -4,7 +4,6 @@ Original photos are only ever read: links point at them, copies are made from th
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -13,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_csv, atomic_write_text
+from .atomic import atomic_write_csv, atomic_write_text, read_csv
 from .clustering import UNCLUSTERED, Clustering
+from .errors import ImgclustError
 
 UNCLUSTERED_NAME = "unclustered"
 
@@ -60,9 +60,13 @@ def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering
 
 def read_labels(csv_path: Path) -> dict[str, int]:
     """The ``path → cluster`` column pair of a label CSV written by :func:`write_labels`, in file
-    order."""
+    order (paths as given to it: the formula escaping of the CSV undone)."""
     with open(csv_path, newline="", encoding="utf-8") as f:
-        return {row["path"]: int(row["cluster"]) for row in csv.DictReader(f)}
+        header, *rows = read_csv(f) or [[]]
+    if not {"path", "cluster"} <= set(header):
+        raise ImgclustError(f"{csv_path}: not a label file of imgclust (header {header}); run the clustering again")
+    path, cluster = header.index("path"), header.index("cluster")
+    return {row[path]: int(row[cluster]) for row in rows}
 
 
 def _flat_name(rel_path: str) -> str:

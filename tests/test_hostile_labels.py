@@ -66,3 +66,73 @@ def test_rows_outside_image_dir_are_never_linked_copied_or_opened(tmp_path, make
     assert green.sum() == 0 and reds.sum() > 200  # photos inside are drawn, the one outside is not
     assert f"({len(hostile)} name a path outside it" in result.output
     assert os.path.isfile(secret / "secret.jpg")  # nothing touched
+
+
+FORMULAS = ['=HYPERLINK("x")', "=cmd|' /C calc'!A0", "@SUM(A1)", "+1+1", "-1+1", "\tx", "\rx"]
+
+
+def test_neutralised_cells_round_trip():
+    from image_clustering.atomic import neutralise_cell, restore_cell
+
+    for cell in [*FORMULAS, "'=x", "''@x", "'tis.jpg", "plain", "", "-", "=", "'"]:
+        out = neutralise_cell(cell)
+        assert restore_cell(out) == cell
+        assert out[:1] not in ("=", "+", "-", "@", "\t", "\r"), out
+    for number in ["-0.5", "+3", "1e-3", "-2.5E+4", ".5", "-inf", "nan", 7, -0.5]:
+        assert neutralise_cell(number) == number  # numbers stay numbers
+
+
+def _cells(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [cell for row in csv.reader(f) for cell in row]
+
+
+def test_formula_cells_are_neutralised_and_read_back(tmp_path, make_config):
+    from image_clustering.labels import read_label_table
+    from image_clustering.outputs import read_labels
+    from image_clustering.pipeline import write_tags
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ['=HYPERLINK("x").jpg', "-a.jpg", "+b.jpg", "@c.jpg", "plain.jpg", "other.jpg"]
+    for i, name in enumerate(names):
+        Image.new("RGB", (20, 20), (40 * i, 30, 30)).save(photos / name)
+    words = ["@SUM(A1)", "=cmd|' /C calc'!A0", "-1+1", "+1+1", "tree", "sea"]
+    rows = [[name, words[i % 3], words[3 + i % 3]] for i, name in enumerate(names)]
+    import csv
+
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["path", "label_1", "label_2"], *rows])
+    config = _config(make_config, photos, tmp_path / "labels.csv", label_k=2)
+    _invoke("cluster-labels", config)
+    _invoke("tag-network", config)
+    out = config.paths.cluster_label_dir
+    for csv_file in ("test_labels.csv", "test_nodes.csv", "test_edges.csv"):
+        bad = [c for c in _cells(out / csv_file) if c[:1] in ("=", "+", "@", "\t", "\r")
+               or c.startswith("-") and not c.lstrip("-").replace(".", "").isdigit()]
+        assert not bad, (csv_file, bad)
+    assert "'=HYPERLINK(\"x\").jpg" in _cells(out / "test_labels.csv")
+    assert "label:@SUM(A1)" in (out / "test_nodes.csv").read_text()  # not at a cell start: left alone
+    assert "'@SUM(A1)" in _cells(out / "test_nodes.csv")  # the Label column
+    assert list(read_labels(out / "test_labels.csv")) == names  # our reader undoes the escaping
+    graph = nx.read_gexf(out / "test_network.gexf")
+    assert all("cluster" in graph.nodes[name] for name in names)  # tag-network matched the paths
+    assert sorted(p.name for p in (config.paths.link_dir / "test_labels").rglob("*.jpg")) == sorted(names)
+
+    # the tag table of `imgclust tag` reads back as written
+    write_tags(tmp_path / "tags.csv", names, np.array([[0, 1]] * 6), np.array([[0.9, 0.5]] * 6), ["@SUM(A1)", "-x"],
+               2, 0.0)
+    table = read_label_table(tmp_path / "tags.csv")
+    assert table.images == names and table.labels[0] == {"@SUM(A1)": 0.9, "-x": 0.5}
+
+
+def test_numbers_in_label_csvs_stay_numbers(tmp_path):
+    from image_clustering.clustering import Clustering
+    from image_clustering.outputs import write_labels
+
+    clustering = Clustering(np.array([0, 1]), np.array([0.5, 0.25], np.float32), np.zeros((2, 2), np.float32))
+    csv_path, _ = write_labels(tmp_path, "n", ["-1.jpg", "a.jpg"], clustering, np.array([[-0.5, 1e-7], [2.0, -3.0]]))
+    rows = (csv_path.read_text()).splitlines()
+    assert rows[1] == "'-1.jpg,0,0.5,-0.5,1e-07" and rows[2] == "a.jpg,1,0.25,2,-3"
