@@ -421,7 +421,7 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
         link_root = config.paths.link_dir / name
         build_link_folders(link_root, config.paths.image_dir, [table.images[i] for i in local], result.labels[local],
                            k, m.link)
-    _log_not_local(n, photos, config.paths.image_dir, "linked", log)
+    _log_not_local(n, photos, config.paths.image_dir, "clustered, not linked", log)
     plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
                  f"{m.object_name}: number of label clusters ({n} images)")
     plot_boxed_dendrogram(tree, result.labels, config.plot_dir / "label_dendrogram.png",
@@ -436,7 +436,7 @@ def _log_not_local(n: int, photos, image_dir: Path, what: str, log) -> None:
         outside = (f" ({photos.outside} name a path outside it: absolute, '..' or through a link to a folder "
                    "elsewhere)") if photos.outside else ""
         log(f"{n - len(photos.paths)} images of the label table are not photo files under {image_dir}{outside}: "
-            f"clustered, not {what}")
+            f"{what}")
 
 
 def _clusters_by_image(config: Config) -> dict[str, int] | None:
@@ -462,21 +462,20 @@ def tag_network(config: Config, label_file: Path | None = None, log=print) -> li
         ImgclustError: no or malformed label table.
     """
     from .labels import local_photos
-    from .network import label_graph, layout, render, write_gephi
+    from .network import image_node, label_graph, layout, render, write_gephi
 
     m = config.model
     table = _label_table(config, label_file)
     graph = label_graph(table, _clusters_by_image(config))
     found = local_photos(config.paths.image_dir, table.images)
-    _log_not_local(len(table.images), found, config.paths.image_dir, "drawn as thumbnails", log)
-    photos = {table.images[i]: path for i, path in found.paths.items()}
+    _log_not_local(len(table.images), found, config.paths.image_dir, "drawn as dots, not thumbnails", log)
+    photos = {image_node(table.images[i]): path for i, path in found.paths.items()}
     out = config.paths.cluster_label_dir
     files = [out / f"{m.object_name}_network.gexf", out / f"{m.object_name}_edges.csv",
              out / f"{m.object_name}_nodes.csv", config.plot_dir / "tag_network.png"]
-    write_gephi(graph, *files[:3])
-    log(f"ForceAtlas2 layout of {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
-    render(graph, layout(graph, seed=m.seed), photos, files[3],
-           f"{m.object_name}: images and their labels (ForceAtlas2)")
+    write_gephi(graph, *files[:3])  # first: the exports do not wait for (or depend on) the picture
+    render(graph, layout(graph, seed=m.seed, log=log), photos, files[3],
+           f"{m.object_name}: images and their labels (ForceAtlas2)", log)
     return files
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
+from image_clustering import load_config
 from image_clustering.cli import main
 
 
@@ -17,7 +18,7 @@ def _config(make_config, photos, labels_csv, **model):
     raw["paths"]["label_file"] = str(labels_csv)
     raw["model"].update(model)
     config.source.write_text(json.dumps(raw))
-    return config
+    return load_config(config.source)
 
 
 def _invoke(command, config):
@@ -136,3 +137,92 @@ def test_numbers_in_label_csvs_stay_numbers(tmp_path):
     csv_path, _ = write_labels(tmp_path, "n", ["-1.jpg", "a.jpg"], clustering, np.array([[-0.5, 1e-7], [2.0, -3.0]]))
     rows = (csv_path.read_text()).splitlines()
     assert rows[1] == "'-1.jpg,0,0.5,-0.5,1e-07" and rows[2] == "a.jpg,1,0.25,2,-3"
+
+
+def test_tag_network_of_thousands_of_images_is_bounded(tmp_path, make_config, monkeypatch):
+    from image_clustering import network, pipeline
+
+    rng = np.random.default_rng(0)
+    rows = [f"set/{i}.jpg," + ",".join(f"t{i % 40}w{w}" for w in rng.choice(10, 3, replace=False))
+            for i in range(3000)]  # no photo files: every image is a dot
+    (tmp_path / "photos").mkdir()
+    config = _config(make_config, tmp_path / "photos", _table(tmp_path / "labels.csv", rows,
+                                                                  "path,label_1,label_2,label_3"))
+    assert 3000 > network.FULL_LAYOUT_MAX
+    result = _invoke("tag-network", config)
+    assert "too many for ForceAtlas2 of all of them" in result.output
+    graph = nx.read_gexf(config.paths.cluster_label_dir / "test_network.gexf")
+    assert graph.number_of_nodes() == 3000 + 400 and graph.number_of_edges() == 9000
+    pixels = np.asarray(Image.open(config.plot_dir / "tag_network.png").convert("RGB"), dtype=float)
+    assert pixels.std() > 10
+
+    # the exports are written before the picture, so they exist whatever happens to it
+    for name in ("test_network.gexf", "test_edges.csv", "test_nodes.csv"):
+        (config.paths.cluster_label_dir / name).unlink()
+
+    def fail(*args, **kwargs):
+        raise MemoryError("picture")
+
+    monkeypatch.setattr(network, "render", fail)
+    try:
+        pipeline.tag_network(config, log=lambda message: None)
+    except MemoryError:
+        pass
+    assert all((config.paths.cluster_label_dir / name).is_file()
+               for name in ("test_network.gexf", "test_edges.csv", "test_nodes.csv"))
+
+
+def test_large_layout_places_every_node(capsys, monkeypatch):
+    from image_clustering import network
+    from image_clustering.labels import LabelTable
+    from image_clustering.network import label_graph, layout
+
+    monkeypatch.setattr(network, "LABELS_LAID_OUT", 100)  # so some labels are placed, not laid out
+
+    # themes of words, one image with no label, one label only rare images share
+    rows = [{f"t{i % 30}w{j}": 0.0 if j == 0 else 0.5 for j in range(4)} for i in range(1200)]
+    rows += [{}, {"lonely": 1.0}]
+    graph = label_graph(LabelTable([f"{i}.jpg" for i in range(len(rows))], rows))
+    positions = layout(graph, seed=0, log=print)
+    xy = np.array([positions[node] for node in graph])
+    assert xy.shape == (graph.number_of_nodes(), 2) and np.isfinite(xy).all()
+    assert "ForceAtlas2 of the 100 most used of 121 labels" in capsys.readouterr().out
+    # images of a theme sit nearer their own words than other themes' words
+    own = np.linalg.norm(positions["0.jpg"] - positions["label:t0w1"])
+    other = np.median([np.linalg.norm(positions["0.jpg"] - positions[f"label:t{t}w1"]) for t in range(1, 30)])
+    assert own < other
+
+
+def test_gexf_of_labels_with_control_characters_is_xml(tmp_path, make_config):
+    import csv
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rows = [["path", "label_1", "label_2"], ["a\x01.jpg", "tr\x01ee", "s\x0bk\x1fy"], ["a\x02.jpg", "tr\x01ee", "$\\frac{"],
+            ["b.jpg", "sea", "uni\ufffecode"], ["c.jpg", "sea", "tab\tok"]]
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    config = _config(make_config, photos, tmp_path / "labels.csv")
+    _invoke("tag-network", config)
+    graph = nx.read_gexf(config.paths.cluster_label_dir / "test_network.gexf")
+    images = sorted(n for n, a in graph.nodes(data=True) if a["type"] == "image")
+    assert images == ["a\ufffd.jpg", "a\ufffd.jpg~2", "b.jpg", "c.jpg"]  # still four images
+    words = {a["label"] for n, a in graph.nodes(data=True) if a["type"] == "label"}
+    assert words == {"tr\ufffdee", "s\ufffdk\ufffdy", "$\\frac{", "sea", "uni\ufffdcode", "tab\tok"}
+    nodes = _cells(config.paths.cluster_label_dir / "test_nodes.csv")
+    assert "tr\x01ee" in nodes and "a\x02.jpg" in nodes  # the CSVs keep the strings as they are
+
+
+def test_image_named_like_a_label_node_stays_apart(tmp_path, make_config):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rows = ["label:x,x,y", "image:label:x,x,", "x,y,", "plain.jpg,x,"]
+    config = _config(make_config, photos, _table(tmp_path / "labels.csv", rows))
+    _invoke("tag-network", config)
+    graph = nx.read_gexf(config.paths.cluster_label_dir / "test_network.gexf")
+    assert graph.number_of_nodes() == 4 + 2 and graph.number_of_edges() == 5
+    assert graph.nodes["image:label:x"]["type"] == "image" and graph.nodes["image:label:x"]["image"] == "label:x"
+    assert graph.nodes["image:image:label:x"]["image"] == "image:label:x"
+    assert graph.nodes["label:x"]["type"] == "label" and graph.nodes["x"]["type"] == "image"
+    assert set(graph["label:x"]) == {"image:label:x", "image:image:label:x", "plain.jpg"}
+
