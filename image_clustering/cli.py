@@ -127,7 +127,8 @@ def cluster_labels(config_path, quiet, labels_file):
     """Cluster images by their label words: Jaccard similarity, Ward linkage, k by the L-method."""
     result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None, _log(quiet))
     links = f"; links {result.link_root}" if result.link_root else ""
-    click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} clusters "
+    click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} "
+               f"cluster{'s' if result.k != 1 else ''} "
                f"(sizes {', '.join(map(str, result.sizes))}; L-method knee {result.knee}); "
                f"labels {result.label_files[0]}{links}")
 

@@ -411,7 +411,18 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
         raise ImgclustError(f"model.label_k: {m.label_k} clusters asked for but the label table has {n} images")
     else:
         k = m.label_k
+    # Images with the same label set are at distance 0: no cut can honestly part them.
+    distinct = len({frozenset(labels) for labels in table.labels})
+    if distinct == 1:
+        k = 1
+        log(f"all {n} images have the same labels: one cluster")
+    elif k > distinct:
+        log(f"only {distinct} different label sets among the {n} images: {distinct} clusters, not {k}")
+        k = distinct
     result = label_clustering(sim, tree, k)
+    if result.k < k:
+        log(f"the Ward tree cut at k = {k} gives {result.k} clusters (merges at tied heights)")
+    k = result.k  # the clusters the cut gave: link folders and the report list exactly these
     name = f"{m.object_name}_labels"
     label_files = write_labels(config.paths.cluster_label_dir, name, table.images, result, np.empty((n, 0)))
     photos = local_photos(config.paths.image_dir, table.images)
@@ -422,6 +433,9 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
         build_link_folders(link_root, config.paths.image_dir, [table.images[i] for i in local], result.labels[local],
                            k, m.link)
     _log_not_local(n, photos, config.paths.image_dir, "clustered, not linked", log)
+    if not local and (config.paths.link_dir / name).exists():
+        # TODO(issue 10): remove it once outputs can tell a link folder the tool made (marker file)
+        log(f"{config.paths.link_dir / name}: link folders of an earlier run, left as they were (nothing to link now)")
     plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
                  f"{m.object_name}: number of label clusters ({n} images)")
     plot_boxed_dendrogram(tree, result.labels, config.plot_dir / "label_dendrogram.png",

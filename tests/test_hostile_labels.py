@@ -226,3 +226,45 @@ def test_image_named_like_a_label_node_stays_apart(tmp_path, make_config):
     assert graph.nodes["label:x"]["type"] == "label" and graph.nodes["x"]["type"] == "image"
     assert set(graph["label:x"]) == {"image:label:x", "image:image:label:x", "plain.jpg"}
 
+
+def test_identical_labels_make_one_cluster_and_no_empty_folders(tmp_path, make_config):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(20):
+        Image.new("RGB", (20, 20), (10 * i, 30, 30)).save(photos / f"p{i:02d}.jpg")
+    rows = [f"p{i:02d}.jpg,tree,sky" for i in range(20)]
+    for label_k in (4, "auto"):
+        config = _config(make_config, photos, _table(tmp_path / "labels.csv", rows), label_k=label_k)
+        result = _invoke("cluster-labels", config)
+        assert "all 20 images have the same labels: one cluster" in result.output
+        assert "in 1 cluster (sizes 20;" in result.output
+        folders = sorted(p.name for p in (config.paths.link_dir / "test_labels").iterdir())
+        assert folders == ["0_20"]
+
+
+def test_fewer_label_sets_than_k_are_reported_as_such(tmp_path, make_config):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(12):
+        Image.new("RGB", (20, 20), (10 * i, 30, 30)).save(photos / f"p{i:02d}.jpg")
+    rows = [f"p{i:02d}.jpg," + ("tree,sky" if i < 8 else "sea,wave") for i in range(12)]
+    config = _config(make_config, photos, _table(tmp_path / "labels.csv", rows), label_k=5)
+    result = _invoke("cluster-labels", config)
+    assert "only 2 different label sets among the 12 images: 2 clusters, not 5" in result.output
+    assert "in 2 clusters (sizes 8, 4;" in result.output
+    folders = sorted(p.name for p in (config.paths.link_dir / "test_labels").iterdir())
+    assert folders == ["0_8", "1_4"] and all(any(f.iterdir()) for f in (config.paths.link_dir / "test_labels").iterdir())
+
+
+def test_url_only_table_says_the_old_link_folders_are_stale(tmp_path, make_config):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.new("RGB", (20, 20), (60 * i, 30, 30)).save(photos / f"p{i}.jpg")
+    config = _config(make_config, photos, _table(tmp_path / "labels.csv", [f"p{i}.jpg,{'tree' if i < 2 else 'sea'},x"
+                                                                           for i in range(4)]), label_k=2)
+    _invoke("cluster-labels", config)
+    _table(tmp_path / "labels.csv", [f"http://x/{i}.jpg,{'tree' if i < 2 else 'sea'},x" for i in range(4)])
+    result = _invoke("cluster-labels", config)
+    assert "test_labels: link folders of an earlier run, left as they were" in result.output
+    assert "; links" not in result.output
