@@ -143,8 +143,9 @@ def layout(graph: nx.Graph, seed: int = 0, iterations: int = 200, log=print) -> 
     labels_graph = nx.Graph()
     labels_graph.add_nodes_from(range(len(top)))
     labels_graph.add_weighted_edges_from(zip(together.row[keep], together.col[keep], ochiai))
-    log(f"{n} nodes are too many for ForceAtlas2 of all of them (above {FULL_LAYOUT_MAX:,}): ForceAtlas2 of the "
-        f"{len(top)} most used of {len(labels)} labels, each of {len(images)} images at the mean of its labels")
+    which = f"the {len(top)} most used of {len(labels)}" if len(top) < len(labels) else f"all {len(labels)}"
+    log(f"{n} nodes are too many for ForceAtlas2 of all of them (above {FULL_LAYOUT_MAX:,}): ForceAtlas2 of "
+        f"{which} labels, each of {len(images)} images at the mean of its labels")
     pos = np.zeros((n, 2))
     spread = _forceatlas2(labels_graph, seed, iterations)
     pos[top] = np.array([spread[i] for i in range(len(top))]).reshape(-1, 2)

@@ -384,9 +384,10 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
     Ward linkage; :mod:`image_clustering.labels`) from ``label_file`` (default
     :attr:`Config.label_file`); k = ``model.label_k`` or, with ``"auto"``, the L-method knee of the
-    separation curve over k = 2..``model.label_k_max``. Writes
-    ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the images found under
-    ``paths.image_dir`` into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
+    separation curve over k = 2..``model.label_k_max``, at most the number of different label sets.
+    Writes ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the photos under
+    ``paths.image_dir`` (:func:`~image_clustering.labels.local_photos`; no other row is ever
+    linked or copied) into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
     ``label_k.png`` and ``label_dendrogram.png`` (clusters boxed).
 
     Raises:
@@ -465,9 +466,12 @@ def _clusters_by_image(config: Config) -> dict[str, int] | None:
 def tag_network(config: Config, label_file: Path | None = None, log=print) -> list[Path]:
     """``imgclust tag-network``: the bipartite image–label network of the label table (default
     :attr:`Config.label_file`) as ``<cluster_label_dir>/<object_name>_network.gexf`` plus Gephi's
-    ``<object_name>_edges.csv`` / ``_nodes.csv``, and drawn with ForceAtlas2 as
-    ``<plot_dir>/<object_name>/tag_network.png``. Image nodes carry their cluster from the latest
-    ``cluster-labels`` (else ``cluster``) run, when there is one.
+    ``<object_name>_edges.csv`` / ``_nodes.csv`` (written first, for any size), and drawn with
+    ForceAtlas2 as ``<plot_dir>/<object_name>/tag_network.png`` (of the labels only above
+    :data:`~image_clustering.network.FULL_LAYOUT_MAX` nodes; :func:`~image_clustering.network.layout`).
+    Image nodes carry their cluster from the latest ``cluster-labels`` (else ``cluster``) run,
+    when there is one; only rows that :func:`~image_clustering.labels.local_photos` admits are
+    opened for thumbnails.
 
     Returns:
         The four files written.
