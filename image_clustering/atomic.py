@@ -1,6 +1,7 @@
 """Safe writing: atomic file replacement (write a temporary name in the same folder, then rename
-over the target, so readers and a crash see the old file or the new one, never half of one) and an
-exclusive lock so two runs never write the same collection."""
+over the target, so readers and a crash see the old file or the new one, never half of one), an
+exclusive lock so two runs never write the same collection, and CSV cells that a spreadsheet
+shows as text, never runs as a formula (:func:`neutralise_cell`, undone by :func:`restore_cell`)."""
 from __future__ import annotations
 
 import csv
@@ -112,10 +113,45 @@ def exclusive_lock(folder: Path, what: str):
             handle.truncate(0)
 
 
+# A cell a spreadsheet may run as a formula (OWASP "CSV injection"): it starts with = + - @ tab or
+# CR, after any number of quotes so that escaping stays reversible ("'=x" is escaped too).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)", re.IGNORECASE)
+
+
+def neutralise_cell(cell):
+    """``cell`` as it is safe to write into a CSV a spreadsheet may open: a text cell starting with
+    ``= + - @``, tab or CR (after any leading quotes) gets a ``'`` in front, so Excel, LibreOffice
+    and Google Sheets show it as text instead of running it (OWASP's advice for CSV exports).
+    Numbers — also text such as ``-0.5`` or ``1e-3`` — and other cells are returned unchanged.
+    :func:`restore_cell` undoes it exactly."""
+    if isinstance(cell, str) and _FORMULA.match(cell) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def restore_cell(text: str) -> str:
+    """The cell :func:`neutralise_cell` was given: one leading ``'`` removed where it escaped a
+    formula character (a name such as ``'tis.jpg`` stays as it is)."""
+    return text[1:] if _ESCAPED.match(text) else text
+
+
 def atomic_write_csv(path: Path, header: list[str], rows) -> None:
-    """Write a CSV table (``header``, then each row of ``rows``) to ``path`` atomically."""
+    """Write a CSV table (``header``, then each row of ``rows``) to ``path`` atomically, each cell
+    passed through :func:`neutralise_cell` (read it back with :func:`read_csv`)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([neutralise_cell(c) for c in header])
+    writer.writerows([neutralise_cell(c) for c in row] for row in rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(handle) -> list[list[str]]:
+    """All rows (header included) of an open CSV file, each cell through :func:`restore_cell`, so a
+    file written by :func:`atomic_write_csv` reads back as it was given.
+
+    Raises:
+        csv.Error: the text is not CSV.
+    """
+    return [[restore_cell(c) for c in row] for row in csv.reader(handle)]

@@ -145,7 +145,8 @@ def cluster_labels(config_path, quiet, labels_file):
     _logging(quiet)
     result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None)
     links = f"; links {result.link_root}" if result.link_root else ""
-    click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} clusters "
+    click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} "
+               f"cluster{'s' if result.k != 1 else ''} "
                f"(sizes {', '.join(map(str, result.sizes))}; L-method knee {result.knee}); "
                f"labels {result.label_files[0]}{links}")
 

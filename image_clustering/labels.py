@@ -23,11 +23,12 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from scipy import sparse
 
+from .atomic import read_csv
 from .clustering import Clustering, l_method, renumber_by_size
 from .errors import ImgclustError
 
@@ -88,9 +89,9 @@ def read_label_table(path: Path) -> LabelTable:
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
-            rows = list(reader)
+            # read_csv undoes the formula escaping of our own CSVs (the tag table, a label CSV)
+            header, *rows = read_csv(f) or [[]]
+            header = [h.strip() for h in header]
     except (OSError, UnicodeDecodeError) as exc:
         raise ImgclustError(f"{path}: cannot read label table ({getattr(exc, 'strerror', None) or exc})") from None
     except csv.Error as exc:
@@ -130,6 +131,57 @@ def read_label_table(path: Path) -> LabelTable:
     if not table:
         raise ImgclustError(f"{path}: no images in the label table")
     return LabelTable(list(table), list(table.values()))
+
+
+@dataclass
+class LocalPhotos:
+    """Which rows of a label table name a photo that may be opened, linked or copied.
+
+    Attributes:
+        paths: row index → the photo's path (``image_dir / name``, symbolic link not followed).
+        outside: rows whose name leaves ``image_dir``: absolute, ``..`` climbing out, or through a
+            link to a folder elsewhere; never opened, linked or copied.
+    """
+
+    paths: dict[int, Path]
+    outside: int
+
+
+def local_photos(image_dir: Path, images: list[str]) -> LocalPhotos:
+    """The rows of a label table that name a photo under ``image_dir``.
+
+    A label table is input from elsewhere, so a row may only reach what ``imgclust extract`` would
+    read: a relative path whose folder — symbolic links followed — lies inside the resolved
+    ``image_dir``, not hidden (no ``.name`` part), with a photo extension, naming an existing file.
+    The file itself may be a symbolic link to a photo elsewhere (the user's own link, as
+    ``extract`` reads it); a link to a folder elsewhere does not make that folder part of the
+    collection (``extract`` does not walk into it either). Other rows (URLs, missing files) are
+    clustered but not opened, linked or copied.
+    """
+    from .images import EXTENSIONS
+
+    root = image_dir.resolve()
+    folder_inside: dict[Path, bool] = {}  # rows share folders: resolve each once
+    paths, outside = {}, 0
+    for i, name in enumerate(images):
+        relative = PurePosixPath(name)
+        if not name:
+            continue
+        if relative.is_absolute() or ".." in relative.parts:
+            outside += 1
+            continue
+        full = image_dir / name
+        try:
+            if full.parent not in folder_inside:
+                folder_inside[full.parent] = full.parent.resolve().is_relative_to(root)
+            if not folder_inside[full.parent]:  # through a link to a folder elsewhere
+                outside += 1
+            elif (not any(p.startswith(".") for p in relative.parts)
+                  and full.suffix.lower() in EXTENSIONS and full.is_file()):
+                paths[i] = full
+        except (OSError, ValueError, RuntimeError):  # NUL in the name, a link loop: not a photo
+            continue
+    return LocalPhotos(paths, outside)
 
 
 def label_matrix(table: LabelTable) -> tuple[sparse.csr_matrix, list[str]]:

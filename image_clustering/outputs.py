@@ -4,7 +4,6 @@ Original photos are only ever read: links point at them, copies are made from th
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_csv, atomic_write_json, exchange
+from .atomic import atomic_write_csv, atomic_write_json, exchange, read_csv
 from .clustering import UNCLUSTERED, Clustering
 from .errors import ImgclustError
 
@@ -61,9 +60,13 @@ def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering
 
 def read_labels(csv_path: Path) -> dict[str, int]:
     """The ``path → cluster`` column pair of a label CSV written by :func:`write_labels`, in file
-    order."""
+    order (paths as given to it: the formula escaping of the CSV undone)."""
     with open(csv_path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-        return {row["path"]: int(row["cluster"]) for row in csv.DictReader(f)}
+        header, *rows = read_csv(f) or [[]]
+    if not {"path", "cluster"} <= set(header):
+        raise ImgclustError(f"{csv_path}: not a label file of imgclust (header {header}); run the clustering again")
+    path, cluster = header.index("path"), header.index("cluster")
+    return {row[path]: int(row[cluster]) for row in rows}
 
 
 NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, XFS, btrfs, tmpfs)
@@ -173,7 +176,7 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
 
 def _fill(building: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int, mode: str) -> dict[str, int]:
     sizes = np.bincount(labels[labels >= 0], minlength=k)
-    folders = {c: building / folder_name(c, int(sizes[c]), k) for c in range(k)}
+    folders = {c: building / folder_name(c, int(sizes[c]), k) for c in range(k) if sizes[c]}  # no empty folders
     if (labels == UNCLUSTERED).any():
         folders[UNCLUSTERED] = building / UNCLUSTERED_NAME
     for folder in folders.values():

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .config import Config
 from .embedding import FeatureEmbedding, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .outputs import build_link_folders, cluster_id, read_labels, write_labels
+from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
 from .plots import (contact_sheet, plot_boxed_dendrogram, plot_dendrogram, plot_elbow, plot_k_criteria, plot_label_k,
                     plot_scatter, save_figure, save_image)
 
@@ -498,15 +499,16 @@ def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClust
     """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
     Ward linkage; :mod:`image_clustering.labels`) from ``label_file`` (default
     :attr:`Config.label_file`); k = ``model.label_k`` or, with ``"auto"``, the L-method knee of the
-    separation curve over k = 2..``model.label_k_max``. Writes
-    ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the images found under
-    ``paths.image_dir`` into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
+    separation curve over k = 2..``model.label_k_max``, at most the number of different label sets.
+    Writes ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the photos under
+    ``paths.image_dir`` (:func:`~image_clustering.labels.local_photos`; no other row is ever
+    linked or copied) into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
     ``label_k.png`` and ``label_dendrogram.png`` (clusters boxed).
 
     Raises:
         ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
     """
-    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, ward_tree
+    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, local_photos, ward_tree
 
     m = config.model
     table = _label_table(config, label_file)
@@ -525,23 +527,47 @@ def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClust
         raise ImgclustError(f"model.label_k: {m.label_k} clusters asked for but the label table has {n} images")
     else:
         k = m.label_k
+    # Images with the same label set are at distance 0: no cut can honestly part them.
+    distinct = len({frozenset(labels) for labels in table.labels})
+    if distinct == 1:
+        k = 1
+        logger.info(f"all {n} images have the same labels: one cluster")
+    elif k > distinct:
+        logger.info(f"only {distinct} different label sets among the {n} images: {distinct} clusters, not {k}")
+        k = distinct
     result = label_clustering(sim, tree, k)
+    if result.k < k:
+        logger.info(f"the Ward tree cut at k = {k} gives {result.k} clusters (merges at tied heights)")
+    k = result.k  # the clusters the cut gave: link folders and the report list exactly these
     name = f"{m.object_name}_labels"
     label_files = write_labels(config.paths.cluster_label_dir, name, table.images, result, np.empty((n, 0)))
-    local = [i for i, image in enumerate(table.images) if (config.paths.image_dir / image).is_file()]
+    photos = local_photos(config.paths.image_dir, table.images)
+    local = sorted(photos.paths)
     link_root = None
     if local:
         link_root = config.layout.link_root(of_tags=True)
         build_link_folders(link_root, config.paths.image_dir, [table.images[i] for i in local], result.labels[local],
                            k, m.link)
-    if len(local) < n:
-        logger.info(f"{n - len(local)} images of the label table are not files under {config.paths.image_dir}: not linked")
+    _log_not_local(n, photos, config.paths.image_dir, "clustered, not linked")
+    stale = config.layout.link_root(of_tags=True)
+    if not local and is_link_folder(stale):  # an earlier run's links; nothing to link now
+        shutil.rmtree(stale)
+        logger.info(f"{stale}: link folders of an earlier run removed (no row of the table is a local photo)")
     save_figure(plot_label_k(choice.ks, choice.separation, choice.knee,
                              f"{m.object_name}: number of label clusters ({n} images)"), config.layout.plot("label_k.png"))
     ax = plot_boxed_dendrogram(tree, result.labels, f"{m.object_name}: Ward clustering of label sets, k = {k}")
     save_figure(ax.figure, config.layout.plot("label_dendrogram.png"))
     return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
                               label_files, link_root, len(local))
+
+
+def _log_not_local(n: int, photos, image_dir: Path, what: str) -> None:
+    """One line counting the label-table rows that are not photos under ``image_dir``."""
+    if len(photos.paths) < n:
+        outside = (f" ({photos.outside} name a path outside it: absolute, '..' or through a link to a folder "
+                   "elsewhere)") if photos.outside else ""
+        logger.info(f"{n - len(photos.paths)} images of the label table are not photo files under {image_dir}{outside}: "
+            f"{what}")
 
 
 def _clusters_by_image(config: Config) -> dict[str, int] | None:
@@ -555,9 +581,12 @@ def _clusters_by_image(config: Config) -> dict[str, int] | None:
 def tag_network(config: Config, label_file: Path | None = None) -> list[Path]:
     """``imgclust tag-network``: the bipartite image–label network of the label table (default
     :attr:`Config.label_file`) as ``<cluster_label_dir>/<object_name>_network.gexf`` plus Gephi's
-    ``<object_name>_edges.csv`` / ``_nodes.csv``, and drawn with ForceAtlas2 as
-    ``<plot_dir>/<object_name>/tag_network.png``. Image nodes carry their cluster from the latest
-    ``cluster-labels`` (else ``cluster``) run, when there is one.
+    ``<object_name>_edges.csv`` / ``_nodes.csv`` (written first, for any size), and drawn with
+    ForceAtlas2 as ``<plot_dir>/<object_name>/tag_network.png`` (of the labels only above
+    :data:`~image_clustering.network.FULL_LAYOUT_MAX` nodes; :func:`~image_clustering.network.layout`).
+    Image nodes carry their cluster from the latest ``cluster-labels`` (else ``cluster``) run,
+    when there is one; only rows that :func:`~image_clustering.labels.local_photos` admits are
+    opened for thumbnails.
 
     Returns:
         The four files written.
@@ -565,15 +594,18 @@ def tag_network(config: Config, label_file: Path | None = None) -> list[Path]:
     Raises:
         ImgclustError: no or malformed label table.
     """
-    from .network import label_graph, layout, render, write_gephi
+    from .labels import local_photos
+    from .network import image_node, label_graph, layout, render, write_gephi
 
     m = config.model
     table = _label_table(config, label_file)
     graph = label_graph(table, _clusters_by_image(config))
+    found = local_photos(config.paths.image_dir, table.images)
+    _log_not_local(len(table.images), found, config.paths.image_dir, "drawn as dots, not thumbnails")
+    photos = {image_node(table.images[i]): path for i, path in found.paths.items()}
     files = [*config.layout.network_files, config.layout.plot("tag_network.png")]
-    write_gephi(graph, *files[:3])
-    logger.info(f"ForceAtlas2 layout of {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
-    render(graph, layout(graph, seed=m.seed), config.paths.image_dir, files[3],
+    write_gephi(graph, *files[:3])  # first: the exports do not wait for (or depend on) the picture
+    render(graph, layout(graph, seed=m.seed), photos, files[3],
            f"{m.object_name}: images and their labels (ForceAtlas2)")
     return files
 
