@@ -11,9 +11,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: h
 
 import click  # noqa: E402
 
-from . import pipeline  # noqa: E402
 from .config import NETWORKS, load_config  # noqa: E402
 from .errors import ImgclustError  # noqa: E402
+
+# The heavy libraries (scikit-learn, TensorFlow, matplotlib) load with the pipeline, inside each
+# command, so `imgclust --help` answers at once.
 
 DEFAULT_CONFIG = "configs/configs.json"
 
@@ -37,9 +39,11 @@ def _common(func):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or progress lines.")(func)
 
 
-def _logging(quiet: bool) -> None:
-    """Progress lines of the library (``logging``, logger ``image_clustering``) to stderr;
-    with ``-q`` only warnings."""
+def _start(quiet: bool):
+    """Send the library's log lines (logger ``image_clustering``) to stderr — with ``-q`` only
+    warnings — and return :mod:`image_clustering.pipeline`, imported only now."""
+    from . import pipeline
+
     logger = logging.getLogger("image_clustering")
     logger.handlers = [h for h in logger.handlers if not getattr(h, "imgclust_cli", False)]
     handler = logging.StreamHandler(sys.stderr)  # the stderr of this call (tests swap it)
@@ -47,6 +51,7 @@ def _logging(quiet: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    return pipeline
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +76,7 @@ def download(config_path, quiet, network, source, force):
     networks = (network,) if network else config.model.extractor
     if source and len(networks) > 1:
         raise click.UsageError("--source applies to one network: add --network")
-    _logging(quiet)
+    pipeline = _start(quiet)
     for manifest in pipeline.download(config, source, force, networks):
         click.echo(f"download: {manifest['network']} {manifest['source']} weights at {manifest['file']}")
 
@@ -80,7 +85,7 @@ def download(config_path, quiet, network, source, force):
 @_common
 def extract(config_path, quiet):
     """Compute the feature vectors of every new or changed image."""
-    _logging(quiet)
+    pipeline = _start(quiet)
     click.echo(pipeline.extract(load_config(config_path), progress=not quiet).line())
 
 
@@ -89,14 +94,14 @@ def extract(config_path, quiet):
 def find_k(config_path, quiet):
     """Embed the features, sweep k-means over k, plot the elbow and suggest k."""
     config = load_config(config_path)
-    _logging(quiet)
+    pipeline = _start(quiet)
     result = pipeline.find_k(config, progress=not quiet)
     others = ", ".join(f"{c} {k}" for c, k in result.sweep.suggestions.items() if c != result.sweep.criterion)
     click.echo(f"find-k: suggested k = {result.suggested_k} ({result.sweep.criterion}; {others}); "
                f"plots in {config.plot_dir}")
 
 
-def _cluster_line(result: pipeline.ClusterResult) -> str:
+def _cluster_line(result) -> str:
     left = f", {result.unclustered} unclustered" if result.unclustered else ""
     return (f"cluster: {len(result.paths)} images in {result.k} clusters (sizes {', '.join(map(str, result.sizes))}{left}); "
             f"labels {result.label_files[0]}; links {result.link_root}")
@@ -106,7 +111,7 @@ def _cluster_line(result: pipeline.ClusterResult) -> str:
 @_common
 def cluster(config_path, quiet):
     """Cluster (model.algorithm) and link the images into one folder per cluster."""
-    _logging(quiet)
+    pipeline = _start(quiet)
     result = pipeline.cluster(load_config(config_path), progress=not quiet)
     click.echo(_cluster_line(result))
 
@@ -119,6 +124,7 @@ def evaluate(config_path, quiet, truth, of_labels):
     """Score the clustering against ground-truth classes: NMI, ARI, ACC, homogeneity, completeness."""
     from .evaluation import format_table
 
+    pipeline = _start(quiet)
     scores, out = pipeline.evaluate(load_config(config_path), Path(truth) if truth else None, of_labels)
     click.echo(format_table(scores))
     click.echo(f"evaluate: scores in {out}", err=True)
@@ -128,7 +134,7 @@ def evaluate(config_path, quiet, truth, of_labels):
 @_common
 def tag(config_path, quiet):
     """Up to model.tag_count ImageNet labels per image (EfficientNet-Lite0), as a CSV."""
-    _logging(quiet)
+    pipeline = _start(quiet)
     out = pipeline.tag(load_config(config_path), progress=not quiet)
     click.echo(f"tag: labels in {out}")
 
@@ -142,7 +148,7 @@ _LABEL_FILE = click.option("--labels-file", type=click.Path(dir_okay=False),
 @_LABEL_FILE
 def cluster_labels(config_path, quiet, labels_file):
     """Cluster images by their label words: Jaccard similarity, Ward linkage, k by the L-method."""
-    _logging(quiet)
+    pipeline = _start(quiet)
     result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None)
     links = f"; links {result.link_root}" if result.link_root else ""
     click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} "
@@ -156,7 +162,7 @@ def cluster_labels(config_path, quiet, labels_file):
 @_LABEL_FILE
 def tag_network(config_path, quiet, labels_file):
     """Export the image–label network for Gephi (GEXF, edges/nodes CSV) and draw it (ForceAtlas2)."""
-    _logging(quiet)
+    pipeline = _start(quiet)
     files = pipeline.tag_network(load_config(config_path), Path(labels_file) if labels_file else None)
     click.echo(f"tag-network: {files[0]}, {files[1].name}, {files[2].name}; picture {files[3]}")
 
@@ -166,7 +172,7 @@ def tag_network(config_path, quiet, labels_file):
 def run(config_path, quiet):
     """All steps in order: download, extract, find-k, cluster."""
     start = time.perf_counter()
-    _logging(quiet)
+    pipeline = _start(quiet)
     result = pipeline.run(load_config(config_path), progress=not quiet)
     click.echo(result.extract.line())
     click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")

@@ -13,10 +13,11 @@ from pathlib import Path
 import jsonschema
 
 from .errors import ImgclustError
+from .networks import NETWORKS as REGISTRY
 
 _PATH = {"type": "string", "minLength": 1}
 _INT = {"type": "integer"}
-NETWORKS = ["inception_v3", "efficientnet_lite0", "vgg16", "resnet50"]
+NETWORKS = list(REGISTRY)
 _NETWORK = {"enum": NETWORKS}
 
 SCHEMA = {
@@ -115,7 +116,7 @@ DEFAULT_MODEL = {
     "label_k": "auto",
     "label_k_max": 20,
 }
-DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
+DEFAULT_WEIGHTS = {name: spec.default_source for name, spec in REGISTRY.items()}
 
 
 @dataclass(frozen=True)

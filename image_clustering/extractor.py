@@ -15,16 +15,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter is noise to users
 
-INPUT_SIZE = 299  # pixels, square
-FEATURE_DIM = 2048
 
 
 def _keras():
@@ -79,7 +77,7 @@ def build_inception_v3(max_pool_in_mixed10: bool):
     """
     keras = _keras()
     model = keras.applications.InceptionV3(
-        include_top=False, weights=None, input_shape=(INPUT_SIZE, INPUT_SIZE, 3), pooling="avg"
+        include_top=False, weights=None, input_shape=(299, 299, 3), pooling="avg"
     )
     if not max_pool_in_mixed10:
         return model
@@ -135,12 +133,6 @@ def preprocess(images: np.ndarray, offset: float, scale: float) -> np.ndarray:
 # the first block, expand ratio, in, out), from shared/docs/weights.md.
 LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
                 (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-LITE0_INPUT_SIZE = 224
-LITE0_FEATURE_DIM = 1280
-KERAS_INPUT_SIZE = 224  # VGG16 and ResNet50
-INPUT_SIZES = {"inception_v3": INPUT_SIZE, "efficientnet_lite0": LITE0_INPUT_SIZE,
-               "vgg16": KERAS_INPUT_SIZE, "resnet50": KERAS_INPUT_SIZE}
-FEATURE_DIMS = {"inception_v3": FEATURE_DIM, "efficientnet_lite0": LITE0_FEATURE_DIM, "vgg16": 4096, "resnet50": 2048}
 
 
 def build_efficientnet_lite0():
@@ -165,7 +157,7 @@ def build_efficientnet_lite0():
         x = L.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
         return L.ReLU(max_value=6.0, name=f"{name}_relu6")(x) if act else x
 
-    inputs = keras.Input((LITE0_INPUT_SIZE, LITE0_INPUT_SIZE, 3))
+    inputs = keras.Input((224, 224, 3))
     x = conv_bn(inputs, "stem", 32, 3, 2)
     block = 0
     for repeats, kernel, stride, expand, c_in, c_out in LITE0_STAGES:
@@ -250,7 +242,7 @@ def build_resnet50(weights_file: Path | None = None):
     """
     keras = _keras()
     model = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
-                                        input_shape=(KERAS_INPUT_SIZE, KERAS_INPUT_SIZE, 3))
+                                        input_shape=(224, 224, 3))
     if weights_file is not None:
         model.load_weights(weights_file)
     return model
@@ -264,7 +256,7 @@ class Network:
     """A ready feature extractor.
 
     Attributes:
-        name: a key of :data:`INPUT_SIZES`.
+        name: a key of :data:`image_clustering.networks.NETWORKS`.
         input_size: side of the square RGB input, pixels.
         dim: feature vector length.
         run: uint8 (B, input_size, input_size, 3) → dict of per-image arrays: ``features`` float32
@@ -289,55 +281,65 @@ def classifier_outputs(features: np.ndarray, logits: np.ndarray) -> dict[str, np
 
 
 def wrap_network(name: str, model, scaling) -> Network:
-    """Wrap a Keras model from one of the ``build_*`` functions.
+    """Wrap a Keras model from one of the ``build_*`` or ``load_*`` functions.
 
     Args:
+        model: single output (N, dim) features, or two outputs [features, logits] (a classifier).
         scaling: ``(offset, scale)`` for :func:`preprocess`, or ``"caffe"`` for :func:`preprocess_caffe`.
     """
     size = int(model.input_shape[1])
-    if scaling == "caffe":
-        def run(batch):
-            return {"features": np.asarray(model.predict_on_batch(preprocess_caffe(batch)), dtype=np.float32)}
-        return Network(name, size, FEATURE_DIMS[name], run)
-    offset, scale = scaling
+    classifier = isinstance(model.output_shape, list)
+    dim = int((model.output_shape[0] if classifier else model.output_shape)[-1])
 
-    if name == "efficientnet_lite0":
-        def run(batch):
-            features, logits = model.predict_on_batch(preprocess(batch, offset, scale))
-            return classifier_outputs(np.asarray(features), np.asarray(logits))
-        return Network(name, size, LITE0_FEATURE_DIM, run)
+    def prepare(batch):
+        return preprocess_caffe(batch) if scaling == "caffe" else preprocess(batch, *scaling)
 
     def run(batch):
-        return {"features": np.asarray(model.predict_on_batch(preprocess(batch, offset, scale)), dtype=np.float32)}
-    return Network(name, size, FEATURE_DIM, run)
+        out = model.predict_on_batch(prepare(batch))
+        if classifier:
+            return classifier_outputs(np.asarray(out[0]), np.asarray(out[1]))
+        return {"features": np.asarray(out, dtype=np.float32)}
+
+    return Network(name, size, dim, run)
 
 
-def load_network(manifest: dict) -> Network:
-    """Build a network with trained weights.
+# Loaders: (weights file or None for random weights, format) → Keras model; named in the registry.
+def _unsupported(name: str, path, fmt: str):
+    raise ValueError(f"{path}: cannot load {fmt!r} weights for {name!r}")
 
-    Args:
-        manifest: from :func:`image_clustering.weights.load_manifest` (``network``, ``format`` —
-            ``"npz"`` or ``"keras-h5"`` —, ``file``, ``scaling``).
 
-    Raises:
-        ValueError: unknown network or weights format, or a file that does not fit the network.
-    """
-    path, network, fmt = Path(manifest["file"]), manifest["network"], manifest["format"]
-    if network == "efficientnet_lite0" and fmt == "npz":
-        model = build_efficientnet_lite0()
+def load_inception_v3(path: Path | None, fmt: str = "npz"):
+    """InceptionV3: Google's 2015 graph from ``.npz`` (max pooling in mixed10), or a Keras ``.h5``."""
+    if fmt == "npz":
+        model = build_inception_v3(max_pool_in_mixed10=True)
+        if path is not None:
+            with np.load(path) as arrays:
+                set_conv_bn_weights(model, dict(arrays))
+        return model
+    if fmt == "keras-h5":
+        model = build_inception_v3(max_pool_in_mixed10=False)
+        if path is not None:
+            model.load_weights(path)
+        return model
+    return _unsupported("inception_v3", path, fmt)
+
+
+def load_efficientnet_lite0(path: Path | None, fmt: str = "npz"):
+    """EfficientNet-Lite0 from the converted PyTorch state dict (``.npz``)."""
+    if fmt != "npz":
+        return _unsupported("efficientnet_lite0", path, fmt)
+    model = build_efficientnet_lite0()
+    if path is not None:
         with np.load(path) as arrays:
             set_lite0_weights(model, dict(arrays))
-    elif network == "inception_v3" and fmt == "npz":
-        model = build_inception_v3(max_pool_in_mixed10=True)
-        with np.load(path) as arrays:
-            set_conv_bn_weights(model, dict(arrays))
-    elif network == "inception_v3" and fmt == "keras-h5":
-        model = build_inception_v3(max_pool_in_mixed10=False)
-        model.load_weights(path)
-    elif network == "vgg16" and fmt == "keras-h5":
-        model = build_vgg16(path)
-    elif network == "resnet50" and fmt == "keras-h5":
-        model = build_resnet50(path)
-    else:
-        raise ValueError(f"{path}: cannot load {fmt!r} weights for {network!r}")
-    return wrap_network(network, model, manifest["scaling"])
+    return model
+
+
+def load_vgg16(path: Path | None, fmt: str = "keras-h5"):
+    """VGG16 up to fc2 from Keras' full ``.h5``."""
+    return build_vgg16(path) if fmt == "keras-h5" else _unsupported("vgg16", path, fmt)
+
+
+def load_resnet50(path: Path | None, fmt: str = "keras-h5"):
+    """ResNet50, pooled, from Keras' no-top ``.h5``."""
+    return build_resnet50(path) if fmt == "keras-h5" else _unsupported("resnet50", path, fmt)

@@ -23,10 +23,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -34,16 +34,13 @@ from tqdm import tqdm
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock
 from .config import Config
 from .errors import ImgclustError
-from .extractor import FEATURE_DIMS, INPUT_SIZES, TOP_STORED
 from .images import ImageFile, list_images, open_rgb, square
+from .networks import NETWORKS, load_network
 
 FORMAT = 3
 INDEX = "index.json"
 FAILURES = "failures.csv"
 COMPACT_CHUNK = 4096  # rows copied at a time when compacting: bounds memory
-# What each network's store keeps per image: name → (shape, dtype); see extractor.Network.run.
-OUTPUTS = {name: {"features": ((dim,), np.float32)} for name, dim in FEATURE_DIMS.items()}
-OUTPUTS["efficientnet_lite0"].update({"top_classes": ((TOP_STORED,), np.int16), "top_scores": ((TOP_STORED,), np.float32)})
 
 
 @dataclass
@@ -284,7 +281,7 @@ def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], cur
     live = {f for _, _, f in _live_rows(store_dir, index).values()} if same else set()
     removed = {f.path for f in live} - current
     todo = {f for f in files if f not in live}
-    dim = OUTPUTS[name]["features"][0][0]
+    dim = NETWORKS[name].dim
     dirty = not same or bool(removed) or len(index["shards"]) != 1 or len(live) != len(files) - len(todo)
     return _StoreWriter(store_dir, identity, dim, keep_previous=same), todo, dirty, removed
 
@@ -334,7 +331,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         failed = {path for path, _ in failures}
         for job in jobs:
             if job.dirty or job.computed:
-                job.writer.compact(current - failed, OUTPUTS[job.name])
+                job.writer.compact(current - failed, NETWORKS[job.name].outputs)
             else:
                 drop_unlisted(job.writer.store_dir, job.writer.shards)
         atomic_write_csv(feature_dir / FAILURES, ["path", "reason"], failures)
@@ -347,7 +344,7 @@ def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, b
                      progress: bool) -> list[tuple[str, str]]:
     """Run every job's network over the images it needs, one shard per batch; returns failures."""
     failures = []
-    sizes = tuple(sorted({INPUT_SIZES[job.name] for job in jobs if job.todo}))
+    sizes = tuple(sorted({NETWORKS[job.name].input_size for job in jobs if job.todo}))
     with tqdm(total=len(todo), unit="img", desc="extract", disable=not progress or None) as bar:
         for batch, inputs in _prefetched_batches(todo, image_dir, sizes, batch_size):
             failures += [(f.path, x) for f, x in zip(batch, inputs) if isinstance(x, str)]
@@ -359,3 +356,62 @@ def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, b
                     job.computed += len(ok)
             bar.update(len(batch))
     return failures
+
+
+@dataclass
+class Vectors:
+    """Feature vectors of a list of photos (:func:`extract_vectors`).
+
+    Attributes:
+        paths: the photos that could be read, in the order given.
+        vectors: float32 array of shape (n_paths, n_features): one network's vectors as it gives
+            them; several networks' each L2-normalised, then concatenated (as the workflow does).
+        failures: path → reason, for the photos that could not be read.
+    """
+
+    paths: list[Path]
+    vectors: np.ndarray
+    failures: dict[Path, str]
+
+
+def extract_vectors(image_paths, networks=("inception_v3", "efficientnet_lite0"), model_dir="models",
+                    batch_size: int = 32, progress: bool = False) -> Vectors:
+    """Photos → feature vectors, with no store, no config and no cache: the library call behind
+    ``imgclust extract`` for a notebook.
+
+    Weights are fetched (checksum-verified) into ``model_dir`` when they are not there yet; each
+    photo is decoded as :func:`image_clustering.images.open_rgb` does (EXIF orientation, any mode,
+    size limit) and squashed to each network's input.
+
+    Args:
+        image_paths: photo files (str or Path).
+        networks: network names (``inception_v3``, ``efficientnet_lite0``, ``vgg16``, ``resnet50``).
+        model_dir: folder of the verified weights.
+        batch_size: images per network call.
+
+    Raises:
+        ImgclustError: weights missing and not obtainable.
+    """
+    from .embedding import combine
+    from .weights import download_weights
+
+    loaded = []
+    for name in networks:
+        manifest = download_weights(name, NETWORKS[name].default_source, Path(model_dir), log=lambda message: None)
+        loaded.append(load_network(manifest))
+    # Absolute or relative, each path is used as given: image_dir "" leaves it unchanged.
+    files = [ImageFile(os.fspath(p), 0, 0) for p in image_paths]
+    sizes = tuple(sorted({n.input_size for n in loaded}))
+    rows, blocks, failures = [], [[] for _ in loaded], {}
+    with tqdm(total=len(files), unit="img", desc="extract", disable=not progress or None) as bar:
+        for batch, inputs in _prefetched_batches(files, Path(""), sizes, batch_size):
+            ok = [(f, x) for f, x in zip(batch, inputs) if isinstance(x, dict)]
+            failures.update({Path(f.path): x for f, x in zip(batch, inputs) if isinstance(x, str)})
+            if ok:
+                rows += [Path(f.path) for f, _ in ok]
+                for block, network in zip(blocks, loaded):
+                    pixels = np.stack([x[network.input_size] for _, x in ok])
+                    block.append(_run_fixed_shape(network, pixels, batch_size)["features"])
+            bar.update(len(batch))
+    arrays = [np.concatenate(b) if b else np.zeros((0, n.dim), np.float32) for b, n in zip(blocks, loaded)]
+    return Vectors(rows, combine(arrays), failures)

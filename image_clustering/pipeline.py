@@ -21,9 +21,19 @@ from .config import Config
 from .embedding import FeatureEmbedding, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
+from .networks import source
 from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
-from .plots import (contact_sheet, plot_boxed_dendrogram, plot_dendrogram, plot_elbow, plot_k_criteria, plot_label_k,
-                    plot_scatter, save_figure, save_image)
+from .plots import (
+    contact_sheet,
+    plot_boxed_dendrogram,
+    plot_dendrogram,
+    plot_elbow,
+    plot_k_criteria,
+    plot_label_k,
+    plot_scatter,
+    save_figure,
+    save_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +60,13 @@ def _network(config: Config, name: str):
     if manifest is None:
         raise ImgclustError(f"paths.model_dir: no {name} weights in {config.paths.model_dir}; run `imgclust download`")
     wanted = config.model.weights[name]
-    if wanted in weights_mod.NAMED_SOURCES[name] and manifest["source"] != wanted:
+    if source(name, wanted) and manifest["source"] != wanted:
         raise ImgclustError(f"model.weights: {name} is set to {wanted!r} but {config.paths.model_dir} holds "
                             f"{manifest['source']!r} weights; run `imgclust download`")
     identity = {"network": name, "source": manifest["source"], "sha256": manifest["sha256"]}
 
     def load():
-        from .extractor import load_network
+        from .networks import load_network
 
         return load_network(weights_mod.load_manifest(config.paths.model_dir, name, verify=True))
 

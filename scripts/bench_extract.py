@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from image_clustering import config_from_dict, pipeline
-from image_clustering.features import INPUT_SIZES, _run_fixed_shape
+from image_clustering.features import _run_fixed_shape
 from image_clustering.images import list_images, load_rgb
+from image_clustering.networks import NETWORKS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -73,7 +74,7 @@ def measure(label: str, image_dir: Path, work: Path, extractor, batch: int, loop
     start = time.perf_counter()
     for f in files[:loop_n]:
         for n in networks:
-            n.run(load_rgb(image_dir / f.path, INPUT_SIZES[n.name])[None])
+            n.run(load_rgb(image_dir / f.path, NETWORKS[n.name].input_size)[None])
     one_at_a_time = loop_n / (time.perf_counter() - start)
     row = {"set": label, "images": len(files), "model_only": model_only, "end_to_end": end_to_end,
            "one_at_a_time": one_at_a_time}

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_quality import DATASETS, DEV_SETS, config_for  # same stores and output folders
+
 from image_clustering import pipeline
 from image_clustering.evaluation import folder_truth, score
 

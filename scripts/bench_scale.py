@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from image_clustering.features import OUTPUTS, _StoreWriter
+from image_clustering.features import _StoreWriter
 from image_clustering.images import ImageFile
+from image_clustering.networks import NETWORKS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -37,10 +38,10 @@ def synthetic_store(store_dir: Path, n: int, seed: int = 0, chunk: int = 10_000)
         m = min(chunk, n - start)
         labels = rng.choice(50, m, p=np.linspace(1, 3, 50) / np.linspace(1, 3, 50).sum())
         x = centres[labels] + rng.normal(0, 0.6, (m, 2048)).astype(np.float32)
-        writer.append([ImageFile(f"c{l:02d}/{start + i:07d}.jpg", 1, 1) for i, l in enumerate(labels)],
+        writer.append([ImageFile(f"c{c:02d}/{start + i:07d}.jpg", 1, 1) for i, c in enumerate(labels)],
                       {"features": x})
     writer.compact(_all_paths(store_dir),
-                   OUTPUTS["inception_v3"])
+                   NETWORKS["inception_v3"].outputs)
 
 
 def _all_paths(store_dir: Path) -> set[str]:

@@ -9,8 +9,8 @@ most 640 px), ``crop.jpg`` (central 70 %), ``flip.jpg`` (mirrored) and ``bright.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageOps
@@ -44,4 +44,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "raw/example"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default="raw/example", type=Path, help="output folder (default raw/example)")
+    main(parser.parse_args().out)

@@ -43,10 +43,10 @@ def random_extractor():
     plumbing where the trained weights are not the point."""
     import keras
 
-    from image_clustering.extractor import build_inception_v3, wrap_network
+    from image_clustering.networks import random_network
 
     keras.utils.set_random_seed(0)
-    network = wrap_network("inception_v3", build_inception_v3(max_pool_in_mixed10=True), (128, 128))
+    network = random_network("inception_v3")
     return {"inception_v3": ((lambda: network), {"network": "random-test"})}
 
 
@@ -54,12 +54,15 @@ def random_extractor():
 def make_config(tmp_path):
     """Build a validated config whose outputs all live under tmp_path."""
 
-    def make(image_dir, **model):
+    def make(image_dir, vector_dir=None, **model):
+        """``vector_dir``: a feature-store folder to share (see :func:`shared_vectors`)."""
         raw = {
-            "paths": {"image_dir": str(image_dir), "model_dir": str(MODEL_DIR), "vector_dir": str(tmp_path / "vectors"),
+            "paths": {"image_dir": str(image_dir), "model_dir": str(MODEL_DIR),
+                      "vector_dir": str(vector_dir or tmp_path / "vectors"),
                       "cluster_label_dir": str(tmp_path / "labels"), "plot_dir": str(tmp_path / "plots"),
                       "link_dir": str(tmp_path / "links")},
-            "model": {"object_name": "test", **model},
+            # batch 4: each extraction pads to and warms up at the batch size (32 would cost 8×)
+            "model": {"object_name": "test", "batch_size": 4, **model},
         }
         (tmp_path / "config.json").write_text(json.dumps(raw))
         return config_from_dict(raw, source=tmp_path / "config.json")
@@ -67,7 +70,31 @@ def make_config(tmp_path):
     return make
 
 
+@pytest.fixture(scope="session")
+def shared_vectors(tmp_path_factory):
+    """One feature-store folder per photo set for the whole session: the first test extracts, the
+    others reuse the vectors (each test keeps its own label, plot and link folders)."""
+    folders = {}
+
+    def folder(name: str):
+        if name not in folders:
+            folders[name] = tmp_path_factory.mktemp(f"vectors-{name}")
+        return folders[name]
+
+    return folder
+
+
 def folder_labels(paths: list[str]) -> np.ndarray:
     """Ground truth: the first folder of each relative path, as integer codes."""
     names = [p.split("/")[0] for p in paths]
     return np.unique(names, return_inverse=True)[1]
+
+
+WEIGHT_FIXTURES = {"real_weights", "lite0_weights"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that use the verified weights are marked ``weights``."""
+    for item in items:
+        if WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.weights)

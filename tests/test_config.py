@@ -90,3 +90,20 @@ def test_cli_reports_broken_json_and_missing_file(tmp_path):
     assert result.exit_code == 1 and "not valid JSON" in result.output and "broken.json" in result.output
     result = CliRunner().invoke(main, ["extract", "--config", str(tmp_path / "none.json")])
     assert result.exit_code == 1 and "none.json" in result.output
+
+
+def test_each_config_key_is_declared_alike_everywhere():
+    """The schema, the defaults, the dataclasses and the README's config reference name the same
+    keys, so a key added in one place cannot be forgotten in another."""
+    import dataclasses
+
+    from image_clustering.config import DEFAULT_MODEL, DEFAULT_PATHS, SCHEMA, ModelConfig, Paths
+    from tests.conftest import ROOT
+
+    for section, defaults, cls, required in (("model", DEFAULT_MODEL, ModelConfig, {"object_name"}),
+                                             ("paths", DEFAULT_PATHS, Paths, {"image_dir", "label_file"})):
+        schema = set(SCHEMA["properties"][section]["properties"])
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert schema == fields == set(defaults) | required, section
+        readme = (ROOT / "README.md").read_text()
+        assert not [k for k in schema if f"`{section}.{k}`" not in readme], "keys missing from the README"

@@ -84,8 +84,9 @@ UKBENCH_METHODS = {  # id → (model keys, NMI asserted); measured values in doc
 
 
 @pytest.mark.parametrize("setting, threshold", UKBENCH_METHODS.values(), ids=UKBENCH_METHODS.keys())
-def test_ukbench_groups_with_each_method(weights, make_config, setting, threshold):
-    config = make_config(needs_shared(DATASETS / "ukbench_groups14"), k="auto", **setting)
+@pytest.mark.shared
+def test_ukbench_groups_with_each_method(weights, make_config, shared_vectors, setting, threshold):
+    config = make_config(needs_shared(DATASETS / "ukbench_groups14"), shared_vectors("ukbench"), k="auto", **setting)
     run_cli(config, "extract", "cluster")  # cluster runs the k sweep itself when find-k did not
     paths, labels = read_labels(config)
     truth = folder_labels(paths)
@@ -112,8 +113,10 @@ def imagenette_subset(tmp_path_factory):
 
 @pytest.mark.parametrize("setting", [{}, {"extractor": "inception_v3", "standardize": True, "perplexity": 30}],
                          ids=["default", "original-tool"])
-def test_imagenette_subset_with_auto_k_and_a_corrupt_file(weights, make_config, imagenette_subset, setting):
-    config = make_config(imagenette_subset, k="auto", **setting)
+@pytest.mark.shared
+def test_imagenette_subset_with_auto_k_and_a_corrupt_file(weights, make_config, shared_vectors, imagenette_subset,
+                                                          setting):
+    config = make_config(imagenette_subset, shared_vectors("imagenette"), k="auto", **setting)
     output = run_cli(config, "extract")
     assert "300 images in store" in output and "1 failed" in output
     failures = (config.feature_dir / "failures.csv").read_text()
@@ -134,8 +137,9 @@ def test_imagenette_subset_with_auto_k_and_a_corrupt_file(weights, make_config, 
 CHURCH_LIKE = {"church", "monastery", "bell cote", "dome", "mosque", "palace", "castle", "stupa", "cinema", "vault"}
 
 
-def test_tag_labels_church_photos_as_churches(lite0_weights, make_config, imagenette_subset):
-    config = make_config(imagenette_subset, tag_count=5, tag_min_score=0.05)
+@pytest.mark.shared
+def test_tag_labels_church_photos_as_churches(lite0_weights, make_config, shared_vectors, imagenette_subset):
+    config = make_config(imagenette_subset, shared_vectors("imagenette"), tag_count=5, tag_min_score=0.05)
     output = run_cli(config, "tag")
     assert "tags.csv" in output
     with open(config.paths.cluster_label_dir / "test_tags.csv", newline="") as f:
@@ -151,7 +155,7 @@ def test_tag_labels_church_photos_as_churches(lite0_weights, make_config, imagen
     assert len(scores) >= 0.9 * len(rows) and all(0.05 <= s <= 1 for s in scores)
     assert all(r["score_5"] == "" or float(r["score_5"]) >= 0.05 for r in rows)
     # the Lite0 vectors were stored in the same pass: clustering on them needs no new extraction
-    lite0 = make_config(imagenette_subset, extractor="efficientnet_lite0")
+    lite0 = make_config(imagenette_subset, shared_vectors("imagenette"), extractor="efficientnet_lite0")
     assert "0 computed, 300 reused" in run_cli(lite0, "extract")
 
 
@@ -168,6 +172,7 @@ def exif_dated_copy(source: Path, target: Path, when: str) -> None:
         im.save(target, exif=exif, quality=95)
 
 
+@pytest.mark.shared
 def test_time_mixing_splits_lookalikes_far_apart_in_time(lite0_weights, make_config, tmp_path):
     """Two ukbench objects, four photos each: object A shot on two trips a year apart, object B in
     one afternoon. Content alone gives two clusters; with time mixed in, A splits by trip and B
@@ -207,11 +212,13 @@ IMAGENETTE_METHODS = {  # id → (model keys, NMI asserted); measured values in 
 }
 
 
-def test_imagenette_subset_with_each_method(weights, make_config, imagenette_subset):
+@pytest.mark.shared
+@pytest.mark.slow
+def test_imagenette_subset_with_each_method(weights, make_config, shared_vectors, imagenette_subset):
     """The other methods on 300 real photos of 10 classes, features extracted once."""
     scores = {}
-    for method, (setting, threshold) in IMAGENETTE_METHODS.items():
-        config = make_config(imagenette_subset, k="auto", **setting)
+    for method, (setting, _) in IMAGENETTE_METHODS.items():
+        config = make_config(imagenette_subset, shared_vectors("imagenette"), k="auto", **setting)
         run_cli(config, "extract", "cluster")
         paths, labels = read_labels(config)
         scores[method] = normalized_mutual_info_score(folder_labels(paths), labels)

@@ -9,8 +9,15 @@ from PIL import Image
 
 from image_clustering import ImgclustError
 from image_clustering.cli import main
-from image_clustering.labels import (choose_k, jaccard_similarity, label_clustering, label_matrix, read_label_table,
-                                     separation, ward_tree)
+from image_clustering.labels import (
+    choose_k,
+    jaccard_similarity,
+    label_clustering,
+    label_matrix,
+    read_label_table,
+    separation,
+    ward_tree,
+)
 
 
 def write(path, text):
@@ -143,6 +150,7 @@ def test_missing_label_table_says_what_to_do(tmp_path, make_config):
     assert result.exit_code == 1 and "imgclust tag" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.shared
 def test_label_workflows_on_real_photos(lite0_weights, make_config):
     """tag → cluster-labels → evaluate → tag-network on the 56 ukbench photos (14 objects × 4)."""
     from tests.conftest import DATASETS, needs_shared

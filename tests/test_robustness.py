@@ -44,7 +44,7 @@ def bad_folder(tmp_path):
     good = [noise(root / "ok.jpg", 0), noise(root / "sub dir/ünï cødé.png", 1), noise(root / "-leading-dash.jpg", 2),
             noise(root / "tiny.png", 3, size=(1, 1)), noise(root / "cmyk.jpg", 4, mode="CMYK"),
             noise(root / "gray16.png", 5)]
-    Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)).save(good[-1])
+    Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).save(good[-1])
     frames = [Image.new("RGB", (32, 32), c) for c in ("red", "green")]
     frames[0].save(root / "anim.gif", save_all=True, append_images=frames[1:])
     frames[0].save(root / "anim.webp", save_all=True, append_images=frames[1:])
@@ -100,8 +100,8 @@ def test_heic_without_the_optional_decoder_is_explained(tmp_path, make_config, r
 
 
 def test_exif_rotated_photo_gives_the_upright_features(lite0_weights, tmp_path, make_config):
-    from image_clustering.extractor import load_network
     from image_clustering.images import load_rgb
+    from image_clustering.networks import load_network
 
     upright = Image.open(ROOT / "raw/example/chelsea/original.jpg")
     upright.save(tmp_path / "upright.jpg", quality=95)
