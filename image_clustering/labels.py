@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .clustering import Clustering, l_method, renumber_by_size
+from .clustering import Clustering, cut_tree_k, l_method, renumber_by_size
 from .errors import ImgclustError
 
 IMAGE_COLUMNS = ("path", "url", "image")
@@ -203,25 +203,22 @@ class LabelK:
 
 
 def choose_k(sim: np.ndarray, tree: np.ndarray, k_min: int = 2, k_max: int = 20) -> LabelK:
-    """Cut ``tree`` at k = k_min..min(k_max, N); the separation curve and its L-method knee."""
-    from scipy.cluster.hierarchy import fcluster
-
+    """Cut ``tree`` into exactly k clusters (merge order, as R's ``cutree``) for k =
+    k_min..min(k_max, N); the separation curve and its L-method knee."""
     ks = np.arange(k_min, max(k_min, min(k_max, len(sim))) + 1)
-    curve = np.array([separation(sim, fcluster(tree, k, criterion="maxclust") - 1) for k in ks])
+    curve = np.array([separation(sim, cut_tree_k(tree, k)) for k in ks])
     return LabelK(ks, curve, l_method(ks, curve))
 
 
 def label_clustering(sim: np.ndarray, tree: np.ndarray, k: int) -> Clustering:
-    """Cut the Ward tree into ``k`` clusters, numbered by size (largest first).
+    """Cut the Ward tree into exactly ``k`` clusters (merge order), numbered by size (largest first).
 
     Returns:
         :class:`Clustering` whose ``distances`` are 1 − mean Jaccard similarity to the other
         members of the cluster (0 for a cluster of one), and ``centers`` are empty (k, 0): label
         sets have no mean.
     """
-    from scipy.cluster.hierarchy import fcluster
-
-    labels, k = renumber_by_size(fcluster(tree, k, criterion="maxclust"))
+    labels, k = renumber_by_size(cut_tree_k(tree, k))
     members = np.eye(k)[labels]
     sizes = members.sum(axis=0)[labels]
     own = (sim @ members)[np.arange(len(labels)), labels] - np.diag(sim)
