@@ -72,6 +72,7 @@ SCHEMA = {
                 "tag_min_score": {"type": "number", "minimum": 0, "maximum": 1},
                 "label_k": {"oneOf": [{**_INT, "minimum": 2}, {"const": "auto"}]},
                 "label_k_max": {**_INT, "minimum": 3, "maximum": 1000},
+                "label_method": {"enum": ["jaccard", "song2020"]},
             },
         },
     },
@@ -114,6 +115,8 @@ DEFAULT_MODEL = {
     "tag_min_score": 0.01,
     "label_k": "auto",
     "label_k_max": 20,
+    # "song2020": what the published R code computes, for reproducing the paper (README).
+    "label_method": "jaccard",
 }
 DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
 
@@ -162,6 +165,7 @@ class ModelConfig:
     tag_min_score: float
     label_k: int | str
     label_k_max: int
+    label_method: str
 
 
 @dataclass(frozen=True)

@@ -365,6 +365,15 @@ def _label_table(config: Config, label_file: Path | None):
     return read_label_table(path)
 
 
+def _write_label_k(choice, song: bool, path: Path) -> None:
+    """``label_k.csv``: k, separation, 1 − separation (the R code's ``distance``) and the L-method
+    error of the split at k (empty where there is none)."""
+    error = dict(zip(np.asarray(choice.splits, dtype=int).tolist(), choice.errors))
+    atomic_write_csv(path, ["k", "separation", "distance", "lmethod_rmse"],
+                     ([int(k), f"{s:.15g}", f"{1 - s:.15g}", f"{error[k]:.15g}" if k in error else ""]
+                      for k, s in zip(choice.ks, choice.separation)))
+
+
 @dataclass
 class LabelClusterResult:
     """What ``cluster-labels`` produced: k, how it was chosen, sizes, and the output paths."""
@@ -392,7 +401,8 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     Raises:
         ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
     """
-    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, ward_tree
+    from .labels import (choose_k, jaccard_similarity, label_clustering, label_matrix, song2020_choose_k,
+                         song2020_similarity, song2020_tree, ward_tree)
 
     m = config.model
     table = _label_table(config, label_file)
@@ -400,10 +410,19 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     if n < 3:
         raise ImgclustError(f"{label_file or config.label_file}: {n} images; label clustering needs at least 3")
     x, vocabulary = label_matrix(table)
-    log(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
-    sim = jaccard_similarity(x)
-    tree = ward_tree(sim)
-    choice = choose_k(sim, tree, 2, m.label_k_max)
+    song = m.label_method == "song2020"
+    if song:
+        log(f"{n} images, {len(vocabulary)} distinct labels: the published R code (shared / (sum of label counts), "
+            "ward.D2, its L-method)")
+        sim = song2020_similarity(x, table.images, table.cells)
+        tree = song2020_tree(sim)
+        choice = song2020_choose_k(sim, tree, m.label_k_max)
+    else:
+        log(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
+        sim = jaccard_similarity(x)
+        tree = ward_tree(sim)
+        choice = choose_k(sim, tree, 2, m.label_k_max)
+    _write_label_k(choice, song, config.plot_dir / "label_k.csv")
     if m.label_k == "auto":
         k = choice.knee
         log(f"k = {k} (L-method knee of the separation curve, k = 2..{choice.ks[-1]})")
@@ -422,8 +441,13 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
                            k, m.link)
     if len(local) < n:
         log(f"{n - len(local)} images of the label table are not files under {config.paths.image_dir}: not linked")
-    plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
-                 f"{m.object_name}: number of label clusters ({n} images)")
+    if song:  # the R code's curve is 1 − separation
+        plot_label_k(choice.ks, 1.0 - choice.separation, choice.knee, config.plot_dir / "label_k.png",
+                     f"{m.object_name}: number of label clusters ({n} images, song2020)",
+                     (choice.splits, choice.errors), "1 − mean (within − between) similarity")
+    else:
+        plot_label_k(choice.ks, choice.separation, choice.knee, config.plot_dir / "label_k.png",
+                     f"{m.object_name}: number of label clusters ({n} images)", (choice.splits, choice.errors))
     plot_boxed_dendrogram(tree, result.labels, config.plot_dir / "label_dendrogram.png",
                           f"{m.object_name}: Ward clustering of label sets, k = {k}")
     return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
