@@ -58,7 +58,7 @@ SCHEMA = {
                 "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
                 "k_max": {**_INT, "minimum": 1, "maximum": 1000},
                 "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod"]},
-                "space": {"enum": ["embedding", "pca", "features"]},
+                "space": {"enum": ["embedding", "pca", "features", "raw"]},
                 "algorithm": {"enum": ["kmeans", "agglomerative", "hdbscan"]},
                 "sim": {"oneOf": [{"type": "null"}, {"type": "number", "minimum": 0, "maximum": 1}]},
                 "min_cluster_size": {"oneOf": [{"type": "null"}, {**_INT, "minimum": 1}]},

@@ -110,7 +110,10 @@ def clustering_space(vectors: np.ndarray, embedding: np.ndarray, model: ModelCon
     - ``embedding``: the t-SNE/UMAP embedding (N, reduced_dimension), as the original tool;
     - ``pca``: the PCA features (N, pca_dimension) that feed the embedding (standardized first when
       ``model.standardize``);
-    - ``features``: the full feature vectors, each scaled to unit L2 norm (N, D).
+    - ``features``: the full feature vectors, each scaled to unit L2 norm (N, D);
+    - ``raw``: the full feature vectors as the network gives them (N, D), not normalised: what
+      imagecluster's ``calc.cluster`` measures its Euclidean distances on (several networks are
+      still each L2-normalised by :func:`combine` before they are concatenated).
 
     Returns:
         float32 (N, d).
@@ -120,6 +123,8 @@ def clustering_space(vectors: np.ndarray, embedding: np.ndarray, model: ModelCon
     if model.space == "pca":
         return pca_features(vectors, model.pca_dimension, model.seed, model.standardize)
     x = np.asarray(vectors, dtype=np.float32)
+    if model.space == "raw":
+        return x
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
@@ -133,7 +138,7 @@ def embedding_key(features_key: str, model: ModelConfig) -> str:
 
 def space_key(features_key: str, model: ModelConfig) -> str:
     """Short hash of what the clustering space's points depend on: the embedding's parameters for
-    ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features``."""
+    ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features`` and ``raw``."""
     if model.space == "embedding":
         return "embedding-" + embedding_key(features_key, model)
     params = {"features": features_key, "space": model.space}

@@ -189,3 +189,69 @@ def test_label_method_is_validated():
     assert config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t"}}).model.label_method == "jaccard"
     with pytest.raises(ImgclustError, match="model.label_method"):
         config_from_dict({"paths": {"image_dir": "."}, "model": {"object_name": "t", "label_method": "song"}})
+
+
+# --- imagecluster: raw fingerprints ------------------------------------------------------------
+
+
+def imagecluster_clusters(paths: list[str], fingerprints: np.ndarray, sim: float, min_csize: int = 2) -> list[list[str]]:
+    """imagecluster's published ``calc.cluster`` (elcorto/imagecluster), re-implemented as it works:
+    Euclidean ``pdist`` of the raw fingerprints, average ``linkage``, ``fcluster`` at distance
+    max(d)·(1 − sim), clusters of at least ``min_csize`` images."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    d = pdist(fingerprints, "euclidean")
+    cut = fcluster(linkage(d, method="average"), t=d.max() * (1.0 - sim), criterion="distance")
+    groups: dict[int, list[str]] = {}
+    for path, c in zip(paths, cut):
+        groups.setdefault(c, []).append(path)
+    return sorted(sorted(g) for g in groups.values() if len(g) >= min_csize)
+
+
+def our_clusters(paths: list[str], labels: np.ndarray) -> list[list[str]]:
+    return sorted(sorted(p for p, c in zip(paths, labels) if c == cluster) for cluster in range(labels.max() + 1))
+
+
+IMAGECLUSTER = {"space": "raw", "algorithm": "agglomerative", "linkage": "average", "metric": "euclidean",
+                "sim": 0.5, "min_cluster_size": 2}
+
+
+def test_raw_space_clusters_as_imagecluster_does(lite0_weights, make_config, tmp_path):
+    """24 real photos (six ukbench objects × 4), the README's imagecluster recipe (with Lite0
+    fingerprints: imagecluster's VGG16 weights need Keras' host) against imagecluster's procedure."""
+    import json
+
+    from click.testing import CliRunner
+
+    from image_clustering import pipeline
+    from image_clustering.cli import main
+    from image_clustering.clustering import cluster_hierarchical
+    from image_clustering.embedding import clustering_space
+    from tests.conftest import DATASETS, needs_shared
+
+    source = needs_shared(DATASETS / "ukbench_groups14")
+    photos = tmp_path / "photos"
+    for group in sorted(p for p in source.iterdir() if p.is_dir())[:6]:
+        (photos / group.name).mkdir(parents=True)
+        for image in sorted(group.iterdir()):
+            (photos / group.name / image.name).symlink_to(image)
+    config = make_config(photos, extractor="efficientnet_lite0", **IMAGECLUSTER)
+    for command in ("extract", "cluster"):
+        result = CliRunner().invoke(main, [command, "--config", str(config.source), "-q"])
+        assert result.exit_code == 0, result.output
+    paths, vectors, _ = pipeline.features(config)
+    assert len(paths) == 24 and np.linalg.norm(vectors, axis=1).std() > 0.1  # raw: norms differ
+    doc = json.loads((config.paths.cluster_label_dir / "test.json").read_text())
+    assert sorted(sorted(c) for c in doc["clusters"].values()) == imagecluster_clusters(paths, vectors, 0.5)
+    assert len(doc["clusters"]) >= 4  # the objects are found
+    points = clustering_space(vectors, None, config.model)
+    differ = 0
+    for sim in (0.3, 0.5, 0.6, 0.7, 0.8):
+        result, _, _ = cluster_hierarchical(points, "average", "euclidean", sim=sim, min_size=2)
+        assert our_clusters(paths, result.labels) == imagecluster_clusters(paths, vectors, sim), sim
+        cosine = make_config(photos, extractor="efficientnet_lite0", **{**IMAGECLUSTER, "space": "features",
+                                                                          "metric": "cosine", "sim": sim})
+        unit, _, _ = cluster_hierarchical(clustering_space(vectors, None, cosine.model), "average", "cosine", sim=sim)
+        differ += our_clusters(paths, unit.labels) != imagecluster_clusters(paths, vectors, sim)
+    assert differ >= 2  # the old recipe (L2-normalised, cosine) is another clustering: measured 4 of 5
