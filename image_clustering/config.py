@@ -73,6 +73,9 @@ SCHEMA = {
                 "label_k": {"oneOf": [{**_INT, "minimum": 2}, {"const": "auto"}]},
                 "label_k_max": {**_INT, "minimum": 3, "maximum": 1000},
                 "label_method": {"enum": ["jaccard", "song2020"]},
+                "label_source": {"enum": ["tags", "text", "tags+text"]},
+                "ocr_language": {"type": "string", "pattern": r"^[A-Za-z_]+(\+[A-Za-z_]+)*$"},
+                "ocr_min_confidence": {"type": "number", "minimum": 0, "maximum": 100},
             },
         },
     },
@@ -117,6 +120,10 @@ DEFAULT_MODEL = {
     "label_k_max": 20,
     # "song2020": what the published R code computes, for reproducing the paper (README).
     "label_method": "jaccard",
+    # Labels for cluster-labels and tag-network: the tag table, the words `imgclust ocr` read, or both.
+    "label_source": "tags",
+    "ocr_language": "eng",
+    "ocr_min_confidence": 60.0,
 }
 DEFAULT_WEIGHTS = {"inception_v3": "google-2015", "efficientnet_lite0": "google-2020", "vgg16": "keras", "resnet50": "keras"}
 
@@ -166,6 +173,9 @@ class ModelConfig:
     label_k: int | str
     label_k_max: int
     label_method: str
+    label_source: str
+    ocr_language: str
+    ocr_min_confidence: float
 
 
 @dataclass(frozen=True)

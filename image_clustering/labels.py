@@ -143,6 +143,20 @@ def read_label_table(path: Path) -> LabelTable:
     return LabelTable(list(table), list(table.values()), [counts.get(name, 0) for name in table])
 
 
+def merge_label_tables(tables: list[LabelTable]) -> LabelTable:
+    """One table with every image of ``tables`` (in order of first appearance) and, per image, the
+    labels of all of them (the best score where a label repeats; label cells added up)."""
+    labels: dict[str, dict[str, float]] = {}
+    cells: dict[str, int] = {}
+    for table in tables:
+        for i, (image, own) in enumerate(zip(table.images, table.labels)):
+            merged = labels.setdefault(image, {})
+            for word, score in own.items():
+                merged[word] = max(score, merged.get(word, 0.0))
+            cells[image] = cells.get(image, 0) + (table.cells[i] if table.cells is not None else len(own))
+    return LabelTable(list(labels), list(labels.values()), [cells[image] for image in labels])
+
+
 def label_matrix(table: LabelTable) -> tuple[sparse.csr_matrix, list[str]]:
     """Images × unique labels, 1 where the image has the label.
 

@@ -355,14 +355,36 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
 
 
 def _label_table(config: Config, label_file: Path | None):
-    from .labels import read_label_table
+    """The label table of the label workflows: ``label_file`` if given, else by
+    ``model.label_source``: the tag table (:attr:`Config.label_file`), the OCR words of
+    ``imgclust ocr``, or both merged per image."""
+    from .labels import merge_label_tables, read_label_table
+    from .ocr import text_labels_csv
 
-    path = Path(label_file) if label_file else config.label_file
-    if not path.is_file():
-        hint = ("run `imgclust tag` first, or set paths.label_file" if path == config.label_file
-                else "check the path")
-        raise ImgclustError(f"{path}: no label table; {hint}")
-    return read_label_table(path)
+    if label_file:
+        path = Path(label_file)
+        if not path.is_file():
+            raise ImgclustError(f"{path}: no label table; check the path")
+        return read_label_table(path)
+    source = config.model.label_source
+    wanted = []
+    if source in ("tags", "tags+text"):
+        wanted.append((config.label_file, "run `imgclust tag` first, or set paths.label_file"))
+    if source in ("text", "tags+text"):
+        wanted.append((text_labels_csv(config), f"run `imgclust ocr` first (model.label_source is {source!r})"))
+    for path, hint in wanted:
+        if not path.is_file():
+            raise ImgclustError(f"{path}: no label table; {hint}")
+    tables = [read_label_table(path) for path, _ in wanted]
+    return tables[0] if len(tables) == 1 else merge_label_tables(tables)
+
+
+def ocr(config: Config, progress: bool = True):
+    """``imgclust ocr``: the text in every photo (Tesseract), incremental; see
+    :func:`image_clustering.ocr.ocr`."""
+    from .ocr import ocr as run_ocr
+
+    return run_ocr(config, progress)
 
 
 def _write_label_k(choice, song: bool, path: Path) -> None:
@@ -408,7 +430,8 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
     table = _label_table(config, label_file)
     n = len(table.images)
     if n < 3:
-        raise ImgclustError(f"{label_file or config.label_file}: {n} images; label clustering needs at least 3")
+        where = label_file or (config.label_file if m.label_source == "tags" else f"model.label_source {m.label_source!r}")
+        raise ImgclustError(f"{where}: {n} images; label clustering needs at least 3")
     x, vocabulary = label_matrix(table)
     song = m.label_method == "song2020"
     if song:
