@@ -387,7 +387,7 @@ def ocr(config: Config, progress: bool = True):
     return run_ocr(config, progress)
 
 
-def _write_label_k(choice, song: bool, path: Path) -> None:
+def _write_label_k(choice, path: Path) -> None:
     """``label_k.csv``: k, separation, 1 − separation (the R code's ``distance``) and the L-method
     error of the split at k (empty where there is none)."""
     error = dict(zip(np.asarray(choice.splits, dtype=int).tolist(), choice.errors))
@@ -413,12 +413,13 @@ class LabelClusterResult:
 
 def cluster_labels(config: Config, label_file: Path | None = None, log=print) -> LabelClusterResult:
     """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
-    Ward linkage; :mod:`image_clustering.labels`) from ``label_file`` (default
-    :attr:`Config.label_file`); k = ``model.label_k`` or, with ``"auto"``, the L-method knee of the
-    separation curve over k = 2..``model.label_k_max``. Writes
+    Ward linkage; :mod:`image_clustering.labels`; with ``model.label_method`` ``"song2020"``
+    exactly what the published R code computes) from ``label_file`` (default: by
+    ``model.label_source``, see :func:`_label_table`); k = ``model.label_k`` or, with ``"auto"``,
+    the L-method knee of the separation curve over k = 2..``model.label_k_max``. Writes
     ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the images found under
     ``paths.image_dir`` into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
-    ``label_k.png`` and ``label_dendrogram.png`` (clusters boxed).
+    ``label_k.png`` (and the curve as ``label_k.csv``) and ``label_dendrogram.png`` (clusters boxed).
 
     Raises:
         ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
@@ -445,7 +446,7 @@ def cluster_labels(config: Config, label_file: Path | None = None, log=print) ->
         sim = jaccard_similarity(x)
         tree = ward_tree(sim)
         choice = choose_k(sim, tree, 2, m.label_k_max)
-    _write_label_k(choice, song, config.plot_dir / "label_k.csv")
+    _write_label_k(choice, config.plot_dir / "label_k.csv")
     if m.label_k == "auto":
         k = choice.knee
         log(f"k = {k} (L-method knee of the separation curve, k = 2..{choice.ks[-1]})")
