@@ -139,8 +139,17 @@ def tag(config_path, quiet):
     click.echo(f"tag: labels in {out}")
 
 
+@main.command(cls=_Command)
+@_common
+def ocr(config_path, quiet):
+    """The text in every photo (Tesseract OCR), as a CSV and as label words; only new or changed photos are read."""
+    pipeline = _start(quiet)
+    click.echo(pipeline.ocr(load_config(config_path), progress=not quiet).line())
+
+
 _LABEL_FILE = click.option("--labels-file", type=click.Path(dir_okay=False),
-                           help="Label table (wide or long CSV; default: paths.label_file, else the tag CSV).")
+                           help="Label table (wide or long CSV; default: by model.label_source, the tag table "
+                                "— paths.label_file, else the tag CSV — and/or the OCR words).")
 
 
 @main.command("cluster-labels", cls=_Command)

@@ -258,6 +258,40 @@ def pair_distances(x: np.ndarray, metric: str = "euclidean", times: np.ndarray |
     return (1 - alpha) * unit(d) + alpha * unit(d_time)
 
 
+def cut_tree_k(z: np.ndarray, k: int) -> np.ndarray:
+    """Cut the tree ``z`` into exactly ``k`` clusters by merge order: apply its first N − k merges.
+
+    This is what R's ``cutree(tree, k)`` and SciPy's ``cut_tree`` do. SciPy's ``fcluster(z, k,
+    "maxclust")`` instead looks for a height with at most k clusters, and gives fewer than k when
+    merge heights tie (Jaccard distances tie all the time). SciPy's ``cut_tree`` is not used: it
+    returns the wrong number of clusters on non-monotonic trees (scipy/scipy#8063) and mixes up
+    several k at once (scipy/scipy#9818); this cut needs only the rows in merge order.
+
+    Args:
+        z: SciPy linkage matrix, float (N − 1, 4); row i merges clusters z[i, 0] and z[i, 1] into
+            cluster N + i.
+        k: number of clusters, 1 ≤ k ≤ N.
+
+    Returns:
+        int (N,) cluster per leaf, 0..k − 1, numbered by first appearance.
+
+    Raises:
+        ValueError: k outside 1..N.
+    """
+    from scipy.cluster.hierarchy import DisjointSet
+
+    n = len(z) + 1
+    if not 1 <= k <= n:
+        raise ValueError(f"cannot cut a tree of {n} images into {k} clusters")
+    sets = DisjointSet(range(2 * n - 1))
+    for i, (a, b) in enumerate(np.asarray(z[: n - k, :2], dtype=np.int64)):
+        sets.merge(int(a), int(b))
+        sets.merge(int(a), n + i)  # cluster N + i is the union just made
+    roots = np.array([sets[leaf] for leaf in range(n)])
+    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse]
+
+
 def cut_height(z: np.ndarray, k: int) -> float:
     """A height at which the tree ``z`` (SciPy linkage matrix) falls into ``k`` clusters: midway
     between the merge that would leave k − 1 and the one before (above the top merge for k = 1)."""
@@ -270,8 +304,9 @@ def cut_height(z: np.ndarray, k: int) -> float:
 def cluster_hierarchical(x: np.ndarray, linkage: str = "ward", metric: str = "euclidean", k: int | None = None,
                          sim: float | None = None, min_cluster_size: int = 2, times: np.ndarray | None = None,
                          time_weight: float = 0.0) -> tuple[Clustering, np.ndarray, float]:
-    """Agglomerative clustering (SciPy ``linkage`` on :func:`pair_distances`), then ``fcluster``:
-    into ``k`` clusters (``maxclust``), or cut at similarity ``sim`` as imagecluster does — at
+    """Agglomerative clustering (SciPy ``linkage`` on :func:`pair_distances`), then a cut: into
+    exactly ``k`` clusters by merge order (:func:`cut_tree_k`), or, with SciPy's ``fcluster``,
+    at similarity ``sim`` as imagecluster does — at
     distance (1 − sim)·(largest pair distance), so sim 0 gives one cluster and sim 1 every image
     alone — keeping clusters of at least ``min_cluster_size`` images (the rest are unclustered).
 
@@ -301,7 +336,7 @@ def cluster_hierarchical(x: np.ndarray, linkage: str = "ward", metric: str = "eu
     d = pair_distances(x, metric, times, time_weight)
     z = hierarchy.linkage(d, method=linkage)
     if sim is None:
-        return by_size(x, hierarchy.fcluster(z, k, criterion="maxclust")), z, cut_height(z, k)
+        return by_size(x, cut_tree_k(z, k)), z, cut_height(z, k)
     cut = (1.0 - sim) * float(d.max()) if len(d) else 0.0
     return by_size(x, hierarchy.fcluster(z, cut, criterion="distance"), min_cluster_size), z, cut
 

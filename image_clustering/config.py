@@ -59,7 +59,7 @@ SCHEMA = {
                 "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
                 "k_max": {**_INT, "minimum": 1, "maximum": 1000},
                 "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod"]},
-                "space": {"enum": ["embedding", "pca", "features"]},
+                "space": {"enum": ["embedding", "pca", "features", "raw"]},
                 "algorithm": {"enum": ["kmeans", "agglomerative", "hdbscan"]},
                 "sim": {"oneOf": [{"type": "null"}, {"type": "number", "minimum": 0, "maximum": 1}]},
                 "min_cluster_size": {"oneOf": [{"type": "null"}, {**_INT, "minimum": 1}]},
@@ -73,6 +73,10 @@ SCHEMA = {
                 "tag_min_score": {"type": "number", "minimum": 0, "maximum": 1},
                 "label_k": {"oneOf": [{**_INT, "minimum": 2}, {"const": "auto"}]},
                 "label_k_max": {**_INT, "minimum": 3, "maximum": 1000},
+                "label_method": {"enum": ["jaccard", "song2020"]},
+                "label_source": {"enum": ["tags", "text", "tags+text"]},
+                "ocr_language": {"type": "string", "pattern": r"^[A-Za-z_]+(\+[A-Za-z_]+)*$"},
+                "ocr_min_confidence": {"type": "number", "minimum": 0, "maximum": 100},
             },
         },
     },
@@ -115,6 +119,12 @@ DEFAULT_MODEL = {
     "tag_min_score": 0.01,
     "label_k": "auto",
     "label_k_max": 20,
+    # "song2020": what the published R code computes, for reproducing the paper (README).
+    "label_method": "jaccard",
+    # Labels for cluster-labels and tag-network: the tag table, the words `imgclust ocr` read, or both.
+    "label_source": "tags",
+    "ocr_language": "eng",
+    "ocr_min_confidence": 60.0,
 }
 DEFAULT_WEIGHTS = {name: spec.default_source for name, spec in REGISTRY.items()}
 
@@ -163,6 +173,10 @@ class ModelConfig:
     tag_min_score: float
     label_k: int | str
     label_k_max: int
+    label_method: str
+    label_source: str
+    ocr_language: str
+    ocr_min_confidence: float
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,21 @@ class Layout:
     def tags_csv(self) -> Path:
         """The label table ``imgclust tag`` writes."""
         return self.paths.cluster_label_dir / f"{self.name}_tags.csv"
+
+    @property
+    def text_csv(self) -> Path:
+        """``imgclust ocr``: the text of every photo."""
+        return self.paths.cluster_label_dir / f"{self.name}_text.csv"
+
+    @property
+    def text_labels_csv(self) -> Path:
+        """``imgclust ocr``: its words as a label table (``model.label_source`` ``"text"``)."""
+        return self.paths.cluster_label_dir / f"{self.name}_text_labels.csv"
+
+    @property
+    def ocr_dir(self) -> Path:
+        """``imgclust ocr``'s cache and failures."""
+        return self.feature_dir / "ocr"
 
     @property
     def tag_table(self) -> Path:

@@ -175,7 +175,10 @@ def clustering_space(vectors: np.ndarray, embedding: np.ndarray, space: str = "e
     - ``embedding``: the t-SNE/UMAP ``embedding`` (N, reduced_dimension), as the original tool;
     - ``pca``: the PCA features (N, pca_dimension) that feed the embedding (standardized first with
       ``standardize``);
-    - ``features``: the full feature ``vectors`` (N, D), each scaled to unit L2 norm.
+    - ``features``: the full feature ``vectors`` (N, D), each scaled to unit L2 norm;
+    - ``raw``: the full feature ``vectors`` as the network gives them (N, D), not normalised: what
+      imagecluster's ``calc.cluster`` measures its Euclidean distances on (several networks are
+      still each L2-normalised by :func:`combine` before they are concatenated).
 
     Returns:
         float32 (N, d).
@@ -187,6 +190,8 @@ def clustering_space(vectors: np.ndarray, embedding: np.ndarray, space: str = "e
         return embedding
     if space == "pca":
         return pca_features(vectors, pca_dimension, seed, standardize)
+    if space == "raw":
+        return np.asarray(vectors, dtype=np.float32)
     if space == "features":
         x = np.asarray(vectors, dtype=np.float32)
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -16,7 +16,12 @@ condensed distances (the workflow's ``ward.D2``; SciPy's ``ward`` is the same up
 original it treats Jaccard distances as if they were Euclidean, which Ward formally assumes). The
 number of clusters comes from the separation curve — for each k, the mean over images of (mean
 similarity within its cluster, itself included as in the original, − mean similarity to the other
-clusters) — and its knee by the L-method (Salvador & Chan 2004).
+clusters) — and its knee by the L-method (Salvador & Chan 2004). Trees are cut into exactly k
+clusters by merge order (R's ``cutree``).
+
+``model.label_method: "song2020"`` computes instead exactly what the published R code computes,
+differences included (the ``song2020_*`` functions at the end; README "Reproducing Song, Richards
+& Tan (2020)").
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import numpy as np
 from scipy import sparse
 
 from .atomic import read_csv
-from .clustering import Clustering, l_method, renumber_by_size
+from .clustering import Clustering, cut_tree_k, l_method, renumber_by_size
 from .errors import ImgclustError
 
 IMAGE_COLUMNS = ("path", "url", "image")
@@ -44,10 +49,13 @@ class LabelTable:
     Attributes:
         images: image identifiers as given (a path relative to ``paths.image_dir``, or a URL).
         labels: per image, label → score in [0, 1] (confidence; 1 when the table has none).
+        cells: per image, the non-empty label cells in the table, a label repeated in a row
+            counted each time (the R workflow's label count ``lengword``); None: one per label.
     """
 
     images: list[str]
     labels: list[dict[str, float]]
+    cells: list[int] | None = None
 
 
 def _image_column(header: list[str], path: Path) -> str:
@@ -102,6 +110,7 @@ def read_label_table(path: Path) -> LabelTable:
         if len(row) != len(header):
             raise ImgclustError(f"{path}: row {row_number}: {len(row)} cells, header has {len(header)}")
     table: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}  # label cells per image, repeats included
     if "concept" in col:
         for row_number, row in enumerate(rows, start=2):
             cells = dict(zip(header, row))
@@ -111,6 +120,7 @@ def read_label_table(path: Path) -> LabelTable:
             score = _score(cells["confidence"], path, row_number, "confidence") if "confidence" in col else 1.0
             labels = table.setdefault(cells[image].strip(), {})
             labels[concept] = max(score, labels.get(concept, 0.0))
+            counts[cells[image].strip()] = counts.get(cells[image].strip(), 0) + 1
     else:
         pairs = _wide_columns(header)
         if not pairs:
@@ -127,10 +137,25 @@ def read_label_table(path: Path) -> LabelTable:
                 text = row[col[score_column]].strip() if score_column else ""
                 score = 1.0 if text.lower() in MISSING else _score(text, path, row_number, score_column)
                 labels[word] = max(score, labels.get(word, 0.0))
+                counts[name] = counts.get(name, 0) + 1
             table[name] = labels
     if not table:
         raise ImgclustError(f"{path}: no images in the label table")
-    return LabelTable(list(table), list(table.values()))
+    return LabelTable(list(table), list(table.values()), [counts.get(name, 0) for name in table])
+
+
+def merge_label_tables(tables: list[LabelTable]) -> LabelTable:
+    """One table with every image of ``tables`` (in order of first appearance) and, per image, the
+    labels of all of them (the best score where a label repeats; label cells added up)."""
+    labels: dict[str, dict[str, float]] = {}
+    cells: dict[str, int] = {}
+    for table in tables:
+        for i, (image, own) in enumerate(zip(table.images, table.labels)):
+            merged = labels.setdefault(image, {})
+            for word, score in own.items():
+                merged[word] = max(score, merged.get(word, 0.0))
+            cells[image] = cells.get(image, 0) + (table.cells[i] if table.cells is not None else len(own))
+    return LabelTable(list(labels), list(labels.values()), [cells[image] for image in labels])
 
 
 @dataclass
@@ -247,35 +272,183 @@ def separation(sim: np.ndarray, groups: np.ndarray) -> float:
 
 @dataclass
 class LabelK:
-    """The separation curve over k and its L-method knee."""
+    """The separation curve over k, the L-method's error per split, and the knee.
+
+    Attributes:
+        ks: int (K,) the k tried, 2..k_max.
+        separation: float (K,) mean (within − between) similarity per k.
+        knee: the chosen k.
+        splits, errors: float arrays: the k at each split and its size-weighted RMSE.
+    """
 
     ks: np.ndarray
     separation: np.ndarray
     knee: int
+    splits: np.ndarray | None = None
+    errors: np.ndarray | None = None
 
 
 def choose_k(sim: np.ndarray, tree: np.ndarray, k_min: int = 2, k_max: int = 20) -> LabelK:
-    """Cut ``tree`` at k = k_min..min(k_max, N); the separation curve and its L-method knee."""
-    from scipy.cluster.hierarchy import fcluster
+    """Cut ``tree`` into exactly k clusters (merge order, as R's ``cutree``) for k =
+    k_min..min(k_max, N); the separation curve and its L-method knee."""
+    from .clustering import l_method_errors
 
     ks = np.arange(k_min, max(k_min, min(k_max, len(sim))) + 1)
-    curve = np.array([separation(sim, fcluster(tree, k, criterion="maxclust") - 1) for k in ks])
-    return LabelK(ks, curve, l_method(ks, curve))
+    curve = np.array([separation(sim, cut_tree_k(tree, k)) for k in ks])
+    splits, errors = l_method_errors(ks, curve) if len(ks) >= 4 else (np.empty(0), np.empty(0))
+    return LabelK(ks, curve, l_method(ks, curve), splits, errors)
 
 
 def label_clustering(sim: np.ndarray, tree: np.ndarray, k: int) -> Clustering:
-    """Cut the Ward tree into ``k`` clusters, numbered by size (largest first).
+    """Cut the Ward tree into exactly ``k`` clusters (merge order), numbered by size (largest first).
 
     Returns:
         :class:`Clustering` whose ``distances`` are 1 − mean Jaccard similarity to the other
         members of the cluster (0 for a cluster of one), and ``centers`` are empty (k, 0): label
         sets have no mean.
     """
-    from scipy.cluster.hierarchy import fcluster
-
-    labels, k = renumber_by_size(fcluster(tree, k, criterion="maxclust"))
+    labels, k = renumber_by_size(cut_tree_k(tree, k))
     members = np.eye(k)[labels]
     sizes = members.sum(axis=0)[labels]
     own = (sim @ members)[np.arange(len(labels)), labels] - np.diag(sim)
     distances = np.where(sizes > 1, 1.0 - own / np.maximum(sizes - 1, 1), 0.0).astype(np.float32)
     return Clustering(labels, distances, np.empty((k, 0), np.float32))
+
+
+# --- Reproduction of the published R code (Song, Richards & Tan 2020) -------------------------
+# ``model.label_method: "song2020"``. Each function follows one step of the R workflow's code
+# (R-bloggers, "Automated image classification into content-type categories", 2020) as written,
+# including what the default above corrects; README "Label words" puts the two side by side.
+
+LABEL_METHODS = ("jaccard", "song2020")
+
+
+def r_round(x: np.ndarray, digits: int = 2) -> np.ndarray:
+    """R's ``round(x, digits)`` (R ≥ 4.0.0): of the two decimal neighbours of each double, the
+    nearer one, ties to the even last digit. NumPy's ``round`` scales by 10^digits first and
+    differs on values such as 1/40 (R 0.03, NumPy 0.02); this matches R 4.2 on every s/n,
+    0 ≤ s ≤ n ≤ 200.
+
+    Args:
+        x: float array (any shape), non-negative.
+
+    Returns:
+        float64 array of the same shape.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    scale = 10.0 ** digits
+    low = np.floor(x * scale)
+    down, up = low / scale, np.ceil(x * scale) / scale
+    go_up = (up - x < x - down) | ((up - x == x - down) & (np.fmod(low, 2) == 1))
+    return np.where(go_up, up, down)
+
+
+def song2020_similarity(x: sparse.spmatrix, images: list[str] | None = None,
+                        cells: list[int] | None = None) -> np.ndarray:
+    """The R code's photo similarity: labels shared by photos i and j over the labels of i plus
+    the labels of j (not over their union, as the Jaccard index it is named after), rounded to
+    2 decimals as R rounds; 1 on the diagonal.
+
+    Args:
+        x: (N, L) 0/1 sparse matrix (:func:`label_matrix`).
+        images: image names, for the error message.
+        cells: label cells per image (:attr:`LabelTable.cells`): the R code divides by these, so
+            a label given twice in a row counts twice there (and once in the numerator); default:
+            the row sums of ``x``.
+
+    Returns:
+        float64 (N, N), symmetric, in [0, 0.5] off the diagonal.
+
+    Raises:
+        ImgclustError: two images without labels (0/0: R gets NaN and ``hclust`` stops), or more
+            than :data:`PAIRWISE_LIMIT` images.
+    """
+    n = x.shape[0]
+    if n > PAIRWISE_LIMIT:
+        raise ImgclustError(f"label clustering holds all {n}² image pairs; it is limited to {PAIRWISE_LIMIT:,} images")
+    counts = np.asarray(cells, dtype=np.float64) if cells is not None else np.asarray(x.sum(axis=1)).ravel()
+    empty = np.flatnonzero(counts == 0)
+    if len(empty) > 1:
+        names = [images[i] if images else str(i) for i in empty[:2]]
+        raise ImgclustError(f"model.label_method: images {names[0]!r} and {names[1]!r} have no labels; "
+                            "song2020 divides by their label counts (0/0); drop them or use \"jaccard\"")
+    total = counts[:, None] + counts[None, :]
+    shared = (x @ x.T).toarray()
+    sim = r_round(np.divide(shared, total, out=np.zeros_like(shared), where=total > 0))
+    np.fill_diagonal(sim, 1.0)
+    return sim
+
+
+def song2020_tree(sim: np.ndarray) -> np.ndarray:
+    """``fastcluster::hclust(as.dist(1 − sim), "ward.D2")`` with the Python build of the same
+    C++ library (fastcluster, Müllner 2013), so tied distances merge in R's order.
+
+    Returns:
+        SciPy linkage matrix, float (N − 1, 4).
+    """
+    import fastcluster
+    from scipy.spatial.distance import squareform
+
+    distance = 1.0 - sim
+    np.fill_diagonal(distance, 0.0)
+    return fastcluster.linkage(squareform(distance, checks=False), method="ward")
+
+
+def song2020_separation(sim: np.ndarray, groups: np.ndarray) -> float:
+    """The R code's mean (within − between) similarity for one cut. Each photo's row of the R
+    distance matrix is used, which the code filled only below the diagonal (``simi[1:i] <- 0``):
+    the photos after it in the table count as distance 1, similarity 0. Itself is in its own
+    cluster (similarity 1).
+
+    Args:
+        sim: float (N, N) from :func:`song2020_similarity`, rows in table order.
+        groups: int (N,) 0-based cluster per photo.
+    """
+    return separation(np.tril(sim, -1) + np.eye(len(sim)), groups)
+
+
+def song2020_knee(ks: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The R code's L-method on its curve ``distance`` over k = 2..K (K = ``ks[-1]``): one
+    straight line ``lm(distance ~ k)`` fitted to the whole curve (not one line per side, as
+    Salvador & Chan 2004 define it), then for each split i = 3..K − 2
+
+        (i − 1)/(K − 1) · RMSE(residuals of rows 2..i) + (K − i)/(K − 1) · RMSE(rows i + 1..K)
+
+    with rows numbered from 1 (row r is k = r + 1, so row 1 is never used and row K does not
+    exist: qpcR's ``RMSE`` drops the NA), reported at k = i.
+
+    Args:
+        ks: int (K − 1,) 2..K; curve: float (K − 1,) 1 − separation.
+
+    Returns:
+        (the k of each split, float errors, the knee: the k of the smallest error; ``ks[-1]``
+        when K < 5 leaves no split).
+    """
+    ks = np.asarray(ks, dtype=float)
+    curve = np.asarray(curve, dtype=float)
+    top = int(ks[-1])
+    residuals = curve - np.polyval(np.polyfit(ks, curve, 1), ks)
+
+    def rmse(rows: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(rows ** 2)))
+
+    splits = np.arange(3, top - 1)
+    if not len(splits):
+        return splits, np.empty(0), top
+    errors = np.array([(i - 1) / (top - 1) * rmse(residuals[1:i]) + (top - i) / (top - 1) * rmse(residuals[i:])
+                       for i in splits])
+    return splits, errors, int(splits[int(np.argmin(errors))])
+
+
+def song2020_choose_k(sim: np.ndarray, tree: np.ndarray, k_max: int = 20) -> LabelK:
+    """The R code's "How many clusters?": cut ``tree`` (``cutree``: merge order) at k =
+    2..min(k_max, N), :func:`song2020_separation` per k, and :func:`song2020_knee` of the curve
+    1 − separation.
+
+    Returns:
+        :class:`LabelK` (``separation`` as computed; the R code's curve is 1 − it).
+    """
+    ks = np.arange(2, max(2, min(k_max, len(sim))) + 1)
+    curve = np.array([song2020_separation(sim, cut_tree_k(tree, k)) for k in ks])
+    splits, errors, knee = song2020_knee(ks, 1.0 - curve)
+    return LabelK(ks, curve, knee, splits, errors)

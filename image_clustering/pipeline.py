@@ -480,14 +480,44 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
 
 
 def _label_table(config: Config, label_file: Path | None):
-    from .labels import read_label_table
+    """The label table of the label workflows: ``label_file`` if given, else by
+    ``model.label_source``: the tag table (:attr:`Config.label_file`), the OCR words of
+    ``imgclust ocr``, or both merged per image."""
+    from .labels import merge_label_tables, read_label_table
 
-    path = Path(label_file) if label_file else config.label_file
-    if not path.is_file():
-        hint = ("run `imgclust tag` first, or set paths.label_file" if path == config.label_file
-                else "check the path")
-        raise ImgclustError(f"{path}: no label table; {hint}")
-    return read_label_table(path)
+    if label_file:
+        path = Path(label_file)
+        if not path.is_file():
+            raise ImgclustError(f"{path}: no label table; check the path")
+        return read_label_table(path)
+    source = config.model.label_source
+    wanted = []
+    if source in ("tags", "tags+text"):
+        wanted.append((config.label_file, "run `imgclust tag` first, or set paths.label_file"))
+    if source in ("text", "tags+text"):
+        wanted.append((config.layout.text_labels_csv, f"run `imgclust ocr` first (model.label_source is {source!r})"))
+    for path, hint in wanted:
+        if not path.is_file():
+            raise ImgclustError(f"{path}: no label table; {hint}")
+    tables = [read_label_table(path) for path, _ in wanted]
+    return tables[0] if len(tables) == 1 else merge_label_tables(tables)
+
+
+def ocr(config: Config, progress: bool = True):
+    """``imgclust ocr``: the text in every photo (Tesseract), incremental; see
+    :func:`image_clustering.ocr.ocr`."""
+    from .ocr import ocr as run_ocr
+
+    return run_ocr(config, progress)
+
+
+def _write_label_k(choice, path: Path) -> None:
+    """``label_k.csv``: k, separation, 1 − separation (the R code's ``distance``) and the L-method
+    error of the split at k (empty where there is none)."""
+    error = dict(zip(np.asarray(choice.splits, dtype=int).tolist(), choice.errors))
+    atomic_write_csv(path, ["k", "separation", "distance", "lmethod_rmse"],
+                     ([int(k), f"{s:.15g}", f"{1 - s:.15g}", f"{error[k]:.15g}" if k in error else ""]
+                      for k, s in zip(choice.ks, choice.separation)))
 
 
 @dataclass
@@ -507,29 +537,50 @@ class LabelClusterResult:
 
 def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClusterResult:
     """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
-    Ward linkage; :mod:`image_clustering.labels`) from ``label_file`` (default
-    :attr:`Config.label_file`); k = ``model.label_k`` or, with ``"auto"``, the L-method knee of the
-    separation curve over k = 2..``model.label_k_max``, at most the number of different label sets.
-    Writes ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the photos under
+    Ward linkage; :mod:`image_clustering.labels`; with ``model.label_method`` ``"song2020"``
+    exactly what the published R code computes) from ``label_file`` (default: by
+    ``model.label_source``, see :func:`_label_table`); k = ``model.label_k`` or, with ``"auto"``,
+    the L-method knee of the separation curve over k = 2..``model.label_k_max``. Writes
+    ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the images found under
     ``paths.image_dir`` (:func:`~image_clustering.labels.local_photos`; no other row is ever
     linked or copied) into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
-    ``label_k.png`` and ``label_dendrogram.png`` (clusters boxed).
+    ``label_k.png`` (and the curve as ``label_k.csv``) and ``label_dendrogram.png`` (clusters boxed).
 
     Raises:
         ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
     """
-    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, local_photos, ward_tree
+    from .labels import (
+        choose_k,
+        jaccard_similarity,
+        label_clustering,
+        label_matrix,
+        local_photos,
+        song2020_choose_k,
+        song2020_similarity,
+        song2020_tree,
+        ward_tree,
+    )
 
     m = config.model
     table = _label_table(config, label_file)
     n = len(table.images)
     if n < 3:
-        raise ImgclustError(f"{label_file or config.label_file}: {n} images; label clustering needs at least 3")
+        where = label_file or (config.label_file if m.label_source == "tags" else f"model.label_source {m.label_source!r}")
+        raise ImgclustError(f"{where}: {n} images; label clustering needs at least 3")
     x, vocabulary = label_matrix(table)
-    logger.info(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
-    sim = jaccard_similarity(x)
-    tree = ward_tree(sim)
-    choice = choose_k(sim, tree, 2, m.label_k_max)
+    song = m.label_method == "song2020"
+    if song:
+        logger.info(f"{n} images, {len(vocabulary)} distinct labels: the published R code (shared / (sum of label counts), "
+            "ward.D2, its L-method)")
+        sim = song2020_similarity(x, table.images, table.cells)
+        tree = song2020_tree(sim)
+        choice = song2020_choose_k(sim, tree, m.label_k_max)
+    else:
+        logger.info(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
+        sim = jaccard_similarity(x)
+        tree = ward_tree(sim)
+        choice = choose_k(sim, tree, 2, m.label_k_max)
+    _write_label_k(choice, config.layout.plot("label_k.csv"))
     if m.label_k == "auto":
         k = choice.knee
         logger.info(f"k = {k} (L-method knee of the separation curve, k = 2..{choice.ks[-1]})")
@@ -563,8 +614,14 @@ def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClust
     if not local and is_link_folder(stale):  # an earlier run's links; nothing to link now
         shutil.rmtree(stale)
         logger.info(f"{stale}: link folders of an earlier run removed (no row of the table is a local photo)")
-    save_figure(plot_label_k(choice.ks, choice.separation, choice.knee,
-                             f"{m.object_name}: number of label clusters ({n} images)"), config.layout.plot("label_k.png"))
+    if song:  # the R code's curve is 1 − separation
+        figure = plot_label_k(choice.ks, 1.0 - choice.separation, choice.knee,
+                              f"{m.object_name}: number of label clusters ({n} images, song2020)",
+                              (choice.splits, choice.errors), "1 − mean (within − between) similarity")
+    else:
+        figure = plot_label_k(choice.ks, choice.separation, choice.knee,
+                              f"{m.object_name}: number of label clusters ({n} images)", (choice.splits, choice.errors))
+    save_figure(figure, config.layout.plot("label_k.png"))
     ax = plot_boxed_dendrogram(tree, result.labels, f"{m.object_name}: Ward clustering of label sets, k = {k}")
     save_figure(ax.figure, config.layout.plot("label_dendrogram.png"))
     return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),

@@ -157,18 +157,20 @@ def contact_sheet(image_paths: list[Path], title: str, thumb: int = 128, columns
 
 
 def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, title: str = "",
+                 errors: tuple[np.ndarray, np.ndarray] | None = None, ylabel: str | None = None,
                  fig: Figure | None = None) -> Figure:
     """The label workflow's choice of k: the separation curve (within − between similarity) and the
-    L-method's size-weighted two-line RMSE for each split, the knee marked on both; drawn into
-    ``fig`` (default: a new figure), which is returned."""
+    L-method's size-weighted two-line RMSE for each split (``errors`` = (splits, errors), else
+    computed here), the knee marked on both; drawn into ``fig`` (default: a new figure), which is
+    returned."""
     from .clustering import l_method_errors
 
     fig = fig if fig is not None else Figure(figsize=(12, 4.2))
     left, right = fig.subplots(1, 2)
     left.plot(ks, separation, "o-", ms=3)
     left.set_xlabel("k")
-    left.set_ylabel("mean (within − between) Jaccard similarity")
-    splits, errors = l_method_errors(ks, separation)
+    left.set_ylabel(ylabel or "mean (within − between) Jaccard similarity")
+    splits, errors = errors if errors is not None else l_method_errors(ks, separation)
     right.plot(splits, errors, "o-", ms=3, color="tab:red")
     right.set_xlabel("k at the split")
     right.set_ylabel("size-weighted RMSE of the two lines")

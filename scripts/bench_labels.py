@@ -30,20 +30,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=DEV_SETS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/imgclust-quality"))
+    parser.add_argument("--labels-only", action="store_true",
+                        help="only the label rows: needs EfficientNet-Lite0's vectors alone (extracted if missing)")
     args = parser.parse_args()
     quiet = lambda msg: None  # noqa: E731
     results: dict[str, dict] = {}
     for name in args.sets:
         dataset = DATASETS / name
         classes = len({p.name for p in dataset.iterdir() if p.is_dir()})
-        default = config_for(dataset, args.out)
-        start = time.perf_counter()
-        clustered = pipeline.cluster(default, progress=False, log=quiet)
-        row = score(folder_truth(clustered.paths), clustered.labels)
-        results.setdefault("features: default (k-means on t-SNE 2, k by silhouette)", {})[name] = {
-            **row, "seconds": time.perf_counter() - start}
+        if not args.labels_only:
+            default = config_for(dataset, args.out)
+            start = time.perf_counter()
+            clustered = pipeline.cluster(default, progress=False, log=quiet)
+            row = score(folder_truth(clustered.paths), clustered.labels)
+            results.setdefault("features: default (k-means on t-SNE 2, k by silhouette)", {})[name] = {
+                **row, "seconds": time.perf_counter() - start}
         for label, model in ROWS.items():
             model = {key: (classes if value == "TRUE_K" else value) for key, value in model.items()}
+            if args.labels_only:  # the tags come from Lite0 alone; the clustering extractor is unused here
+                model["extractor"] = "efficientnet_lite0"
             config = config_for(dataset, args.out, **model)
             pipeline.tag(config, progress=False, log=quiet)
             start = time.perf_counter()
