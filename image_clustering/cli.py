@@ -158,7 +158,7 @@ _LABEL_FILE = click.option("--labels-file", type=click.Path(dir_okay=False),
 def cluster_labels(config_path, quiet, labels_file):
     """Cluster images by their label words: Jaccard similarity, Ward linkage, k by the L-method."""
     pipeline = _start(quiet)
-    result = pipeline.cluster_labels(load_config(config_path), Path(labels_file) if labels_file else None)
+    result = pipeline.cluster_by_tags(load_config(config_path), Path(labels_file) if labels_file else None)
     links = f"; links {result.link_root}" if result.link_root else ""
     click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} "
                f"cluster{'s' if result.k != 1 else ''} "

@@ -223,7 +223,8 @@ def by_size(x: np.ndarray, raw_labels: np.ndarray, min_size: int = 1) -> Cluster
 PAIRWISE_LIMIT = 20_000  # all-pairs distances of N images take 8·N²/2 bytes (1.6 GB at this N)
 
 
-def _check_pairwise(n: int, what: str) -> None:
+def check_pairwise(n: int, what: str) -> None:
+    """Raise ValueError when ``what`` would hold all pair distances of more than :data:`PAIRWISE_LIMIT` images."""
     if n > PAIRWISE_LIMIT:
         raise ValueError(f"{what} holds all {n}² pair distances; it is limited to {PAIRWISE_LIMIT:,} images "
                          "(use k-means, or HDBSCAN without time_weight on the Euclidean embedding)")
@@ -328,7 +329,7 @@ def cluster_hierarchical(x: np.ndarray, linkage: str = "ward", metric: str = "eu
     from scipy.cluster import hierarchy
 
     n = x.shape[0]
-    _check_pairwise(n, "agglomerative clustering")
+    check_pairwise(n, "agglomerative clustering")
     if (k is None) == (sim is None):
         raise ValueError("give exactly one of k and sim")
     if k is not None and k > n:
@@ -364,7 +365,7 @@ def cluster_hdbscan(x: np.ndarray, min_cluster_size: int = 5, metric: str = "euc
     if metric == "euclidean" and time_weight <= 0:
         raw = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(np.asarray(x, dtype=np.float64))
     else:
-        _check_pairwise(x.shape[0], f"HDBSCAN with metric {metric!r} or time mixing")
+        check_pairwise(x.shape[0], f"HDBSCAN with metric {metric!r} or time mixing")
         square = squareform(pair_distances(x, metric, times, time_weight))
         raw = HDBSCAN(min_cluster_size=min_cluster_size, metric="precomputed", copy=True).fit_predict(square)
     return by_size(x, raw)

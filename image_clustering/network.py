@@ -16,7 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from .atomic import atomic_path, atomic_write_csv
-from .labels import LabelTable
+from .tags import TagTable
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,13 @@ def xml_text(text: str) -> str:
     return _XML_INVALID.sub("\ufffd", text)
 
 
-def label_graph(table: LabelTable, clusters: dict[str, int] | None = None) -> nx.Graph:
+def tag_graph(table: TagTable, clusters: dict[str, int] | None = None) -> nx.Graph:
     """Bipartite graph: one node per image (id :func:`image_node` of the image as given; attributes
     ``type`` "image", ``label`` its file name, ``image`` its path, ``cluster`` when ``clusters``
     gives one) and per label (id ``label:<word>``; ``type`` "label", ``label`` the word); an edge
     per (image, label) weighted by the label's score."""
     graph = nx.Graph()
-    for image, labels in zip(table.images, table.labels):
+    for image, labels in zip(table.images, table.tags):
         attrs = {"type": "image", "label": image.rsplit("/", 1)[-1], "image": image}
         if clusters is not None and image in clusters:
             attrs["cluster"] = int(clusters[image])
@@ -106,7 +106,7 @@ def _forceatlas2(graph: nx.Graph, seed: int, iterations: int) -> dict:
 
 
 def layout(graph: nx.Graph, seed: int = 0, iterations: int = 200) -> dict:
-    """Positions of the nodes of :func:`label_graph`, node → (x, y).
+    """Positions of the nodes of :func:`tag_graph`, node → (x, y).
 
     Up to :data:`FULL_LAYOUT_MAX` nodes: ForceAtlas2 of the whole graph. Above — time and memory
     then grow with the edges, not with N² —: ForceAtlas2 of the :data:`LABELS_LAID_OUT` most used
@@ -188,7 +188,7 @@ def render(graph: nx.Graph, positions: dict, photos: dict[str, Path], path: Path
 
     Args:
         positions: node → (x, y), e.g. from :func:`layout`.
-        photos: image node → the photo file it may open (:func:`~image_clustering.labels.local_photos`);
+        photos: image node → the photo file it may open (:func:`~image_clustering.tags.local_photos`);
             nothing else is ever opened.
     """
     from matplotlib.collections import LineCollection

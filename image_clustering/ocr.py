@@ -9,7 +9,7 @@ changed photos (size and modification time, as ``extract``). Each run writes
 - ``<cluster_label_dir>/<name>_text.csv``: ``path,text,confidence`` — every word Tesseract found,
   in reading order, and their mean confidence (0–100; empty when it found none);
 - ``<cluster_label_dir>/<name>_text_labels.csv``: the words usable as labels, as a long label
-  table ``image,concept,confidence`` (:mod:`image_clustering.labels` reads it; ``model.label_source``
+  table ``image,concept,confidence`` (:mod:`image_clustering.tags` reads it; ``model.label_source``
   ``"text"`` or ``"tags+text"`` feeds it to ``cluster-labels`` and ``tag-network``);
 - ``<vector_dir>/<name>/ocr/failures.csv``: ``path,reason`` for the photos that could not be read.
 """

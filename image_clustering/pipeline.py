@@ -29,8 +29,8 @@ from .plots import (
     plot_dendrogram,
     plot_elbow,
     plot_k_criteria,
-    plot_label_k,
     plot_scatter,
+    plot_tag_k,
     save_figure,
     save_image,
 )
@@ -479,17 +479,17 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     return scores, out
 
 
-def _label_table(config: Config, label_file: Path | None):
+def _tag_table(config: Config, label_file: Path | None):
     """The label table of the label workflows: ``label_file`` if given, else by
     ``model.label_source``: the tag table (:attr:`Config.label_file`), the OCR words of
     ``imgclust ocr``, or both merged per image."""
-    from .labels import merge_label_tables, read_label_table
+    from .tags import merge_tag_tables, read_tag_table
 
     if label_file:
         path = Path(label_file)
         if not path.is_file():
             raise ImgclustError(f"{path}: no label table; check the path")
-        return read_label_table(path)
+        return read_tag_table(path)
     source = config.model.label_source
     wanted = []
     if source in ("tags", "tags+text"):
@@ -499,8 +499,8 @@ def _label_table(config: Config, label_file: Path | None):
     for path, hint in wanted:
         if not path.is_file():
             raise ImgclustError(f"{path}: no label table; {hint}")
-    tables = [read_label_table(path) for path, _ in wanted]
-    return tables[0] if len(tables) == 1 else merge_label_tables(tables)
+    tables = [read_tag_table(path) for path, _ in wanted]
+    return tables[0] if len(tables) == 1 else merge_tag_tables(tables)
 
 
 def ocr(config: Config, progress: bool = True):
@@ -521,7 +521,7 @@ def _write_label_k(choice, path: Path) -> None:
 
 
 @dataclass
-class LabelClusterResult:
+class TagClusterResult:
     """What ``cluster-labels`` produced: k, how it was chosen, sizes, and the output paths."""
 
     k: int
@@ -535,51 +535,54 @@ class LabelClusterResult:
     linked: int
 
 
-def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClusterResult:
+def cluster_by_tags(config: Config, label_file: Path | None = None) -> TagClusterResult:
     """``imgclust cluster-labels``: cluster the images by their label words (Jaccard similarity,
-    Ward linkage; :mod:`image_clustering.labels`; with ``model.label_method`` ``"song2020"``
+    Ward linkage; :mod:`image_clustering.tags`; with ``model.label_method`` ``"song2020"``
     exactly what the published R code computes) from ``label_file`` (default: by
-    ``model.label_source``, see :func:`_label_table`); k = ``model.label_k`` or, with ``"auto"``,
+    ``model.label_source``, see :func:`_tag_table`); k = ``model.label_k`` or, with ``"auto"``,
     the L-method knee of the separation curve over k = 2..``model.label_k_max``. Writes
     ``<cluster_label_dir>/<object_name>_labels.csv|json``, links the images found under
-    ``paths.image_dir`` (:func:`~image_clustering.labels.local_photos`; no other row is ever
+    ``paths.image_dir`` (:func:`~image_clustering.tags.local_photos`; no other row is ever
     linked or copied) into ``<link_dir>/<object_name>_labels/<cluster>_<size>/``, and plots
     ``label_k.png`` (and the curve as ``label_k.csv``) and ``label_dendrogram.png`` (clusters boxed).
 
     Raises:
         ImgclustError: no or malformed label table, more than 20,000 images, or k above N.
     """
-    from .labels import (
+    from .tags import (
         choose_k,
+        cluster_tags_at_k,
         jaccard_similarity,
-        label_clustering,
-        label_matrix,
         local_photos,
         song2020_choose_k,
         song2020_similarity,
         song2020_tree,
+        tag_matrix,
         ward_tree,
     )
 
     m = config.model
-    table = _label_table(config, label_file)
+    table = _tag_table(config, label_file)
     n = len(table.images)
     if n < 3:
         where = label_file or (config.label_file if m.label_source == "tags" else f"model.label_source {m.label_source!r}")
         raise ImgclustError(f"{where}: {n} images; label clustering needs at least 3")
-    x, vocabulary = label_matrix(table)
+    x, vocabulary = tag_matrix(table)
     song = m.label_method == "song2020"
-    if song:
-        logger.info(f"{n} images, {len(vocabulary)} distinct labels: the published R code (shared / (sum of label counts), "
-            "ward.D2, its L-method)")
-        sim = song2020_similarity(x, table.images, table.cells)
-        tree = song2020_tree(sim)
-        choice = song2020_choose_k(sim, tree, m.label_k_max)
-    else:
-        logger.info(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
-        sim = jaccard_similarity(x)
-        tree = ward_tree(sim)
-        choice = choose_k(sim, tree, 2, m.label_k_max)
+    try:
+        if song:
+            logger.info(f"{n} images, {len(vocabulary)} distinct labels: the published R code (shared / (sum of "
+                        "label counts), ward.D2, its L-method)")
+            sim = song2020_similarity(x, table.images, table.cells)
+            tree = song2020_tree(sim)
+            choice = song2020_choose_k(sim, tree, m.label_k_max)
+        else:
+            logger.info(f"{n} images, {len(vocabulary)} distinct labels: Jaccard similarity, Ward linkage")
+            sim = jaccard_similarity(x)
+            tree = ward_tree(sim)
+            choice = choose_k(sim, tree, 2, m.label_k_max)
+    except ValueError as exc:
+        raise ImgclustError(f"{label_file or config.label_file}: {exc}") from None
     _write_label_k(choice, config.layout.plot("label_k.csv"))
     if m.label_k == "auto":
         k = choice.knee
@@ -589,14 +592,14 @@ def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClust
     else:
         k = m.label_k
     # Images with the same label set are at distance 0: no cut can honestly part them.
-    distinct = len({frozenset(labels) for labels in table.labels})
+    distinct = len({frozenset(labels) for labels in table.tags})
     if distinct == 1:
         k = 1
         logger.info(f"all {n} images have the same labels: one cluster")
     elif k > distinct:
         logger.info(f"only {distinct} different label sets among the {n} images: {distinct} clusters, not {k}")
         k = distinct
-    result = label_clustering(sim, tree, k)
+    result = cluster_tags_at_k(sim, tree, k)
     if result.k < k:
         logger.info(f"the Ward tree cut at k = {k} gives {result.k} clusters (merges at tied heights)")
     k = result.k  # the clusters the cut gave: link folders and the report list exactly these
@@ -615,16 +618,16 @@ def cluster_labels(config: Config, label_file: Path | None = None) -> LabelClust
         shutil.rmtree(stale)
         logger.info(f"{stale}: link folders of an earlier run removed (no row of the table is a local photo)")
     if song:  # the R code's curve is 1 − separation
-        figure = plot_label_k(choice.ks, 1.0 - choice.separation, choice.knee,
+        figure = plot_tag_k(choice.ks, 1.0 - choice.separation, choice.knee,
                               f"{m.object_name}: number of label clusters ({n} images, song2020)",
                               (choice.splits, choice.errors), "1 − mean (within − between) similarity")
     else:
-        figure = plot_label_k(choice.ks, choice.separation, choice.knee,
+        figure = plot_tag_k(choice.ks, choice.separation, choice.knee,
                               f"{m.object_name}: number of label clusters ({n} images)", (choice.splits, choice.errors))
     save_figure(figure, config.layout.plot("label_k.png"))
     ax = plot_boxed_dendrogram(tree, result.labels, f"{m.object_name}: Ward clustering of label sets, k = {k}")
     save_figure(ax.figure, config.layout.plot("label_dendrogram.png"))
-    return LabelClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
+    return TagClusterResult(k, choice.knee, table.images, result.labels, result.sizes.tolist(), len(vocabulary),
                               label_files, link_root, len(local))
 
 
@@ -652,7 +655,7 @@ def tag_network(config: Config, label_file: Path | None = None) -> list[Path]:
     ForceAtlas2 as ``<plot_dir>/<object_name>/tag_network.png`` (of the labels only above
     :data:`~image_clustering.network.FULL_LAYOUT_MAX` nodes; :func:`~image_clustering.network.layout`).
     Image nodes carry their cluster from the latest ``cluster-labels`` (else ``cluster``) run,
-    when there is one; only rows that :func:`~image_clustering.labels.local_photos` admits are
+    when there is one; only rows that :func:`~image_clustering.tags.local_photos` admits are
     opened for thumbnails.
 
     Returns:
@@ -661,12 +664,12 @@ def tag_network(config: Config, label_file: Path | None = None) -> list[Path]:
     Raises:
         ImgclustError: no or malformed label table.
     """
-    from .labels import local_photos
-    from .network import image_node, label_graph, layout, render, write_gephi
+    from .network import image_node, layout, render, tag_graph, write_gephi
+    from .tags import local_photos
 
     m = config.model
-    table = _label_table(config, label_file)
-    graph = label_graph(table, _clusters_by_image(config))
+    table = _tag_table(config, label_file)
+    graph = tag_graph(table, _clusters_by_image(config))
     found = local_photos(config.paths.image_dir, table.images)
     _log_not_local(len(table.images), found, config.paths.image_dir, "drawn as dots, not thumbnails")
     photos = {image_node(table.images[i]): path for i, path in found.paths.items()}

@@ -156,7 +156,7 @@ def contact_sheet(image_paths: list[Path], title: str, thumb: int = 128, columns
     return sheet
 
 
-def plot_label_k(ks: np.ndarray, separation: np.ndarray, knee: int, title: str = "",
+def plot_tag_k(ks: np.ndarray, separation: np.ndarray, knee: int, title: str = "",
                  errors: tuple[np.ndarray, np.ndarray] | None = None, ylabel: str | None = None,
                  fig: Figure | None = None) -> Figure:
     """The label workflow's choice of k: the separation curve (within − between similarity) and the

@@ -55,7 +55,7 @@ def measure(label: str, image_dir: Path, work: Path, extractor, batch: int, loop
     config = config_from_dict({"paths": {"image_dir": str(image_dir), "model_dir": str(ROOT / "models"),
                                          "vector_dir": str(work / f"vectors-{label}")},
                                "model": {"object_name": label, "extractor": extractor, "batch_size": batch}})
-    pipeline.download(config, log=lambda m: None)
+    pipeline.download(config)
     networks = [pipeline._network(config, n)[0]() for n in config.model.extractor]
     files = list_images(image_dir)
     # model-only: decode everything first, then time the networks alone

@@ -38,7 +38,7 @@ def main() -> None:
                 "paths": {"image_dir": str(subset), "model_dir": str(ROOT / "models"),
                           "vector_dir": f"{tmp}/vectors-{len(rates)}"},
                 "model": {"object_name": "bench", "extractor": extractor}})
-            pipeline.download(config, log=lambda m: None)
+            pipeline.download(config)
             summary = pipeline.extract(config, progress=False)
             rates[label] = summary.images_per_second
             print(f"{label:20s} {summary.computed} images: {summary.images_per_second:5.1f} images/s "

@@ -33,7 +33,6 @@ def main() -> None:
     parser.add_argument("--labels-only", action="store_true",
                         help="only the label rows: needs EfficientNet-Lite0's vectors alone (extracted if missing)")
     args = parser.parse_args()
-    quiet = lambda msg: None  # noqa: E731
     results: dict[str, dict] = {}
     for name in args.sets:
         dataset = DATASETS / name
@@ -41,7 +40,7 @@ def main() -> None:
         if not args.labels_only:
             default = config_for(dataset, args.out)
             start = time.perf_counter()
-            clustered = pipeline.cluster(default, progress=False, log=quiet)
+            clustered = pipeline.cluster(default, progress=False)
             row = score(folder_truth(clustered.paths), clustered.labels)
             results.setdefault("features: default (k-means on t-SNE 2, k by silhouette)", {})[name] = {
                 **row, "seconds": time.perf_counter() - start}
@@ -50,9 +49,9 @@ def main() -> None:
             if args.labels_only:  # the tags come from Lite0 alone; the clustering extractor is unused here
                 model["extractor"] = "efficientnet_lite0"
             config = config_for(dataset, args.out, **model)
-            pipeline.tag(config, progress=False, log=quiet)
+            pipeline.tag(config, progress=False)
             start = time.perf_counter()
-            result = pipeline.cluster_labels(config, log=quiet)
+            result = pipeline.cluster_by_tags(config)
             row = {**score(folder_truth(result.images), result.labels), "seconds": time.perf_counter() - start,
                    "knee": result.knee, "vocabulary": result.vocabulary}
             results.setdefault(label, {})[name] = row

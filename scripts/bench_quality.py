@@ -85,7 +85,7 @@ def run_row(dataset: Path, out: Path, model: dict, classes: int) -> dict:
         model["k_max"] = max(100, model["k"])
     config = config_for(dataset, out, **model)
     start = time.perf_counter()
-    result = pipeline.cluster(config, progress=False, log=lambda msg: None)
+    result = pipeline.cluster(config, progress=False)
     row = score(folder_truth(result.paths), result.labels)
     row["seconds"] = time.perf_counter() - start
     return row
@@ -159,7 +159,7 @@ def main() -> None:
         classes = len({p.name for p in dataset.iterdir() if p.is_dir()})
         networks = sorted({*BOTH, *(n for m in grid.values() for n in np.atleast_1d(m.get("extractor", BOTH)))})
         base = config_for(dataset, args.out, extractor=networks)
-        pipeline.download(base, log=lambda msg: None)
+        pipeline.download(base)
         print(f"{name}: {pipeline.extract(base, progress=False).line()}", flush=True)
         for label, model in grid.items():
             row = run_row(dataset, args.out, {**model, "seed": args.seed}, classes)

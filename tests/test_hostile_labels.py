@@ -93,9 +93,9 @@ def _cells(path):
 
 
 def test_formula_cells_are_neutralised_and_read_back(tmp_path, make_config):
-    from image_clustering.labels import read_label_table
     from image_clustering.outputs import read_labels
     from image_clustering.pipeline import write_tags
+    from image_clustering.tags import read_tag_table
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -127,8 +127,8 @@ def test_formula_cells_are_neutralised_and_read_back(tmp_path, make_config):
     # the tag table of `imgclust tag` reads back as written
     write_tags(tmp_path / "tags.csv", names, np.array([[0, 1]] * 6), np.array([[0.9, 0.5]] * 6), ["@SUM(A1)", "-x"],
                2, 0.0)
-    table = read_label_table(tmp_path / "tags.csv")
-    assert table.images == names and table.labels[0] == {"@SUM(A1)": 0.9, "-x": 0.5}
+    table = read_tag_table(tmp_path / "tags.csv")
+    assert table.images == names and table.tags[0] == {"@SUM(A1)": 0.9, "-x": 0.5}
 
 
 def test_numbers_in_label_csvs_stay_numbers(tmp_path):
@@ -176,15 +176,15 @@ def test_tag_network_of_thousands_of_images_is_bounded(tmp_path, make_config, mo
 
 def test_large_layout_places_every_node(caplog, monkeypatch):
     from image_clustering import network
-    from image_clustering.labels import LabelTable
-    from image_clustering.network import label_graph, layout
+    from image_clustering.network import layout, tag_graph
+    from image_clustering.tags import TagTable
 
     monkeypatch.setattr(network, "LABELS_LAID_OUT", 100)  # so some labels are placed, not laid out
 
     # themes of words, one image with no label, one label only rare images share
     rows = [{f"t{i % 30}w{j}": 0.0 if j == 0 else 0.5 for j in range(4)} for i in range(1200)]
     rows += [{}, {"lonely": 1.0}]
-    graph = label_graph(LabelTable([f"{i}.jpg" for i in range(len(rows))], rows))
+    graph = tag_graph(TagTable([f"{i}.jpg" for i in range(len(rows))], rows))
     with caplog.at_level("INFO", logger="image_clustering"):
         positions = layout(graph, seed=0)
     xy = np.array([positions[node] for node in graph])

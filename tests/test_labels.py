@@ -9,13 +9,13 @@ from PIL import Image
 
 from image_clustering import ImgclustError
 from image_clustering.cli import main
-from image_clustering.labels import (
+from image_clustering.tags import (
     choose_k,
+    cluster_tags_at_k,
     jaccard_similarity,
-    label_clustering,
-    label_matrix,
-    read_label_table,
+    read_tag_table,
     separation,
+    tag_matrix,
     ward_tree,
 )
 
@@ -26,20 +26,20 @@ def write(path, text):
 
 
 def test_wide_tables_in_both_shapes(tmp_path):
-    tag = read_label_table(write(tmp_path / "tags.csv", "path,label_1,label_2,score_1,score_2\n"
+    tag = read_tag_table(write(tmp_path / "tags.csv", "path,label_1,label_2,score_1,score_2\n"
                                                          "a.jpg,church,tower,0.9,0.05\nb.jpg,tench,,0.7,\n"))
     assert tag.images == ["a.jpg", "b.jpg"]
-    assert tag.labels == [{"church": 0.9, "tower": 0.05}, {"tench": 0.7}]
-    gcv = read_label_table(write(tmp_path / "gcv.csv", "photoid,url,w1,w2,w3\n"
+    assert tag.tags == [{"church": 0.9, "tower": 0.05}, {"tench": 0.7}]
+    gcv = read_tag_table(write(tmp_path / "gcv.csv", "photoid,url,w1,w2,w3\n"
                                                        "1,http://x/1.jpg,tree,nature,NA\n2,http://x/2.jpg,sea,water,wave\n"))
     assert gcv.images == ["http://x/1.jpg", "http://x/2.jpg"]
-    assert gcv.labels[0] == {"tree": 1.0, "nature": 1.0}  # NA is no label; no score columns: 1
+    assert gcv.tags[0] == {"tree": 1.0, "nature": 1.0}  # NA is no label; no score columns: 1
 
 
 def test_long_table(tmp_path):
-    table = read_label_table(write(tmp_path / "clarifai.csv", "image,concept,confidence\n"
+    table = read_tag_table(write(tmp_path / "clarifai.csv", "image,concept,confidence\n"
                                                               "a.jpg,dog,0.98\na.jpg,pet,0.9\nb.jpg,cat,0.97\n"))
-    assert table.images == ["a.jpg", "b.jpg"] and table.labels[0] == {"dog": 0.98, "pet": 0.9}
+    assert table.images == ["a.jpg", "b.jpg"] and table.tags[0] == {"dog": 0.98, "pet": 0.9}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -53,14 +53,14 @@ def test_long_table(tmp_path):
 ])
 def test_malformed_tables_name_the_row(tmp_path, text, message):
     with pytest.raises(ImgclustError, match=message) as info:
-        read_label_table(write(tmp_path / "bad.csv", text))
+        read_tag_table(write(tmp_path / "bad.csv", text))
     assert str(info.value).startswith(str(tmp_path / "bad.csv")) and "\n" not in str(info.value)
 
 
 def test_jaccard_on_a_hand_made_example(tmp_path):
-    table = read_label_table(write(tmp_path / "t.csv", "path,label_1,label_2,label_3\n"
+    table = read_tag_table(write(tmp_path / "t.csv", "path,label_1,label_2,label_3\n"
                                                        "a,tree,sky,grass\nb,tree,sky,\nc,sea,,\nd,,,\n"))
-    x, vocabulary = label_matrix(table)
+    x, vocabulary = tag_matrix(table)
     assert vocabulary == ["grass", "sea", "sky", "tree"] and x.shape == (4, 4) and x.nnz == 6
     sim = jaccard_similarity(x)
     assert sim[0, 1] == pytest.approx(2 / 3)  # shared {tree, sky} / all {tree, sky, grass}
@@ -75,16 +75,16 @@ def test_separation_and_knee_recover_planted_label_groups():
     for group in range(6):  # six themes of eight words; each image draws five words of its theme
         for _ in range(15):
             rows.append({f"t{group}w{w}": 1.0 for w in rng.choice(8, 5, replace=False)})
-    from image_clustering.labels import LabelTable
+    from image_clustering.tags import TagTable
 
-    table = LabelTable([f"{i}.jpg" for i in range(len(rows))], rows)
-    sim = jaccard_similarity(label_matrix(table)[0])
+    table = TagTable([f"{i}.jpg" for i in range(len(rows))], rows)
+    sim = jaccard_similarity(tag_matrix(table)[0])
     tree = ward_tree(sim)
     choice = choose_k(sim, tree, 2, 20)
     assert choice.knee == 6
     truth = np.repeat(np.arange(6), 15)
     assert separation(sim, truth) > separation(sim, np.zeros(90, int) + (np.arange(90) % 2))
-    result = label_clustering(sim, tree, 6)
+    result = cluster_tags_at_k(sim, tree, 6)
     from sklearn.metrics import normalized_mutual_info_score
 
     assert normalized_mutual_info_score(truth, result.labels) == pytest.approx(1.0)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from image_clustering.clustering import cluster_hierarchical, cut_tree_k
-from image_clustering.labels import LabelTable, choose_k, jaccard_similarity, label_clustering, label_matrix, ward_tree
+from image_clustering.tags import TagTable, choose_k, cluster_tags_at_k, jaccard_similarity, tag_matrix, ward_tree
 
 
-def table(*label_sets: str) -> LabelTable:
+def table(*label_sets: str) -> TagTable:
     """A label table from space-separated label sets, one per photo, named 0, 1, 2, …"""
-    return LabelTable([str(i) for i in range(len(label_sets))], [dict.fromkeys(s.split(), 1.0) for s in label_sets])
+    return TagTable([str(i) for i in range(len(label_sets))], [dict.fromkeys(s.split(), 1.0) for s in label_sets])
 
 
 # Three pairs, each sharing one of its two labels: every pair at Jaccard distance 2/3, every other
@@ -20,7 +20,7 @@ PAIRS = table("x y", "x z", "u v", "u w", "p q", "p r")
 def test_cut_at_k_gives_exactly_k_clusters_when_merge_heights_tie():
     from scipy.cluster.hierarchy import fcluster
 
-    sim = jaccard_similarity(label_matrix(PAIRS)[0])
+    sim = jaccard_similarity(tag_matrix(PAIRS)[0])
     tree = ward_tree(sim)
     assert np.allclose(tree[:3, 2], 2 / 3) and tree[3, 2] == pytest.approx(tree[4, 2])  # the ties
     assert len(np.unique(fcluster(tree, 5, criterion="maxclust"))) == 3  # the old cut: fewer than asked
@@ -37,7 +37,7 @@ def test_cut_at_k_gives_exactly_k_clusters_when_merge_heights_tie():
     choice = choose_k(sim, tree, 2, 5)
     assert list(choice.ks) == [2, 3, 4, 5]
     for k in (4, 5):
-        assert label_clustering(sim, tree, k).k == k
+        assert cluster_tags_at_k(sim, tree, k).k == k
 
 
 def test_cut_by_merge_order_matches_scipy_cut_tree_where_heights_differ():
@@ -61,9 +61,9 @@ def test_agglomerative_at_k_gives_k_clusters_on_tied_distances():
 
 # --- model.label_method "song2020": the published R code ----------------------------------------
 
-from image_clustering.labels import (  # noqa: E402
+from image_clustering.tags import (  # noqa: E402
     r_round,
-    read_label_table,
+    read_tag_table,
     song2020_choose_k,
     song2020_knee,
     song2020_separation,
@@ -83,9 +83,9 @@ def test_song2020_similarity_and_separation_by_hand(tmp_path):
     path = tmp_path / "gcv.csv"
     path.write_text("photoid,url,w1,w2,w3\n1,a,tree,sky,grass\n2,b,tree,sky,NA\n3,c,sea,NA,NA\n"
                     "4,d,temple,temple,sea\n")
-    t = read_label_table(path)
+    t = read_tag_table(path)
     assert t.cells == [3, 2, 1, 3]  # "temple" twice: two cells, as R's lengword counts them
-    sim = song2020_similarity(label_matrix(t)[0], t.images, t.cells)
+    sim = song2020_similarity(tag_matrix(t)[0], t.images, t.cells)
     assert sim[0, 1] == 0.4  # 2 shared / (3 + 2), not the Jaccard 2/3
     assert sim[2, 3] == 0.25  # 1 shared / (1 + 3): the repeated cell counts below the line
     assert sim[0, 2] == 0 and np.all(np.diag(sim) == 1) and np.array_equal(sim, sim.T)
@@ -95,7 +95,7 @@ def test_song2020_similarity_and_separation_by_hand(tmp_path):
     #   b: [0.4, 1, 0]  within (0.4 + 1)/2 = 0.7,      between 0      → 0.7
     #   c: [0, 0, 1]    within 1,                      between 0      → 1
     assert song2020_separation(three, np.array([0, 0, 1])) == pytest.approx((0.5 + 0.7 + 1) / 3)
-    from image_clustering.labels import separation
+    from image_clustering.tags import separation
 
     assert separation(three, np.array([0, 0, 1])) == pytest.approx((0.7 + 0.7 + 1) / 3)  # the full matrix
 
@@ -146,8 +146,8 @@ R_GROUPS = "1 2 3 4 5 6 3 4 7 2 8 4 5 9 3 4 7 2 8 4 1 2 3 10 7 2 3 4 1 6"
 
 
 def test_song2020_reproduces_the_published_r_code(tmp_path):
-    t = read_label_table(gcv_table(tmp_path / "gcv.csv"))
-    sim = song2020_similarity(label_matrix(t)[0], t.images, t.cells)
+    t = read_tag_table(gcv_table(tmp_path / "gcv.csv"))
+    sim = song2020_similarity(tag_matrix(t)[0], t.images, t.cells)
     tree = song2020_tree(sim)
     choice = song2020_choose_k(sim, tree, 20)
     np.testing.assert_allclose(1 - choice.separation, R_DISTANCE, atol=1e-11)
@@ -162,7 +162,7 @@ def test_two_photos_without_labels_stop_song2020(tmp_path):
 
     t = table("a b", "", "", "a")
     with pytest.raises(ImgclustError, match="'1' and '2' have no labels"):
-        song2020_similarity(label_matrix(t)[0], t.images)
+        song2020_similarity(tag_matrix(t)[0], t.images)
 
 
 def test_cluster_labels_in_song2020_mode(tmp_path, make_config):

@@ -1,7 +1,7 @@
 """Label words → clusters: the workflow of Song, Richards & Tan (2020, Sci. Rep. 10, 808), where each
 photo is described by the labels a labelling service gave it.
 
-Label tables (CSV, UTF-8, one header row; :func:`read_label_table`):
+Label tables (CSV, UTF-8, one header row; :func:`read_tag_table`):
 
 - **wide** — one row per image: an image column (``path``, ``url`` or ``image``), label columns
   ``label_1..label_n`` (``imgclust tag``) or ``w1..w10`` (the Google Cloud Vision LABEL_DETECTION
@@ -34,27 +34,26 @@ import numpy as np
 from scipy import sparse
 
 from .atomic import read_csv
-from .clustering import Clustering, cut_tree_k, l_method, renumber_by_size
+from .clustering import Clustering, check_pairwise, cut_tree_k, l_method, renumber_by_size
 from .errors import ImgclustError
 
 IMAGE_COLUMNS = ("path", "url", "image")
 MISSING = {"", "na", "nan", "none", "null"}
-PAIRWISE_LIMIT = 20_000  # the all-pairs similarity matrix takes 8·N² bytes (3.2 GB at this N)
 
 
 @dataclass
-class LabelTable:
-    """Labels per image.
+class TagTable:
+    """Tag words per image (what the label table's columns call labels).
 
     Attributes:
         images: image identifiers as given (a path relative to ``paths.image_dir``, or a URL).
-        labels: per image, label → score in [0, 1] (confidence; 1 when the table has none).
-        cells: per image, the non-empty label cells in the table, a label repeated in a row
-            counted each time (the R workflow's label count ``lengword``); None: one per label.
+        tags: per image, tag word → score in [0, 1] (confidence; 1 when the table has none).
+        cells: per image, the non-empty label cells in the table, a tag repeated in a row
+            counted each time (the R workflow's label count ``lengword``); None: one per tag.
     """
 
     images: list[str]
-    labels: list[dict[str, float]]
+    tags: list[dict[str, float]]
     cells: list[int] | None = None
 
 
@@ -87,7 +86,7 @@ def _wide_columns(header: list[str]) -> list[tuple[str, str | None]]:
     return [(label, score) for _, label, score in sorted(pairs)]
 
 
-def read_label_table(path: Path) -> LabelTable:
+def read_tag_table(path: Path) -> TagTable:
     """Read a wide or long label table (format detected from the header; see the module docstring).
 
     Raises:
@@ -141,21 +140,21 @@ def read_label_table(path: Path) -> LabelTable:
             table[name] = labels
     if not table:
         raise ImgclustError(f"{path}: no images in the label table")
-    return LabelTable(list(table), list(table.values()), [counts.get(name, 0) for name in table])
+    return TagTable(list(table), list(table.values()), [counts.get(name, 0) for name in table])
 
 
-def merge_label_tables(tables: list[LabelTable]) -> LabelTable:
+def merge_tag_tables(tables: list[TagTable]) -> TagTable:
     """One table with every image of ``tables`` (in order of first appearance) and, per image, the
     labels of all of them (the best score where a label repeats; label cells added up)."""
     labels: dict[str, dict[str, float]] = {}
     cells: dict[str, int] = {}
     for table in tables:
-        for i, (image, own) in enumerate(zip(table.images, table.labels)):
+        for i, (image, own) in enumerate(zip(table.images, table.tags)):
             merged = labels.setdefault(image, {})
             for word, score in own.items():
                 merged[word] = max(score, merged.get(word, 0.0))
             cells[image] = cells.get(image, 0) + (table.cells[i] if table.cells is not None else len(own))
-    return LabelTable(list(labels), list(labels.values()), [cells[image] for image in labels])
+    return TagTable(list(labels), list(labels.values()), [cells[image] for image in labels])
 
 
 @dataclass
@@ -209,17 +208,17 @@ def local_photos(image_dir: Path, images: list[str]) -> LocalPhotos:
     return LocalPhotos(paths, outside)
 
 
-def label_matrix(table: LabelTable) -> tuple[sparse.csr_matrix, list[str]]:
+def tag_matrix(table: TagTable) -> tuple[sparse.csr_matrix, list[str]]:
     """Images × unique labels, 1 where the image has the label.
 
     Returns:
         (CSR matrix (N, L) of float64 0/1, the L labels in column order, sorted).
     """
-    vocabulary = sorted({word for labels in table.labels for word in labels})
+    vocabulary = sorted({word for labels in table.tags for word in labels})
     column = {word: j for j, word in enumerate(vocabulary)}
-    rows = [i for i, labels in enumerate(table.labels) for _ in labels]
-    cols = [column[word] for labels in table.labels for word in labels]
-    x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(table.labels), len(vocabulary)))
+    rows = [i for i, labels in enumerate(table.tags) for _ in labels]
+    cols = [column[word] for labels in table.tags for word in labels]
+    x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(table.tags), len(vocabulary)))
     return x, vocabulary
 
 
@@ -233,11 +232,10 @@ def jaccard_similarity(x: sparse.spmatrix) -> np.ndarray:
         float64 (N, N), symmetric, in [0, 1], 1 on the diagonal (also for images without labels).
 
     Raises:
-        ImgclustError: more than :data:`PAIRWISE_LIMIT` images.
+        ValueError: more than :data:`~image_clustering.clustering.PAIRWISE_LIMIT` images.
     """
     n = x.shape[0]
-    if n > PAIRWISE_LIMIT:
-        raise ImgclustError(f"label clustering holds all {n}² image pairs; it is limited to {PAIRWISE_LIMIT:,} images")
+    check_pairwise(n, "tag clustering")
     shared = (x @ x.T).toarray()
     counts = np.asarray(x.sum(axis=1)).ravel()
     union = counts[:, None] + counts[None, :] - shared
@@ -271,7 +269,7 @@ def separation(sim: np.ndarray, groups: np.ndarray) -> float:
 
 
 @dataclass
-class LabelK:
+class TagK:
     """The separation curve over k, the L-method's error per split, and the knee.
 
     Attributes:
@@ -288,7 +286,7 @@ class LabelK:
     errors: np.ndarray | None = None
 
 
-def choose_k(sim: np.ndarray, tree: np.ndarray, k_min: int = 2, k_max: int = 20) -> LabelK:
+def choose_k(sim: np.ndarray, tree: np.ndarray, k_min: int = 2, k_max: int = 20) -> TagK:
     """Cut ``tree`` into exactly k clusters (merge order, as R's ``cutree``) for k =
     k_min..min(k_max, N); the separation curve and its L-method knee."""
     from .clustering import l_method_errors
@@ -296,10 +294,10 @@ def choose_k(sim: np.ndarray, tree: np.ndarray, k_min: int = 2, k_max: int = 20)
     ks = np.arange(k_min, max(k_min, min(k_max, len(sim))) + 1)
     curve = np.array([separation(sim, cut_tree_k(tree, k)) for k in ks])
     splits, errors = l_method_errors(ks, curve) if len(ks) >= 4 else (np.empty(0), np.empty(0))
-    return LabelK(ks, curve, l_method(ks, curve), splits, errors)
+    return TagK(ks, curve, l_method(ks, curve), splits, errors)
 
 
-def label_clustering(sim: np.ndarray, tree: np.ndarray, k: int) -> Clustering:
+def cluster_tags_at_k(sim: np.ndarray, tree: np.ndarray, k: int) -> Clustering:
     """Cut the Ward tree into exactly ``k`` clusters (merge order), numbered by size (largest first).
 
     Returns:
@@ -350,9 +348,9 @@ def song2020_similarity(x: sparse.spmatrix, images: list[str] | None = None,
     2 decimals as R rounds; 1 on the diagonal.
 
     Args:
-        x: (N, L) 0/1 sparse matrix (:func:`label_matrix`).
+        x: (N, L) 0/1 sparse matrix (:func:`tag_matrix`).
         images: image names, for the error message.
-        cells: label cells per image (:attr:`LabelTable.cells`): the R code divides by these, so
+        cells: label cells per image (:attr:`TagTable.cells`): the R code divides by these, so
             a label given twice in a row counts twice there (and once in the numerator); default:
             the row sums of ``x``.
 
@@ -361,11 +359,10 @@ def song2020_similarity(x: sparse.spmatrix, images: list[str] | None = None,
 
     Raises:
         ImgclustError: two images without labels (0/0: R gets NaN and ``hclust`` stops), or more
-            than :data:`PAIRWISE_LIMIT` images.
+            than :data:`~image_clustering.clustering.PAIRWISE_LIMIT` images.
     """
     n = x.shape[0]
-    if n > PAIRWISE_LIMIT:
-        raise ImgclustError(f"label clustering holds all {n}² image pairs; it is limited to {PAIRWISE_LIMIT:,} images")
+    check_pairwise(n, "tag clustering")
     counts = np.asarray(cells, dtype=np.float64) if cells is not None else np.asarray(x.sum(axis=1)).ravel()
     empty = np.flatnonzero(counts == 0)
     if len(empty) > 1:
@@ -440,15 +437,15 @@ def song2020_knee(ks: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.nda
     return splits, errors, int(splits[int(np.argmin(errors))])
 
 
-def song2020_choose_k(sim: np.ndarray, tree: np.ndarray, k_max: int = 20) -> LabelK:
+def song2020_choose_k(sim: np.ndarray, tree: np.ndarray, k_max: int = 20) -> TagK:
     """The R code's "How many clusters?": cut ``tree`` (``cutree``: merge order) at k =
     2..min(k_max, N), :func:`song2020_separation` per k, and :func:`song2020_knee` of the curve
     1 − separation.
 
     Returns:
-        :class:`LabelK` (``separation`` as computed; the R code's curve is 1 − it).
+        :class:`TagK` (``separation`` as computed; the R code's curve is 1 − it).
     """
     ks = np.arange(2, max(2, min(k_max, len(sim))) + 1)
     curve = np.array([song2020_separation(sim, cut_tree_k(tree, k)) for k in ks])
     splits, errors, knee = song2020_knee(ks, 1.0 - curve)
-    return LabelK(ks, curve, knee, splits, errors)
+    return TagK(ks, curve, knee, splits, errors)
