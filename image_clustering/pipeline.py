@@ -206,9 +206,12 @@ def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
     key = _key(features=features_key, embedding=estimator.cache_key())
     path = config.layout.embedding_cache
     if path.is_file():
-        with np.load(path) as cached:
-            if str(cached["key"]) == key:
-                return cached["embedding"]
+        try:
+            with np.load(path) as cached:
+                if str(cached["key"]) == key:
+                    return cached["embedding"]
+        except (OSError, ValueError, KeyError, EOFError):  # a damaged cache is only recomputed
+            logger.warning(f"{path}: unreadable cache, computing the embedding again")
     try:
         embedding = estimator.fit_transform(vectors)
     except ValueError as exc:
