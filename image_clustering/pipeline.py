@@ -1,6 +1,9 @@
-"""The library API behind the command-line tool: one function per command, each taking a validated
-:class:`~image_clustering.config.Config`. Data flows one way: images → features → embedding →
-clusters → outputs; each step reuses what the previous run left when its inputs did not change."""
+"""The workflow behind the command-line tool: one function per command, each taking a validated
+:class:`~image_clustering.config.Config`, over the array-level stages (:mod:`~image_clustering.features`,
+:class:`~image_clustering.embedding.FeatureEmbedding`, :class:`~image_clustering.clustering.AutoKClustering`,
+...). It owns what the stages do not: the feature store, the caches, the output files and the
+config keys in error messages. Data flows one way: images → features → embedding → clusters →
+outputs; each step reuses what the previous run left when its inputs did not change."""
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +24,8 @@ from .config import Config
 from .embedding import FeatureEmbedding, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .networks import source
+from .networks import load_network
+from .networks import source as weight_source
 from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
 from .plots import (
     contact_sheet,
@@ -60,14 +64,12 @@ def _network(config: Config, name: str):
     if manifest is None:
         raise ImgclustError(f"paths.model_dir: no {name} weights in {config.paths.model_dir}; run `imgclust download`")
     wanted = config.model.weights[name]
-    if source(name, wanted) and manifest["source"] != wanted:
+    if weight_source(name, wanted) and manifest["source"] != wanted:
         raise ImgclustError(f"model.weights: {name} is set to {wanted!r} but {config.paths.model_dir} holds "
                             f"{manifest['source']!r} weights; run `imgclust download`")
     identity = {"network": name, "source": manifest["source"], "sha256": manifest["sha256"]}
 
     def load():
-        from .networks import load_network
-
         return load_network(weights_mod.load_manifest(config.paths.model_dir, name, verify=True))
 
     return load, identity
