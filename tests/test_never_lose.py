@@ -131,6 +131,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_moment_leaves_a_complete_link_folder(tmp_path):
     """D11: the new tree replaces the old one in one atomic exchange; a kill -9 at a random moment
     (8 tries) always leaves a complete link folder."""
