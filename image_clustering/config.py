@@ -7,6 +7,7 @@ a default. Validation uses JSON Schema (the ``jsonschema`` library); any problem
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ SCHEMA = {
                 "linkage": {"enum": ["ward", "average", "complete", "single"]},
                 "metric": {"enum": ["euclidean", "cosine"]},
                 "n_init": {**_INT, "minimum": 1},
-                "seed": {**_INT, "minimum": 0},
+                "seed": {**_INT, "minimum": 0, "maximum": 2**32 - 1},  # numpy's seed range
                 "link": {"enum": ["symlink", "hardlink", "copy"]},
                 "tag_count": {**_INT, "minimum": 1, "maximum": 20},
                 "tag_min_score": {"type": "number", "minimum": 0, "maximum": 1},
@@ -186,6 +187,28 @@ class Config:
         return self.paths.label_file or self.paths.cluster_label_dir / f"{self.model.object_name}_tags.csv"
 
 
+def _is_integer(checker, instance) -> bool:
+    # JSON Schema counts 5.0 as an integer; numpy and scikit-learn do not (n_init=2.0 is a TypeError
+    # deep inside k-means), so only JSON numbers written without a fraction or exponent pass.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker, instance) -> bool:
+    # Python's json parses NaN and Infinity; no number key has a use for them (NaN even passes
+    # "minimum"/"maximum", as every comparison with it is false).
+    return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer,
+                                                                            "number": _is_number}))
+
+
+def _expects_integer(schema: dict) -> bool:
+    return schema.get("type") == "integer" or any(s.get("type") == "integer" for s in schema.get("oneOf", []))
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
@@ -198,6 +221,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     key = _key(error.absolute_path)
     if error.validator == "required":
         return f"{key}: {error.message}"
+    if isinstance(error.instance, float) and not math.isfinite(error.instance):
+        return f"{key}: must be a finite number (got {error.instance!r})"
+    if isinstance(error.instance, float) and _expects_integer(error.schema):
+        return f"{key}: must be a whole number written without a decimal point (got {error.instance!r})"
     if key == "model.k":
         return f"model.k: must be a positive integer or \"auto\" (got {error.instance!r})"
     if key == "model.extractor" or key.startswith("model.extractor."):
@@ -242,7 +269,7 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
         ImgclustError: one line, ``<file>: <key>: <problem>``.
     """
     prefix = f"{source}: " if source else ""
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.absolute_path))
+    errors = sorted(_Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         raise ImgclustError(prefix + _describe(errors[0]))
     model = {**DEFAULT_MODEL, **raw["model"]}
@@ -266,13 +293,15 @@ def load_config(path) -> Config:
     """Read and validate a JSON config file; relative paths resolve against the current directory.
 
     Raises:
-        ImgclustError: the file is missing, is not JSON, or fails validation.
+        ImgclustError: the file is missing, is not UTF-8 JSON, or fails validation.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ImgclustError(f"{path}: cannot read config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ImgclustError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -232,7 +232,11 @@ def _run_algorithm(config: Config, points: np.ndarray, paths: list[str], k: int 
         if m.algorithm == "kmeans":
             result = cluster_kmeans(points, k, m.n_init, m.seed)
         elif m.algorithm == "hdbscan":
-            result = cluster_hdbscan(points, m.min_cluster_size or 5, m.metric, times, m.time_weight)
+            size = m.min_cluster_size or 5
+            if size > len(points):  # scikit-learn's message would name min_samples
+                raise ImgclustError(f"model.min_cluster_size: {size}{'' if m.min_cluster_size else ' (the default)'} "
+                                    f"is larger than the {len(points)} images with feature vectors")
+            result = cluster_hdbscan(points, size, m.metric, times, m.time_weight)
         else:
             result, tree, cut = cluster_hierarchical(points, m.linkage, m.metric, k=k, sim=m.sim,
                                                      min_size=m.min_cluster_size or 2, times=times, alpha=m.time_weight)
