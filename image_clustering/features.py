@@ -2,7 +2,9 @@
 
 Layout in ``<vector_dir>/<object_name>/``:
 
-- ``failures.csv``: ``path,reason`` for every image the last run could not read.
+- ``failures.csv``: ``path,reason,size,mtime_ns,ctime_ns,decoders`` for every image the last run
+  could not read (non-regular files named like photos included, without the state columns); an
+  image listed there is not tried again until it changes or the decoders do.
 - ``<network>/index.json`` (format 3): ``{"format": 3, "extractor": {...}, "dim": D,
   "shards": [token, ...]}``.
 - ``<network>/<token>.json``: ``{"images": [[path, size_bytes, mtime_ns], ...]}`` — row i of the
@@ -19,6 +21,7 @@ combining networks never recomputes what is there, and vectors of other weights 
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -35,7 +38,7 @@ from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_
 from .config import Config
 from .errors import ImgclustError
 from .extractor import FEATURE_DIMS, INPUT_SIZES, TOP_STORED
-from .images import ImageFile, list_images, open_rgb, square
+from .images import ImageFile, open_rgb, scan_images, square
 
 FORMAT = 3
 INDEX = "index.json"
@@ -215,7 +218,8 @@ def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[in
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
+    pool = ThreadPoolExecutor(max_workers=decode_threads())
+    try:
         def submit(batch):
             return [pool.submit(_safe_load, image_dir / f.path, sizes) for f in batch]
 
@@ -223,6 +227,10 @@ def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[in
         for i, batch in enumerate(batches):
             current, pending = pending, (submit(batches[i + 1]) if i + 1 < len(batches) else [])
             yield batch, [future.result() for future in current]
+    finally:
+        # On Ctrl-C (or any error) drop the batch queued ahead instead of decoding it first, as the
+        # executor's own exit would; a decode in progress finishes on its own.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -285,8 +293,55 @@ def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], cur
     removed = {f.path for f in live} - current
     todo = {f for f in files if f not in live}
     dim = OUTPUTS[name]["features"][0][0]
-    dirty = not same or bool(removed) or len(index["shards"]) != 1 or len(live) != len(files) - len(todo)
+    # rows of removed or changed images to drop, or shards to merge
+    dirty = not same or len(index["shards"]) != 1 or bool(live - set(files))
     return _StoreWriter(store_dir, identity, dim, keep_previous=same), todo, dirty, removed
+
+
+FAILURE_COLUMNS = ["path", "reason", "size", "mtime_ns", "ctime_ns", "decoders"]
+
+
+def _decoders() -> str:
+    """What decodes photos here: a failure is retried when this changes (pillow-heif installed…)."""
+    import importlib.util
+
+    import PIL
+
+    return f"Pillow {PIL.__version__}" + (" pillow-heif" if importlib.util.find_spec("pillow_heif") else "")
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    """(size, mtime_ns, ctime_ns) of what ``path`` points to, else of the link itself (broken
+    link); ctime moves on chmod, chown and rewrites, so a fixed permission is retried too."""
+    for stat_ in (os.stat, os.lstat):
+        try:
+            st = stat_(path)
+            return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+        except OSError:
+            continue
+    return None
+
+
+def _unchanged_failures(feature_dir: Path, image_dir: Path, candidates: set[ImageFile]) -> dict[ImageFile, str]:
+    """The images of ``candidates`` that failed last time and have not changed since (same size,
+    modification and status-change time, same decoders), with the reason they failed: not worth
+    trying again (nor loading a network for)."""
+    path = feature_dir / FAILURES
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = {row["path"]: row for row in csv.DictReader(f)}
+    except (OSError, ValueError, KeyError, csv.Error):
+        return {}  # none, or from an older version without the size columns: retry everything
+    decoders, known = _decoders(), {}
+    for image in candidates:
+        row = rows.get(image.path)
+        if not row or row.get("decoders") != decoders or not (row.get("size") or "").isdigit():
+            continue
+        key = _stat_key(image_dir / image.path)
+        recorded = (int(row["size"]), int(row["mtime_ns"] or -1), int(row["ctime_ns"] or -1))
+        if key is not None and (image.size, image.mtime_ns) == recorded[:2] and key[2] == recorded[2]:
+            known[image] = row["reason"]
+    return known
 
 
 def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True) -> ExtractSummary:
@@ -295,7 +350,9 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
     Only new or changed images (by size and modification time) go through a network; each image is
     decoded once for all networks; each batch is saved as it is done (a crash loses at most the
     batch in flight); rows of deleted images are dropped; unreadable files are skipped and listed
-    in ``failures.csv``. Holds the collection's lock for the whole run.
+    in ``failures.csv`` (and not tried again while they and the decoders stay the same); files named
+    like photos that are not regular files (FIFO, socket, device) are listed there unopened. Holds
+    the collection's lock for the whole run; Ctrl-C stops it within about one image decode.
 
     Args:
         config: validated config.
@@ -310,7 +367,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
     """
     start = time.perf_counter()
     image_dir, feature_dir = config.paths.image_dir, config.feature_dir
-    files = list_images(image_dir)
+    files, rejected = scan_images(image_dir)
     if not files:
         raise ImgclustError(f"paths.image_dir: no images (jpg, png, gif, webp, bmp, tif) found in {image_dir}")
     current = {f.path for f in files}
@@ -320,8 +377,12 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
             writer, todo, dirty, gone = _plan(config, name, identity, files, current)
             jobs.append(_Job(name, loader, writer, todo, dirty))
             removed |= gone
+        # An unchanged file that failed before fails again: skip it rather than load a network for it.
+        known = _unchanged_failures(feature_dir, image_dir, set().union(*(job.todo for job in jobs)))
+        for job in jobs:
+            job.todo -= known.keys()
         todo = sorted(set().union(*(job.todo for job in jobs)), key=lambda f: f.path)
-        failures: list[tuple[str, str]] = []
+        new_failures: list[tuple[str, str]] = []
         load_seconds = 0.0
         if todo:
             for job in jobs:
@@ -330,17 +391,28 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
                     warm_up = np.zeros((config.model.batch_size, job.network.input_size, job.network.input_size, 3), np.uint8)
                     job.network.run(warm_up)  # the first call traces the graph: part of building the network
             load_seconds = time.perf_counter() - start
-            failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress)
-        failed = {path for path, _ in failures}
+            new_failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress)
+        failed = {path for path, _ in new_failures} | {f.path for f in known}
         for job in jobs:
             if job.dirty or job.computed:
                 job.writer.compact(current - failed, OUTPUTS[job.name])
             else:
                 drop_unlisted(job.writer.store_dir, job.writer.shards)
-        atomic_write_csv(feature_dir / FAILURES, ["path", "reason"], failures)
+        _write_failures(feature_dir, image_dir, files, known, new_failures, rejected)
     stored = len(current - failed)
-    return ExtractSummary(stored, len(todo) - len(failures), len(files) - len(todo), len(removed), len(failures),
-                          time.perf_counter() - start, feature_dir, load_seconds)
+    return ExtractSummary(stored, len(todo) - len(new_failures), len(files) - len(todo) - len(known), len(removed),
+                          len(failed) + len(rejected), time.perf_counter() - start, feature_dir, load_seconds)
+
+
+def _write_failures(feature_dir: Path, image_dir: Path, files: list[ImageFile], known: dict[ImageFile, str],
+                    new: list[tuple[str, str]], rejected: list[tuple[str, str]]) -> None:
+    """``failures.csv``: every image that could not be read, with the reason and what identifies
+    the file's state (see :func:`_unchanged_failures`); non-regular files carry no state."""
+    by_path, decoders = {f.path: f for f in files}, _decoders()
+    rows = [[f.path, reason, f.size, f.mtime_ns, (_stat_key(image_dir / f.path) or (0, 0, ""))[2], decoders]
+            for f, reason in [*known.items(), *((by_path[p], r) for p, r in new)]]
+    rows += [[path, reason, "", "", "", ""] for path, reason in rejected]
+    atomic_write_csv(feature_dir / FAILURES, FAILURE_COLUMNS, sorted(rows, key=lambda row: row[0]))
 
 
 def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, batch_size: int,

@@ -156,3 +156,127 @@ def test_download_replaces_a_damaged_manifest(tmp_path):
     manifest = download_weights("inception_v3", str(h5), models, force=True, log=lines.append)
     assert manifest["source"] == "local" and load_manifest(models, "inception_v3")["sha256"] == manifest["sha256"]
     assert any("damaged" in line for line in lines)
+
+
+# ---- D3: FIFOs and other non-regular files, Ctrl-C -----------------------------------------------
+
+@pytest.fixture
+def cli_random_extractor(monkeypatch, random_extractor):
+    """The CLI's inception_v3 is the random-weight one (no trained weights needed)."""
+    from image_clustering import pipeline
+
+    monkeypatch.setattr(pipeline, "_network", lambda config, name: random_extractor[name])
+    return random_extractor
+
+
+def test_fifo_socket_or_device_named_like_a_photo_is_listed_as_failed_not_opened(tmp_path, make_config,
+                                                                                  cli_random_extractor):
+    photos = tmp_path / "p"
+    noise(photos / "a.jpg", 0)
+    os.mkfifo(photos / "pipe.jpg")
+    (photos / "link-to-pipe.png").symlink_to(photos / "pipe.jpg")
+    (photos / "null.jpg").symlink_to("/dev/null")
+    (photos / "link-to-a.jpg").symlink_to(photos / "a.jpg")  # a link to a photo is still a photo
+    config = make_config(photos, extractor="inception_v3", batch_size=4)
+    result = without_hanging_on(photos / "pipe.jpg", lambda: CliRunner().invoke(
+        main, ["extract", "-q", "--config", str(config.source)]))
+    assert result.exit_code == 0, result.output
+    assert "2 images in store" in result.output and "3 failed" in result.output
+    failures = failures_of(config)
+    assert set(failures) == {"pipe.jpg", "link-to-pipe.png", "null.jpg"}
+    assert failures["pipe.jpg"]["reason"] == "not a regular file (FIFO)"
+    assert failures["null.jpg"]["reason"] == "not a regular file (character device)"
+
+
+def without_hanging_on(fifo, call, seconds=60):
+    """``call()``, failing the test (instead of hanging it) when it is still stuck opening ``fifo``
+    after ``seconds``."""
+    import threading
+
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(call()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        for _ in range(20):  # be the writer the stuck open() waits for, so the run can end
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"blocked on {fifo.name} for {seconds} s")
+    return outcome[0]
+
+
+def test_a_fifo_that_appears_after_listing_does_not_block_decoding(tmp_path):
+    from image_clustering.images import load_rgb
+
+    os.mkfifo(tmp_path / "late.jpg")
+
+    def decode():
+        try:
+            load_rgb(tmp_path / "late.jpg", 64)
+        except OSError as exc:
+            return str(exc)
+
+    assert without_hanging_on(tmp_path / "late.jpg", decode, seconds=5) == "not a regular file (FIFO)"
+
+
+def test_ctrl_c_stops_extract_within_seconds_and_the_next_run_resumes(lite0_weights, tmp_path, make_config):
+    photos = tmp_path / "p"
+    for i in range(64):
+        noise(photos / f"{i:03d}.png", i, size=(64, 64))
+    os.mkfifo(photos / "zz-pipe.jpg")  # last in order: must not hold anything up either
+    config = make_config(photos, extractor="efficientnet_lite0", batch_size=4)
+    index = config.feature_dir / "efficientnet_lite0" / "index.json"
+    proc = subprocess.Popen([sys.executable, "-m", "image_clustering.cli", "extract", "--config", str(config.source)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if index.is_file() and len(json.loads(index.read_text())["shards"]) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    print(f"exit {took:.2f} s after SIGINT")
+    assert took < 3, f"exit took {took:.1f} s after SIGINT"
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    resumed = CliRunner().invoke(main, ["extract", "-q", "--config", str(config.source)])
+    assert resumed.exit_code == 0, resumed.output
+    reused = int(resumed.output.split(" computed, ")[1].split(" reused")[0])
+    assert reused >= 8 and "64 images in store" in resumed.output and "1 failed" in resumed.output
+
+
+# ---- (a) failures are remembered -------------------------------------------------------------------
+
+def test_an_unchanged_failed_file_is_not_retried_and_no_network_is_loaded(tmp_path, make_config, random_extractor):
+    photos = tmp_path / "p"
+    noise(photos / "a.jpg", 0)
+    noise(photos / "b.png", 1)
+    (photos / "bad.jpg").write_bytes(b"not a photo")
+    loads = []
+    loader, identity = random_extractor["inception_v3"]
+    networks = {"inception_v3": (lambda: loads.append(1) or loader(), identity)}
+    config = make_config(photos, extractor="inception_v3", batch_size=4)
+    from image_clustering.features import extract_features
+
+    first = extract_features(config, networks, progress=False)
+    assert (first.computed, first.failed, len(loads)) == (2, 1, 1)
+    token = json.loads((config.feature_dir / "inception_v3" / "index.json").read_text())["shards"]
+    again = extract_features(config, networks, progress=False)
+    assert (again.total, again.computed, again.reused, again.failed, len(loads)) == (2, 0, 2, 1, 1)
+    assert json.loads((config.feature_dir / "inception_v3" / "index.json").read_text())["shards"] == token
+    row = failures_of(config)["bad.jpg"]
+    assert "cannot identify image file" in row["reason"] and row["size"] == "11"
+    (photos / "bad.jpg").chmod(0o600)  # status change (e.g. a permission fixed): tried again
+    assert extract_features(config, networks, progress=False).failed == 1 and len(loads) == 2
+    noise(photos / "bad.jpg", 2)  # replaced by a real photo: read now
+    fixed = extract_features(config, networks, progress=False)
+    assert (fixed.total, fixed.computed, fixed.failed, len(loads)) == (3, 1, 0, 3)
+    assert failures_of(config) == {}
