@@ -15,13 +15,15 @@ Layout in ``<vector_dir>/<object_name>/``:
 ``extract`` appends one shard per batch (arrays, then rows, then ``index.json``, each replaced
 atomically), so ``kill -9`` loses at most the batch in flight and memory does not grow with the
 collection. When a path appears in several shards the last one wins. A completed run compacts
-the shards into one, sorted by path, streaming rows through a memory-mapped output, so after it
-the store loads lazily (memory-mapped). Each network's vectors are stored apart: switching or
+the shards into one, sorted by path, streaming rows into a preallocated file (no writable memory
+map: a full disk is an error naming the file, not SIGBUS), so after it the store loads lazily
+(memory-mapped). Each network's vectors are stored apart: switching or
 combining networks never recomputes what is there, and vectors of other weights are never mixed.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import time
@@ -165,7 +167,12 @@ class _StoreWriter:
 
     def compact(self, keep: set[str], outputs: dict) -> None:
         """Rewrite the store as one shard holding the newest row of every path in ``keep``,
-        sorted by path; copies ``COMPACT_CHUNK`` rows at a time through memory-mapped files."""
+        sorted by path, copying ``COMPACT_CHUNK`` rows at a time. On failure (a full disk) the
+        store stays as it was and no temporary file is left.
+
+        Raises:
+            OSError: writing failed; ``filename`` is the shard file being written.
+        """
         self.store_dir.mkdir(parents=True, exist_ok=True)
         index = {"shards": self.shards}
         live = _live_rows(self.store_dir, index)
@@ -173,18 +180,40 @@ class _StoreWriter:
         sources = [_shard_arrays(self.store_dir, t, outputs) for t in self.shards]
         token = uuid.uuid4().hex[:12]
         for name, (shape, dtype) in outputs.items():
+            chunks = ([sources[live[p][0]][name][live[p][1]] for p in order[start : start + COMPACT_CHUNK]]
+                      for start in range(0, len(order), COMPACT_CHUNK))
             with atomic_path(self.store_dir / f"{token}.{name}.npy") as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(order), *shape))
-                for start in range(0, len(order), COMPACT_CHUNK):
-                    chunk = order[start : start + COMPACT_CHUNK]
-                    out[start : start + len(chunk)] = [sources[live[p][0]][name][live[p][1]] for p in chunk]
-                out.flush()
-                del out
+                write_npy(tmp, (len(order), *shape), dtype, chunks)
         atomic_write_text(self.store_dir / f"{token}.json",
                           json.dumps({"images": [[p, live[p][2].size, live[p][2].mtime_ns] for p in order]}))
         self.shards = [token]
         self._write_index()
         drop_unlisted(self.store_dir, self.shards)
+
+
+def write_npy(path: Path, shape: tuple[int, ...], dtype, chunks) -> None:
+    """Write an ``.npy`` file of ``shape`` and ``dtype`` from ``chunks`` (arrays or lists of rows,
+    in order, together exactly ``shape[0]`` rows) with ordinary writes, its space reserved first.
+
+    Not through a writable memory map: on a full disk, writing into a sparse mapped file kills the
+    process with SIGBUS (no error, a hidden temporary file left behind); reserving the space
+    (``posix_fallocate``) fails at once with ENOSPC instead, and a plain write would too.
+
+    Raises:
+        OSError: ENOSPC and the like.
+    """
+    dtype = np.dtype(dtype)
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+        f.flush()
+        try:
+            os.posix_fallocate(f.fileno(), 0, f.tell() + int(np.prod(shape)) * dtype.itemsize)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # not supported here: just write
+                raise
+        for chunk in chunks:
+            f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
 
 
 def drop_unlisted(store_dir: Path, shards: list[str]) -> None:

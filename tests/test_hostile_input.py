@@ -280,3 +280,91 @@ def test_an_unchanged_failed_file_is_not_retried_and_no_network_is_loaded(tmp_pa
     fixed = extract_features(config, networks, progress=False)
     assert (fixed.total, fixed.computed, fixed.failed, len(loads)) == (3, 1, 0, 3)
     assert failures_of(config) == {}
+
+
+# ---- D6: a full disk while compacting ------------------------------------------------------------
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name)
+
+
+def test_full_disk_while_compacting_is_one_line_naming_the_file_and_keeps_the_store(tmp_path, make_config,
+                                                                                    cli_random_extractor, monkeypatch):
+    photos = tmp_path / "p"
+    for i in range(3):
+        noise(photos / f"{i}.jpg", i)
+    config = make_config(photos, extractor="inception_v3", batch_size=4)
+    args = ["extract", "-q", "--config", str(config.source)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    noise(photos / "new.jpg", 9)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    result = CliRunner().invoke(main, args)
+    store_dir = config.feature_dir / "inception_v3"
+    one_line_error(result, "No space left on device", f"{store_dir}/", ".features.npy")
+    assert leftovers(tmp_path) == []
+    from image_clustering.features import load_store
+
+    assert load_store(store_dir).paths == ["0.jpg", "1.jpg", "2.jpg", "new.jpg"]  # old rows and the new shard
+    monkeypatch.undo()
+    monkeypatch.setattr(__import__("image_clustering.pipeline").pipeline, "_network",
+                        lambda config, name: cli_random_extractor[name])
+    again = CliRunner().invoke(main, args)  # space again: compaction finishes, nothing recomputed
+    assert again.exit_code == 0 and "0 computed, 4 reused" in again.output, again.output
+
+
+COMPACT_ON_SMALL_DISK = r"""
+import sys
+from pathlib import Path
+import numpy as np
+from image_clustering.features import OUTPUTS, _StoreWriter, load_store
+from image_clustering.images import ImageFile
+
+store_dir, n = Path(sys.argv[1]), int(sys.argv[2])
+writer = _StoreWriter(store_dir, {"network": "fake"}, 2048, keep_previous=False)
+images = [ImageFile(f"{i:04d}.jpg", 1, 1) for i in range(n)]
+rng = np.random.default_rng(0)
+for start in range(0, n, 8):
+    writer.append(images[start:start + 8], {"features": rng.normal(size=(len(images[start:start + 8]), 2048))
+                                                         .astype(np.float32)})
+try:
+    writer.compact({f.path for f in images}, OUTPUTS["inception_v3"])
+    print("compacted")
+except OSError as exc:
+    print(f"OSError|{exc.errno}|{exc.filename}|{len(load_store(store_dir).paths)}")
+"""
+
+
+def test_compacting_on_a_really_full_disk_fails_cleanly(tmp_path):
+    """A real 512 KiB tmpfs: the shards fit, their compacted copy does not (8 KiB per row)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        store_dir = disk / "vectors" / "inception_v3"
+        run = subprocess.run([sys.executable, "-c", COMPACT_ON_SMALL_DISK, str(store_dir), "40"], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(MODEL_DIR.parent)})
+        assert run.returncode == 0, f"exit {run.returncode} (SIGBUS is -7): {run.stderr[-500:]}"
+        kind, code, filename, rows = run.stdout.strip().split("|")
+        assert (kind, int(code), int(rows)) == ("OSError", errno.ENOSPC, 40)
+        assert filename.startswith(str(store_dir)) and filename.endswith(".features.npy")
+        assert leftovers(disk) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_failed_write_names_the_file_it_was_writing(tmp_path):
+    from image_clustering.atomic import atomic_path
+
+    target = tmp_path / "out" / "table.csv"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() raises on a full disk
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert list(target.parent.iterdir()) == []
