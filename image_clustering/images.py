@@ -14,8 +14,11 @@ from .errors import ImgclustError
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif"})
 HEIF = frozenset({".heic", ".heif"})
-# Pillow's default bomb limit (~89 Mpx) only warns; we refuse above twice a 48 Mpx camera frame.
+# We refuse photos above twice a 48 Mpx camera frame. Pillow's own decompression-bomb guard
+# (warning above Image.MAX_IMAGE_PIXELS, ~89.5 Mpx by default, error above twice that) is set to the
+# same limit, or it would refuse the 89.5-100 Mpx photos first; open_rgb turns its warning into an error.
 MAX_PIXELS = 100_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 @dataclass(frozen=True)

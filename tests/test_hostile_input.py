@@ -368,3 +368,24 @@ def test_a_failed_write_names_the_file_it_was_writing(tmp_path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() raises on a full disk
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert list(target.parent.iterdir()) == []
+
+
+# ---- (b) the pixel limit is exactly MAX_PIXELS -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def huge_pngs(tmp_path_factory):
+    """1-bit PNGs of 95 Mpx (10000×9500) and just over 100 Mpx (10000×10001): black, a few KiB each."""
+    folder = tmp_path_factory.mktemp("huge")
+    for name, size in (("95mpx.png", (10000, 9500)), ("over.png", (10000, 10001))):
+        Image.new("1", size).save(folder / name, optimize=False, compress_level=1)
+    return folder
+
+
+def test_a_95_megapixel_photo_is_read_and_one_over_100_is_refused(huge_pngs):
+    from image_clustering.images import MAX_PIXELS, load_rgb
+
+    assert MAX_PIXELS == 100_000_000
+    pixels = load_rgb(huge_pngs / "95mpx.png", 32)
+    assert pixels.shape == (32, 32, 3) and pixels.max() == 0
+    with pytest.raises((Image.DecompressionBombError, Image.DecompressionBombWarning), match="100,?000,?000"):
+        load_rgb(huge_pngs / "over.png", 32)
