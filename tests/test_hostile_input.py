@@ -389,3 +389,29 @@ def test_a_95_megapixel_photo_is_read_and_one_over_100_is_refused(huge_pngs):
     assert pixels.shape == (32, 32, 3) and pixels.max() == 0
     with pytest.raises((Image.DecompressionBombError, Image.DecompressionBombWarning), match="100,?000,?000"):
         load_rgb(huge_pngs / "over.png", 32)
+
+
+# ---- (c) -q silences Keras' download messages ----------------------------------------------------
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_keras_download_messages_go_through_the_log_and_q_silences_them(tmp_path, make_config, monkeypatch, quiet):
+    from image_clustering import weights
+
+    served = tmp_path / "host"
+    served.mkdir()
+    (served / "vgg16.h5").write_bytes(b"stand-in for the VGG16 weights")
+    md5 = weights.file_hash(served / "vgg16.h5", "md5")
+    monkeypatch.setitem(weights.KERAS_FILES, ("vgg16", "keras"),
+                        {"file": "vgg16.h5", "md5": md5, "origin": served.as_uri() + "/"})
+    config = make_config(tmp_path / "p", extractor="vgg16")
+    raw = json.loads(config.source.read_text())
+    raw["paths"]["model_dir"] = str(tmp_path / "models")
+    config.source.write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["download", *(["-q"] if quiet else []),
+                                      "--config", str(config.source)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stdout.strip().splitlines() == [f"download: vgg16 keras weights at {tmp_path / 'models' / 'vgg16.h5'}"]
+    if quiet:
+        assert result.stderr == ""
+    else:
+        assert "Downloading data from file://" in result.stderr
