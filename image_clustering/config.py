@@ -50,6 +50,7 @@ SCHEMA = {
                 "weights": {"oneOf": [_PATH, {"type": "object", "additionalProperties": False,
                                               "properties": {n: _PATH for n in NETWORKS}}]},
                 "standardize": {"type": "boolean"},
+                "content_hash": {"type": "boolean"},
                 "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
                 "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
                 "reducer": {"enum": ["tsne", "umap"]},
@@ -90,6 +91,7 @@ DEFAULT_MODEL = {
     "extractor": ["inception_v3", "efficientnet_lite0"],
     "weights": {},
     "standardize": False,
+    "content_hash": False,
     "batch_size": 32,
     "pca_dimension": 50,
     "reducer": "tsne",
@@ -163,6 +165,7 @@ class ModelConfig:
     tag_min_score: float
     label_k: int | str
     label_k_max: int
+    content_hash: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Layout in ``<vector_dir>/<object_name>/``:
 - ``<network>/index.json`` (format 3): ``{"format": 3, "extractor": {...}, "dim": D,
   "shards": [token, ...]}``.
 - ``<network>/<token>.json``: ``{"images": [[path, size_bytes, mtime_ns], ...]}`` — row i of the
-  shard's arrays is ``images[i]``; paths are relative to ``paths.image_dir`` with ``/``.
+  shard's arrays is ``images[i]``; paths are relative to ``paths.image_dir`` with ``/``; with
+  ``model.content_hash`` also ``"hashes": [blake2b hex or null, ...]`` (absent in older stores).
 - ``<network>/<token>.<array>.npy``: ``features`` float32 (n, D), C order; classifier networks
   also keep ``top_classes`` int16 (n, 20) and ``top_scores`` float32 (n, 20).
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import os
+import stat
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -96,13 +99,14 @@ def _shard_arrays(store_dir: Path, token: str, names) -> dict[str, np.ndarray]:
     return {name: np.load(store_dir / f"{token}.{name}.npy", mmap_mode="r") for name in names}
 
 
-def _live_rows(store_dir: Path, index: dict) -> dict[str, tuple[int, int, ImageFile]]:
-    """path → (shard number, row, image) for the newest row of every path."""
+def _live_rows(store_dir: Path, index: dict) -> dict[str, tuple[int, int, ImageFile, str | None]]:
+    """path → (shard number, row, image, content hash or None) for the newest row of every path."""
     live = {}
     for s, token in enumerate(index["shards"]):
-        rows = json.loads((store_dir / f"{token}.json").read_text())["images"]
-        for r, (path, size, mtime) in enumerate(rows):
-            live[path] = (s, r, ImageFile(path, size, mtime))
+        doc = json.loads((store_dir / f"{token}.json").read_text())
+        hashes = doc.get("hashes") or [None] * len(doc["images"])  # shards before model.content_hash have none
+        for r, ((path, size, mtime), digest) in enumerate(zip(doc["images"], hashes)):
+            live[path] = (s, r, ImageFile(path, size, mtime), digest)
     return live
 
 
@@ -165,10 +169,11 @@ class _StoreWriter:
         self.shards.append(self._write_shard(images, arrays))
         self._write_index()
 
-    def compact(self, keep: set[str], outputs: dict) -> None:
+    def compact(self, keep: set[str], outputs: dict, hashes: dict[str, str | None] | None = None) -> None:
         """Rewrite the store as one shard holding the newest row of every path in ``keep``,
         sorted by path, copying ``COMPACT_CHUNK`` rows at a time. On failure (a full disk) the
-        store stays as it was and no temporary file is left.
+        store stays as it was and no temporary file is left. ``hashes`` (path → content hash, from
+        ``model.content_hash``) are recorded with the rows; without them rows keep the hash they have.
 
         Raises:
             OSError: writing failed; ``filename`` is the shard file being written.
@@ -184,8 +189,11 @@ class _StoreWriter:
                       for start in range(0, len(order), COMPACT_CHUNK))
             with atomic_path(self.store_dir / f"{token}.{name}.npy") as tmp:
                 write_npy(tmp, (len(order), *shape), dtype, chunks)
-        atomic_write_text(self.store_dir / f"{token}.json",
-                          json.dumps({"images": [[p, live[p][2].size, live[p][2].mtime_ns] for p in order]}))
+        doc = {"images": [[p, live[p][2].size, live[p][2].mtime_ns] for p in order]}
+        digests = [(hashes or {}).get(p) or live[p][3] for p in order]
+        if any(digests):
+            doc["hashes"] = digests
+        atomic_write_text(self.store_dir / f"{token}.json", json.dumps(doc))
         self.shards = [token]
         self._write_index()
         drop_unlisted(self.store_dir, self.shards)
@@ -312,19 +320,41 @@ class ExtractSummary:
                 f"{self.removed} removed{failed}; {self.seconds:.1f} s{rate}")
 
 
-def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], current: set[str]):
+def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], current: set[str],
+          hashes: dict[str, str | None] | None = None):
     """What one network must compute: (writer, images to compute, store needs compaction,
-    paths of removed images)."""
+    paths of removed images). With ``hashes`` (path → content hash) a row whose recorded hash
+    differs is computed again; a row without one (stored before) takes the current hash."""
     store_dir = config.feature_dir / name
     index = _read_index(store_dir)
     same = index is not None and index["extractor"] == identity  # other weights: never mix, start over
-    live = {f for _, _, f in _live_rows(store_dir, index).values()} if same else set()
+    rows = _live_rows(store_dir, index) if same else {}
+    live = {f for _, _, f, _ in rows.values()}
     removed = {f.path for f in live} - current
     todo = {f for f in files if f not in live}
+    unhashed = False
+    if hashes is not None:
+        recorded = {f.path: digest for _, _, f, digest in rows.values()}
+        todo |= {f for f in files if recorded.get(f.path) and recorded[f.path] != hashes.get(f.path)}
+        unhashed = any(f in live and not recorded[f.path] and hashes.get(f.path) for f in files)
     dim = OUTPUTS[name]["features"][0][0]
-    # rows of removed or changed images to drop, or shards to merge
-    dirty = not same or len(index["shards"]) != 1 or bool(live - set(files))
+    # rows of removed or changed images to drop, shards to merge, or hashes to record
+    dirty = not same or len(index["shards"]) != 1 or bool(live - set(files)) or unhashed
     return _StoreWriter(store_dir, identity, dim, keep_previous=same), todo, dirty, removed
+
+
+def content_hash(path: Path) -> str | None:
+    """BLAKE2b (128-bit) of the file's bytes, hex; None when it cannot be read (decoding will say why)."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 FAILURE_COLUMNS = ["path", "reason", "size", "mtime_ns", "ctime_ns", "decoders"]
@@ -376,7 +406,8 @@ def _unchanged_failures(feature_dir: Path, image_dir: Path, candidates: set[Imag
 def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True) -> ExtractSummary:
     """Bring the stores of ``networks`` up to date with ``paths.image_dir``, in one pass.
 
-    Only new or changed images (by size and modification time) go through a network; each image is
+    Only new or changed images (by size and modification time, and with ``model.content_hash`` by
+    a hash of their bytes) go through a network; each image is
     decoded once for all networks; each batch is saved as it is done (a crash loses at most the
     batch in flight); rows of deleted images are dropped; unreadable files are skipped and listed
     in ``failures.csv`` (and not tried again while they and the decoders stay the same); files named
@@ -401,9 +432,11 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         raise ImgclustError(f"paths.image_dir: no images (jpg, png, gif, webp, bmp, tif) found in {image_dir}")
     current = {f.path for f in files}
     with exclusive_lock(feature_dir, "extract"):
+        # model.content_hash: also notice a photo replaced by one of the same size and time
+        hashes = {f.path: content_hash(image_dir / f.path) for f in files} if config.model.content_hash else None
         jobs, removed = [], set()
         for name, (loader, identity) in networks.items():
-            writer, todo, dirty, gone = _plan(config, name, identity, files, current)
+            writer, todo, dirty, gone = _plan(config, name, identity, files, current, hashes)
             jobs.append(_Job(name, loader, writer, todo, dirty))
             removed |= gone
         # An unchanged file that failed before fails again: skip it rather than load a network for it.
@@ -424,7 +457,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         failed = {path for path, _ in new_failures} | {f.path for f in known}
         for job in jobs:
             if job.dirty or job.computed:
-                job.writer.compact(current - failed, OUTPUTS[job.name])
+                job.writer.compact(current - failed, OUTPUTS[job.name], hashes)
             else:
                 drop_unlisted(job.writer.store_dir, job.writer.shards)
         _write_failures(feature_dir, image_dir, files, known, new_failures, rejected)

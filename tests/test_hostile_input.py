@@ -415,3 +415,35 @@ def test_keras_download_messages_go_through_the_log_and_q_silences_them(tmp_path
         assert result.stderr == ""
     else:
         assert "Downloading data from file://" in result.stderr
+
+
+# ---- (d) model.content_hash ------------------------------------------------------------------------
+
+def replace_keeping_size_and_time(path, seed):
+    st = path.stat()
+    noise(path, seed)
+    assert path.stat().st_size == st.st_size  # same dimensions, uncompressed-like PNG noise: same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_content_hash_notices_a_photo_replaced_with_the_same_size_and_time(tmp_path, make_config, random_extractor):
+    from image_clustering.features import extract_features, load_store
+
+    photos = tmp_path / "p"
+    noise(photos / "a.bmp", 0)
+    noise(photos / "b.bmp", 1)
+    plain = make_config(photos, extractor="inception_v3", batch_size=4)
+    extract_features(plain, random_extractor, progress=False)  # a store from before content_hash
+    before = np.array(load_store(plain.feature_dir / "inception_v3").vectors)
+    hashed = make_config(photos, extractor="inception_v3", batch_size=4, content_hash=True)
+    adopt = extract_features(hashed, random_extractor, progress=False)
+    assert (adopt.computed, adopt.reused) == (0, 2)  # old rows take the current hashes
+    shard = json.loads((hashed.feature_dir / "inception_v3" / "index.json").read_text())["shards"][0]
+    assert len(json.loads((hashed.feature_dir / "inception_v3" / f"{shard}.json").read_text())["hashes"]) == 2
+    replace_keeping_size_and_time(photos / "a.bmp", 7)
+    assert extract_features(plain, random_extractor, progress=False).computed == 0  # documented blind spot
+    summary = extract_features(hashed, random_extractor, progress=False)
+    assert (summary.computed, summary.reused) == (1, 1)
+    after = np.array(load_store(hashed.feature_dir / "inception_v3").vectors)
+    assert not np.allclose(after[0], before[0]) and np.allclose(after[1], before[1])
+    assert extract_features(hashed, random_extractor, progress=False).computed == 0
