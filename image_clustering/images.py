@@ -1,6 +1,7 @@
 """Finding photos under a folder and decoding them into network-sized RGB arrays (Pillow)."""
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -84,6 +85,13 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
+class _PhotoFile(io.BufferedReader):
+    """A buffered photo file that Pillow's messages show as its path (as when given the path)."""
+
+    def __repr__(self) -> str:
+        return repr(os.fspath(self.name))
+
+
 def _open_regular(path: Path):
     """Open ``path`` for binary reading without ever blocking: a FIFO swapped in after listing
     would make a plain open() wait for a writer forever (and the decode thread with it).
@@ -92,7 +100,7 @@ def _open_regular(path: Path):
         OSError: cannot be opened, or is not a regular file.
     """
     # O_NONBLOCK: a FIFO opens at once instead of waiting; it means nothing for regular files.
-    f = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))
+    f = _PhotoFile(io.FileIO(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)))
     mode = os.fstat(f.fileno()).st_mode
     if not stat.S_ISREG(mode):
         f.close()
