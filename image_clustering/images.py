@@ -177,7 +177,7 @@ def photo_time(path: Path) -> float:
         OSError: the file cannot be read at all (not even its modification time).
     """
     try:
-        with Image.open(path) as im:
+        with _open_regular(path) as f, Image.open(f) as im:
             stamp = im.getexif().get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)
         if isinstance(stamp, str):
             from datetime import datetime, timezone

@@ -447,3 +447,11 @@ def test_content_hash_notices_a_photo_replaced_with_the_same_size_and_time(tmp_p
     after = np.array(load_store(hashed.feature_dir / "inception_v3").vectors)
     assert not np.allclose(after[0], before[0]) and np.allclose(after[1], before[1])
     assert extract_features(hashed, random_extractor, progress=False).computed == 0
+
+
+def test_photo_time_of_a_fifo_is_its_file_time_without_waiting(tmp_path):
+    from image_clustering.images import photo_time
+
+    os.mkfifo(tmp_path / "late.jpg")
+    taken = without_hanging_on(tmp_path / "late.jpg", lambda: photo_time(tmp_path / "late.jpg"), seconds=5)
+    assert taken == os.stat(tmp_path / "late.jpg").st_mtime
