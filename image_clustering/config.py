@@ -300,7 +300,7 @@ def load_config(path) -> Config:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark (Notepad) is fine
     except OSError as exc:
         raise ImgclustError(f"{path}: cannot read config ({exc.strerror})") from None
     except UnicodeDecodeError as exc:

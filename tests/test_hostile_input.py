@@ -82,6 +82,14 @@ def test_config_file_that_is_not_utf8_is_one_line(tmp_path):
     one_line_error(CliRunner().invoke(main, ["extract", "--config", str(path)]), "latin1.json", "UTF-8")
 
 
+def test_config_file_with_a_utf8_byte_order_mark_loads(tmp_path):
+    from image_clustering import load_config
+
+    path = tmp_path / "notepad.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(with_model(seed=3)).encode())
+    assert load_config(path).model.seed == 3
+
+
 def fake_store(config, n, dim=16):
     """A compacted inception_v3 store of ``n`` random vectors (no photos, no network)."""
     from image_clustering.features import OUTPUTS, _StoreWriter
