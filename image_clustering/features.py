@@ -394,11 +394,14 @@ def _unchanged_failures(feature_dir: Path, image_dir: Path, candidates: set[Imag
     decoders, known = _decoders(), {}
     for image in candidates:
         row = rows.get(image.path)
-        if not row or row.get("decoders") != decoders or not (row.get("size") or "").isdigit():
+        if not row or row.get("decoders") != decoders:
+            continue
+        try:
+            recorded = tuple(int(row[k]) for k in ("size", "mtime_ns", "ctime_ns"))
+        except (KeyError, TypeError, ValueError):  # a row without state (hand-edited…): retry
             continue
         key = _stat_key(image_dir / image.path)
-        recorded = (int(row["size"]), int(row["mtime_ns"] or -1), int(row["ctime_ns"] or -1))
-        if key is not None and (image.size, image.mtime_ns) == recorded[:2] and key[2] == recorded[2]:
+        if key is not None and (image.size, image.mtime_ns, key[2]) == recorded:
             known[image] = row["reason"]
     return known
 

@@ -468,3 +468,17 @@ def test_photo_time_of_a_fifo_is_its_file_time_without_waiting(tmp_path):
     os.mkfifo(tmp_path / "late.jpg")
     taken = without_hanging_on(tmp_path / "late.jpg", lambda: photo_time(tmp_path / "late.jpg"), seconds=5)
     assert taken == os.stat(tmp_path / "late.jpg").st_mtime
+
+
+def test_a_hand_edited_failures_csv_only_means_a_retry(tmp_path, make_config, random_extractor):
+    from image_clustering.features import extract_features
+
+    noise(tmp_path / "p" / "a.jpg", 0)
+    (tmp_path / "p" / "bad.jpg").write_bytes(b"nope")
+    config = make_config(tmp_path / "p", extractor="inception_v3", batch_size=4)
+    extract_features(config, random_extractor, progress=False)
+    table = config.feature_dir / "failures.csv"
+    table.write_text(table.read_text().replace(",Pillow", "x,Pillow"))  # ctime_ns no longer a number
+    assert extract_features(config, random_extractor, progress=False).failed == 1
+    table.write_bytes(b"\xff\xfe garbage")
+    assert extract_features(config, random_extractor, progress=False).failed == 1
