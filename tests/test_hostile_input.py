@@ -482,3 +482,15 @@ def test_a_hand_edited_failures_csv_only_means_a_retry(tmp_path, make_config, ra
     assert extract_features(config, random_extractor, progress=False).failed == 1
     table.write_bytes(b"\xff\xfe garbage")
     assert extract_features(config, random_extractor, progress=False).failed == 1
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_status_130(tmp_path, make_config, monkeypatch):
+    from image_clustering import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "find_k", interrupted)
+    config = make_config(tmp_path / "p")
+    result = CliRunner().invoke(main, ["find-k", "--config", str(config.source)])
+    assert result.exit_code == 130 and result.output == "interrupted\n"
