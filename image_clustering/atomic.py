@@ -17,12 +17,21 @@ from pathlib import Path
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path beside ``path`` with the same suffix; on success rename it to
-    ``path``, on error remove it. Creates the parent folder."""
+    ``path``, on error remove it. Creates the parent folder.
+
+    Raises:
+        OSError: from the block or the rename; one without a file name (a ``write`` on a full disk)
+            is re-raised naming ``path``, so the message says where.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:  # a failed write() (ENOSPC) names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -105,8 +114,11 @@ def exclusive_lock(folder: Path, what: str):
                                 f"wait for it to finish before running {what}") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"imgclust (pid {os.getpid()})")
-        handle.flush()
+        try:
+            handle.write(f"imgclust (pid {os.getpid()})")
+            handle.flush()
+        except OSError as exc:  # full disk: the write names no file
+            raise OSError(exc.errno, exc.strerror, str(folder / ".lock")) from exc
         try:
             yield
         finally:

@@ -20,12 +20,34 @@ from .errors import ImgclustError  # noqa: E402
 DEFAULT_CONFIG = "configs/configs.json"
 
 
+_own_process = False  # True when the command line started this process (not click's CliRunner)
+
+
+class _Group(click.Group):
+    def __call__(self, *args, **kwargs):  # the console script and `python -m` come here; CliRunner does not
+        global _own_process
+        _own_process = True
+        return super().__call__(*args, **kwargs)
+
+
 class _Command(click.Command):
-    """Turns expected failures into one line on stderr and exit status 1 (no traceback)."""
+    """Turns expected failures into one line on stderr and exit status 1 (no traceback), and
+    Ctrl-C into "interrupted" and exit status 130 (128 + SIGINT, as shells report it)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Everything written so far is complete (atomic writes, one shard per batch, the lock
+            # released): the next run resumes from it.
+            click.echo("interrupted", err=True)
+            if _own_process:
+                # Tearing TensorFlow down takes seconds on a busy machine and the interpreter would
+                # also wait for decode threads: nothing is left to save, so leave at once.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
+            ctx.exit(130)
         except ImgclustError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # e.g. an output folder that cannot be written
@@ -54,7 +76,7 @@ def _start(quiet: bool):
     return pipeline
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="imgclust")
 def main():
     """Group a photo collection by visual content: InceptionV3 feature vectors, PCA, t-SNE/UMAP

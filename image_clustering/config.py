@@ -7,6 +7,7 @@ a default. Validation uses JSON Schema (the ``jsonschema`` library); any problem
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ SCHEMA = {
                 "weights": {"oneOf": [_PATH, {"type": "object", "additionalProperties": False,
                                               "properties": {n: _PATH for n in NETWORKS}}]},
                 "standardize": {"type": "boolean"},
+                "content_hash": {"type": "boolean"},
                 "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
                 "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
                 "reducer": {"enum": ["tsne", "umap"]},
@@ -67,7 +69,7 @@ SCHEMA = {
                 "linkage": {"enum": ["ward", "average", "complete", "single"]},
                 "metric": {"enum": ["euclidean", "cosine"]},
                 "n_init": {**_INT, "minimum": 1},
-                "seed": {**_INT, "minimum": 0},
+                "seed": {**_INT, "minimum": 0, "maximum": 2**32 - 1},  # numpy's seed range
                 "link": {"enum": ["symlink", "hardlink", "copy"]},
                 "tag_count": {**_INT, "minimum": 1, "maximum": 20},
                 "tag_min_score": {"type": "number", "minimum": 0, "maximum": 1},
@@ -94,6 +96,7 @@ DEFAULT_MODEL = {
     "extractor": ["inception_v3", "efficientnet_lite0"],
     "weights": {},
     "standardize": False,
+    "content_hash": False,
     "batch_size": 32,
     "pca_dimension": 50,
     "reducer": "tsne",
@@ -177,6 +180,7 @@ class ModelConfig:
     label_source: str
     ocr_language: str
     ocr_min_confidence: float
+    content_hash: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,28 @@ class Config:
         return self.layout.tag_table
 
 
+def _is_integer(checker, instance) -> bool:
+    # JSON Schema counts 5.0 as an integer; numpy and scikit-learn do not (n_init=2.0 is a TypeError
+    # deep inside k-means), so only JSON numbers written without a fraction or exponent pass.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker, instance) -> bool:
+    # Python's json parses NaN and Infinity; no number key has a use for them (NaN even passes
+    # "minimum"/"maximum", as every comparison with it is false).
+    return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer,
+                                                                            "number": _is_number}))
+
+
+def _expects_integer(schema: dict) -> bool:
+    return schema.get("type") == "integer" or any(s.get("type") == "integer" for s in schema.get("oneOf", []))
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
@@ -311,6 +337,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     key = _key(error.absolute_path)
     if error.validator == "required":
         return f"{key}: {error.message}"
+    if isinstance(error.instance, float) and not math.isfinite(error.instance):
+        return f"{key}: must be a finite number (got {error.instance!r})"
+    if isinstance(error.instance, float) and _expects_integer(error.schema):
+        return f"{key}: must be a whole number written without a decimal point (got {error.instance!r})"
     if key == "model.k":
         return f"model.k: must be a positive integer or \"auto\" (got {error.instance!r})"
     if key == "model.extractor" or key.startswith("model.extractor."):
@@ -355,7 +385,7 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
         ImgclustError: one line, ``<file>: <key>: <problem>``.
     """
     prefix = f"{source}: " if source else ""
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.absolute_path))
+    errors = sorted(_Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         raise ImgclustError(prefix + _describe(errors[0]))
     model = {**DEFAULT_MODEL, **raw["model"]}
@@ -406,13 +436,15 @@ def load_config(path) -> Config:
     """Read and validate a JSON config file; relative paths resolve against the current directory.
 
     Raises:
-        ImgclustError: the file is missing, is not JSON, or fails validation.
+        ImgclustError: the file is missing, is not UTF-8 JSON, or fails validation.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark (Notepad) is fine
     except OSError as exc:
         raise ImgclustError(f"{path}: cannot read config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ImgclustError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:

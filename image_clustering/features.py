@@ -2,25 +2,33 @@
 
 Layout in ``<vector_dir>/<object_name>/``:
 
-- ``failures.csv``: ``path,reason`` for every image the last run could not read.
+- ``failures.csv``: ``path,reason,size,mtime_ns,ctime_ns,decoders`` for every image the last run
+  could not read (non-regular files named like photos included, without the state columns); an
+  image listed there is not tried again until it changes or the decoders do.
 - ``<network>/index.json`` (format 3): ``{"format": 3, "extractor": {...}, "dim": D,
   "shards": [token, ...]}``.
 - ``<network>/<token>.json``: ``{"images": [[path, size_bytes, mtime_ns], ...]}`` — row i of the
-  shard's arrays is ``images[i]``; paths are relative to ``paths.image_dir`` with ``/``.
+  shard's arrays is ``images[i]``; paths are relative to ``paths.image_dir`` with ``/``; with
+  ``model.content_hash`` also ``"hashes": [blake2b hex or null, ...]`` (absent in older stores).
 - ``<network>/<token>.<array>.npy``: ``features`` float32 (n, D), C order; classifier networks
   also keep ``top_classes`` int16 (n, 20) and ``top_scores`` float32 (n, 20).
 
 ``extract`` appends one shard per batch (arrays, then rows, then ``index.json``, each replaced
 atomically), so ``kill -9`` loses at most the batch in flight and memory does not grow with the
 collection. When a path appears in several shards the last one wins. A completed run compacts
-the shards into one, sorted by path, streaming rows through a memory-mapped output, so after it
-the store loads lazily (memory-mapped). Each network's vectors are stored apart: switching or
+the shards into one, sorted by path, streaming rows into a preallocated file (no writable memory
+map: a full disk is an error naming the file, not SIGBUS), so after it the store loads lazily
+(memory-mapped). Each network's vectors are stored apart: switching or
 combining networks never recomputes what is there, and vectors of other weights are never mixed.
 """
 from __future__ import annotations
 
+import csv
+import errno
+import hashlib
 import json
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +42,7 @@ from tqdm import tqdm
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock
 from .config import Config
 from .errors import ImgclustError
-from .images import ImageFile, list_images, open_rgb, square
+from .images import ImageFile, open_rgb, scan_images, square
 from .networks import NETWORKS, load_network
 
 FORMAT = 3
@@ -88,13 +96,14 @@ def _shard_arrays(store_dir: Path, token: str, names) -> dict[str, np.ndarray]:
     return {name: np.load(store_dir / f"{token}.{name}.npy", mmap_mode="r") for name in names}
 
 
-def _live_rows(store_dir: Path, index: dict) -> dict[str, tuple[int, int, ImageFile]]:
-    """path → (shard number, row, image) for the newest row of every path."""
+def _live_rows(store_dir: Path, index: dict) -> dict[str, tuple[int, int, ImageFile, str | None]]:
+    """path → (shard number, row, image, content hash or None) for the newest row of every path."""
     live = {}
     for s, token in enumerate(index["shards"]):
-        rows = json.loads((store_dir / f"{token}.json").read_text())["images"]
-        for r, (path, size, mtime) in enumerate(rows):
-            live[path] = (s, r, ImageFile(path, size, mtime))
+        doc = json.loads((store_dir / f"{token}.json").read_text())
+        hashes = doc.get("hashes") or [None] * len(doc["images"])  # shards before model.content_hash have none
+        for r, ((path, size, mtime), digest) in enumerate(zip(doc["images"], hashes)):
+            live[path] = (s, r, ImageFile(path, size, mtime), digest)
     return live
 
 
@@ -157,9 +166,15 @@ class _StoreWriter:
         self.shards.append(self._write_shard(images, arrays))
         self._write_index()
 
-    def compact(self, keep: set[str], outputs: dict) -> None:
+    def compact(self, keep: set[str], outputs: dict, hashes: dict[str, str | None] | None = None) -> None:
         """Rewrite the store as one shard holding the newest row of every path in ``keep``,
-        sorted by path; copies ``COMPACT_CHUNK`` rows at a time through memory-mapped files."""
+        sorted by path, copying ``COMPACT_CHUNK`` rows at a time. On failure (a full disk) the
+        store stays as it was and no temporary file is left. ``hashes`` (path → content hash, from
+        ``model.content_hash``) are recorded with the rows; without them rows keep the hash they have.
+
+        Raises:
+            OSError: writing failed; ``filename`` is the shard file being written.
+        """
         self.store_dir.mkdir(parents=True, exist_ok=True)
         index = {"shards": self.shards}
         live = _live_rows(self.store_dir, index)
@@ -167,18 +182,43 @@ class _StoreWriter:
         sources = [_shard_arrays(self.store_dir, t, outputs) for t in self.shards]
         token = uuid.uuid4().hex[:12]
         for name, (shape, dtype) in outputs.items():
+            chunks = ([sources[live[p][0]][name][live[p][1]] for p in order[start : start + COMPACT_CHUNK]]
+                      for start in range(0, len(order), COMPACT_CHUNK))
             with atomic_path(self.store_dir / f"{token}.{name}.npy") as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(order), *shape))
-                for start in range(0, len(order), COMPACT_CHUNK):
-                    chunk = order[start : start + COMPACT_CHUNK]
-                    out[start : start + len(chunk)] = [sources[live[p][0]][name][live[p][1]] for p in chunk]
-                out.flush()
-                del out
-        atomic_write_text(self.store_dir / f"{token}.json",
-                          json.dumps({"images": [[p, live[p][2].size, live[p][2].mtime_ns] for p in order]}))
+                write_npy(tmp, (len(order), *shape), dtype, chunks)
+        doc = {"images": [[p, live[p][2].size, live[p][2].mtime_ns] for p in order]}
+        digests = [(hashes or {}).get(p) or live[p][3] for p in order]
+        if any(digests):
+            doc["hashes"] = digests
+        atomic_write_text(self.store_dir / f"{token}.json", json.dumps(doc))
         self.shards = [token]
         self._write_index()
         drop_unlisted(self.store_dir, self.shards)
+
+
+def write_npy(path: Path, shape: tuple[int, ...], dtype, chunks) -> None:
+    """Write an ``.npy`` file of ``shape`` and ``dtype`` from ``chunks`` (arrays or lists of rows,
+    in order, together exactly ``shape[0]`` rows) with ordinary writes, its space reserved first.
+
+    Not through a writable memory map: on a full disk, writing into a sparse mapped file kills the
+    process with SIGBUS (no error, a hidden temporary file left behind); reserving the space
+    (``posix_fallocate``) fails at once with ENOSPC instead, and a plain write would too.
+
+    Raises:
+        OSError: ENOSPC and the like.
+    """
+    dtype = np.dtype(dtype)
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+        f.flush()
+        try:
+            os.posix_fallocate(f.fileno(), 0, f.tell() + int(np.prod(shape)) * dtype.itemsize)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # not supported here: just write
+                raise
+        for chunk in chunks:
+            f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
 
 
 def drop_unlisted(store_dir: Path, shards: list[str]) -> None:
@@ -212,7 +252,8 @@ def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[in
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
+    pool = ThreadPoolExecutor(max_workers=decode_threads())
+    try:
         def submit(batch):
             return [pool.submit(_safe_load, image_dir / f.path, sizes) for f in batch]
 
@@ -220,6 +261,10 @@ def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[in
         for i, batch in enumerate(batches):
             current, pending = pending, (submit(batches[i + 1]) if i + 1 < len(batches) else [])
             yield batch, [future.result() for future in current]
+    finally:
+        # On Ctrl-C (or any error) drop the batch queued ahead instead of decoding it first, as the
+        # executor's own exit would; a decode in progress finishes on its own.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -272,27 +317,102 @@ class ExtractSummary:
                 f"{self.removed} removed{failed}; {self.seconds:.1f} s{rate}")
 
 
-def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], current: set[str]):
+def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], current: set[str],
+          hashes: dict[str, str | None] | None = None):
     """What one network must compute: (writer, images to compute, store needs compaction,
-    paths of removed images)."""
+    paths of removed images). With ``hashes`` (path → content hash) a row whose recorded hash
+    differs is computed again; a row without one (stored before) takes the current hash."""
     store_dir = config.feature_dir / name
     index = _read_index(store_dir)
     same = index is not None and index["extractor"] == identity  # other weights: never mix, start over
-    live = {f for _, _, f in _live_rows(store_dir, index).values()} if same else set()
+    rows = _live_rows(store_dir, index) if same else {}
+    live = {f for _, _, f, _ in rows.values()}
     removed = {f.path for f in live} - current
     todo = {f for f in files if f not in live}
+    unhashed = False
+    if hashes is not None:
+        recorded = {f.path: digest for _, _, f, digest in rows.values()}
+        todo |= {f for f in files if recorded.get(f.path) and recorded[f.path] != hashes.get(f.path)}
+        unhashed = any(f in live and not recorded[f.path] and hashes.get(f.path) for f in files)
     dim = NETWORKS[name].dim
-    dirty = not same or bool(removed) or len(index["shards"]) != 1 or len(live) != len(files) - len(todo)
+    # rows of removed or changed images to drop, shards to merge, or hashes to record
+    dirty = not same or len(index["shards"]) != 1 or bool(live - set(files)) or unhashed
     return _StoreWriter(store_dir, identity, dim, keep_previous=same), todo, dirty, removed
+
+
+def content_hash(path: Path) -> str | None:
+    """BLAKE2b (128-bit) of the file's bytes, hex; None when it cannot be read (decoding will say why)."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+FAILURE_COLUMNS = ["path", "reason", "size", "mtime_ns", "ctime_ns", "decoders"]
+
+
+def _decoders() -> str:
+    """What decodes photos here: a failure is retried when this changes (pillow-heif installed…)."""
+    import importlib.util
+
+    import PIL
+
+    return f"Pillow {PIL.__version__}" + (" pillow-heif" if importlib.util.find_spec("pillow_heif") else "")
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    """(size, mtime_ns, ctime_ns) of what ``path`` points to, else of the link itself (broken
+    link); ctime moves on chmod, chown and rewrites, so a fixed permission is retried too."""
+    for stat_ in (os.stat, os.lstat):
+        try:
+            st = stat_(path)
+            return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+        except OSError:
+            continue
+    return None
+
+
+def _unchanged_failures(feature_dir: Path, image_dir: Path, candidates: set[ImageFile]) -> dict[ImageFile, str]:
+    """The images of ``candidates`` that failed last time and have not changed since (same size,
+    modification and status-change time, same decoders), with the reason they failed: not worth
+    trying again (nor loading a network for)."""
+    path = feature_dir / FAILURES
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = {row["path"]: row for row in csv.DictReader(f)}
+    except (OSError, ValueError, KeyError, csv.Error):
+        return {}  # none, or from an older version without the size columns: retry everything
+    decoders, known = _decoders(), {}
+    for image in candidates:
+        row = rows.get(image.path)
+        if not row or row.get("decoders") != decoders:
+            continue
+        try:
+            recorded = tuple(int(row[k]) for k in ("size", "mtime_ns", "ctime_ns"))
+        except (KeyError, TypeError, ValueError):  # a row without state (hand-edited…): retry
+            continue
+        key = _stat_key(image_dir / image.path)
+        if key is not None and (image.size, image.mtime_ns, key[2]) == recorded:
+            known[image] = row["reason"]
+    return known
 
 
 def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True) -> ExtractSummary:
     """Bring the stores of ``networks`` up to date with ``paths.image_dir``, in one pass.
 
-    Only new or changed images (by size and modification time) go through a network; each image is
+    Only new or changed images (by size and modification time, and with ``model.content_hash`` by
+    a hash of their bytes) go through a network; each image is
     decoded once for all networks; each batch is saved as it is done (a crash loses at most the
     batch in flight); rows of deleted images are dropped; unreadable files are skipped and listed
-    in ``failures.csv``. Holds the collection's lock for the whole run.
+    in ``failures.csv`` (and not tried again while they and the decoders stay the same); files named
+    like photos that are not regular files (FIFO, socket, device) are listed there unopened. Holds
+    the collection's lock for the whole run; Ctrl-C stops it within about one image decode.
 
     Args:
         config: validated config.
@@ -307,18 +427,24 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
     """
     start = time.perf_counter()
     image_dir, feature_dir = config.paths.image_dir, config.feature_dir
-    files = list_images(image_dir)
+    files, rejected = scan_images(image_dir)
     if not files:
         raise ImgclustError(f"paths.image_dir: no images (jpg, png, gif, webp, bmp, tif) found in {image_dir}")
     current = {f.path for f in files}
     with exclusive_lock(feature_dir, "extract"):
+        # model.content_hash: also notice a photo replaced by one of the same size and time
+        hashes = {f.path: content_hash(image_dir / f.path) for f in files} if config.model.content_hash else None
         jobs, removed = [], set()
         for name, (loader, identity) in networks.items():
-            writer, todo, dirty, gone = _plan(config, name, identity, files, current)
+            writer, todo, dirty, gone = _plan(config, name, identity, files, current, hashes)
             jobs.append(_Job(name, loader, writer, todo, dirty))
             removed |= gone
+        # An unchanged file that failed before fails again: skip it rather than load a network for it.
+        known = _unchanged_failures(feature_dir, image_dir, set().union(*(job.todo for job in jobs)))
+        for job in jobs:
+            job.todo -= known.keys()
         todo = sorted(set().union(*(job.todo for job in jobs)), key=lambda f: f.path)
-        failures: list[tuple[str, str]] = []
+        new_failures: list[tuple[str, str]] = []
         load_seconds = 0.0
         if todo:
             for job in jobs:
@@ -327,17 +453,28 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
                     warm_up = np.zeros((config.model.batch_size, job.network.input_size, job.network.input_size, 3), np.uint8)
                     job.network.run(warm_up)  # the first call traces the graph: part of building the network
             load_seconds = time.perf_counter() - start
-            failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress)
-        failed = {path for path, _ in failures}
+            new_failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress)
+        failed = {path for path, _ in new_failures} | {f.path for f in known}
         for job in jobs:
             if job.dirty or job.computed:
-                job.writer.compact(current - failed, NETWORKS[job.name].outputs)
+                job.writer.compact(current - failed, NETWORKS[job.name].outputs, hashes)
             else:
                 drop_unlisted(job.writer.store_dir, job.writer.shards)
-        atomic_write_csv(feature_dir / FAILURES, ["path", "reason"], failures)
+        _write_failures(feature_dir, image_dir, files, known, new_failures, rejected)
     stored = len(current - failed)
-    return ExtractSummary(stored, len(todo) - len(failures), len(files) - len(todo), len(removed), len(failures),
-                          time.perf_counter() - start, feature_dir, load_seconds)
+    return ExtractSummary(stored, len(todo) - len(new_failures), len(files) - len(todo) - len(known), len(removed),
+                          len(failed) + len(rejected), time.perf_counter() - start, feature_dir, load_seconds)
+
+
+def _write_failures(feature_dir: Path, image_dir: Path, files: list[ImageFile], known: dict[ImageFile, str],
+                    new: list[tuple[str, str]], rejected: list[tuple[str, str]]) -> None:
+    """``failures.csv``: every image that could not be read, with the reason and what identifies
+    the file's state (see :func:`_unchanged_failures`); non-regular files carry no state."""
+    by_path, decoders = {f.path: f for f in files}, _decoders()
+    rows = [[f.path, reason, f.size, f.mtime_ns, (_stat_key(image_dir / f.path) or (0, 0, ""))[2], decoders]
+            for f, reason in [*known.items(), *((by_path[p], r) for p, r in new)]]
+    rows += [[path, reason, "", "", "", ""] for path, reason in rejected]
+    atomic_write_csv(feature_dir / FAILURES, FAILURE_COLUMNS, sorted(rows, key=lambda row: row[0]))
 
 
 def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, batch_size: int,
@@ -397,7 +534,7 @@ def extract_vectors(image_paths, networks=("inception_v3", "efficientnet_lite0")
 
     loaded = []
     for name in networks:
-        manifest = download_weights(name, NETWORKS[name].default_source, Path(model_dir), log=lambda message: None)
+        manifest = download_weights(name, NETWORKS[name].default_source, Path(model_dir))
         loaded.append(load_network(manifest))
     # Absolute or relative, each path is used as given: image_dir "" leaves it unchanged.
     files = [ImageFile(os.fspath(p), 0, 0) for p in image_paths]

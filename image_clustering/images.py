@@ -1,7 +1,9 @@
 """Finding photos under a folder and decoding them into network-sized RGB arrays (Pillow)."""
 from __future__ import annotations
 
+import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +15,11 @@ from .errors import ImgclustError
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif"})
 HEIF = frozenset({".heic", ".heif"})
-# Pillow's default bomb limit (~89 Mpx) only warns; we refuse above twice a 48 Mpx camera frame.
+# We refuse photos above twice a 48 Mpx camera frame. Pillow's own decompression-bomb guard
+# (warning above Image.MAX_IMAGE_PIXELS, ~89.5 Mpx by default, error above twice that) is set to the
+# same limit, or it would refuse the 89.5-100 Mpx photos first; open_rgb turns its warning into an error.
 MAX_PIXELS = 100_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -28,30 +33,79 @@ class ImageFile:
 
 
 def list_images(image_dir: Path) -> list[ImageFile]:
-    """All photos under ``image_dir``, recursively, sorted by relative path.
+    """All photos under ``image_dir``, recursively, sorted by relative path; see :func:`scan_images`.
+
+    Raises:
+        ImgclustError: ``image_dir`` is missing or not a folder.
+    """
+    return scan_images(image_dir)[0]
+
+
+def scan_images(image_dir: Path) -> tuple[list[ImageFile], list[tuple[str, str]]]:
+    """The photos under ``image_dir``, recursively, sorted by relative path, and the photo-named
+    entries that are not regular files.
 
     Hidden files and folders (``.name``) are skipped, as are symbolic links to folders (they can
     loop); a file counts as a photo by its extension, in any case: jpg, jpeg, png, bmp, gif, webp,
-    tif, tiff, heic, heif (the last two need the optional pillow-heif).
+    tif, tiff, heic, heif (the last two need the optional pillow-heif). Symbolic links count as what
+    they point to; a broken or looping link is still listed (size and time 0), so that reading it
+    fails and is reported. A FIFO, socket or device named like a photo is not listed (opening a FIFO
+    waits for a writer forever) but returned with its reason.
+
+    Returns:
+        (photos, [(relative path, "not a regular file (FIFO)"), ...]).
 
     Raises:
         ImgclustError: ``image_dir`` is missing or not a folder.
     """
     if not image_dir.is_dir():
         raise ImgclustError(f"paths.image_dir: {image_dir} is not a folder")
-    found = []
+    found, rejected = [], []
     for root, dirs, files in os.walk(image_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.startswith(".") or Path(name).suffix.lower() not in EXTENSIONS:
                 continue
             full = Path(root, name)
+            relative = full.relative_to(image_dir).as_posix()
             try:
                 st = full.stat()
             except OSError:  # broken symlink: still listed, so its failure is reported
                 st = os.stat_result((0,) * 10)
-            found.append(ImageFile(full.relative_to(image_dir).as_posix(), st.st_size, st.st_mtime_ns))
-    return sorted(found, key=lambda f: f.path)
+            if st.st_mode and not stat.S_ISREG(st.st_mode):
+                rejected.append((relative, f"not a regular file ({_file_kind(st.st_mode)})"))
+                continue
+            found.append(ImageFile(relative, st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda f: f.path), sorted(rejected)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")]
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+class _PhotoFile(io.BufferedReader):
+    """A buffered photo file that Pillow's messages show as its path (as when given the path)."""
+
+    def __repr__(self) -> str:
+        return repr(os.fspath(self.name))
+
+
+def _open_regular(path: Path):
+    """Open ``path`` for binary reading without ever blocking: a FIFO swapped in after listing
+    would make a plain open() wait for a writer forever (and the decode thread with it).
+
+    Raises:
+        OSError: cannot be opened, or is not a regular file.
+    """
+    # O_NONBLOCK: a FIFO opens at once instead of waiting; it means nothing for regular files.
+    f = _PhotoFile(io.FileIO(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)))
+    mode = os.fstat(f.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        f.close()
+        raise OSError(f"not a regular file ({_file_kind(mode)})")
+    return f
 
 
 def _enable_heif() -> None:
@@ -78,7 +132,7 @@ def open_rgb(path: Path, min_side: int) -> Image.Image:
         _enable_heif()
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
+        with _open_regular(path) as f, Image.open(f) as im:
             if im.width * im.height > MAX_PIXELS:
                 raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels exceeds the {MAX_PIXELS:,} limit")
             if im.format == "JPEG":
@@ -123,7 +177,7 @@ def photo_time(path: Path) -> float:
         OSError: the file cannot be read at all (not even its modification time).
     """
     try:
-        with Image.open(path) as im:
+        with _open_regular(path) as f, Image.open(f) as im:
             stamp = im.getexif().get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)
         if isinstance(stamp, str):
             from datetime import datetime, timezone

@@ -54,7 +54,7 @@ def download(config: Config, source: str | None = None, force: bool = False,
         ImgclustError: nothing could be fetched or verified.
     """
     networks = networks or config.model.extractor
-    return [weights_mod.download_weights(n, source or config.model.weights[n], config.paths.model_dir, force, logger.info)
+    return [weights_mod.download_weights(n, source or config.model.weights[n], config.paths.model_dir, force)
             for n in networks]
 
 
@@ -365,8 +365,10 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
     estimator = clustering_estimator(m)
     if isinstance(m.k, int) and m.k > len(paths):
         raise ImgclustError(f"model.k: {m.k} clusters asked for but only {len(paths)} images have feature vectors")
-    if m.min_cluster_size is not None and m.algorithm == "hdbscan" and m.min_cluster_size > len(paths):
-        raise ImgclustError(f"model.min_cluster_size: {m.min_cluster_size} is more than the {len(paths)} images")
+    size = m.min_cluster_size or 5
+    if m.algorithm == "hdbscan" and size > len(paths):  # scikit-learn's message would name min_samples
+        raise ImgclustError(f"model.min_cluster_size: {size}{'' if m.min_cluster_size else ' (the default)'} "
+                            f"is larger than the {len(paths)} images with feature vectors")
     sweep = None
     if not estimator.finds_k_itself() and m.k == "auto":
         sweep = _sweep(config, space_key, points, progress)
@@ -448,7 +450,7 @@ def tag(config: Config, progress: bool = True) -> Path:
     """
     lite0 = "efficientnet_lite0"
     download(config, networks=(lite0,))
-    class_names = weights_mod.download_class_names(config.paths.model_dir, logger.info)
+    class_names = weights_mod.download_class_names(config.paths.model_dir)
     logger.info(extract(config, progress, tuple(dict.fromkeys((*config.model.extractor, lite0)))).line())
     store = _stores(config, (lite0,))[0]
     out = config.layout.tags_csv

