@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock
+from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_csv
 from .config import Config
 from .errors import ImgclustError
 from .images import ImageFile, open_rgb, scan_images, square
@@ -47,7 +47,6 @@ from .networks import NETWORKS, load_network
 
 FORMAT = 3
 INDEX = "index.json"
-FAILURES = "failures.csv"
 COMPACT_CHUNK = 4096  # rows copied at a time when compacting: bounds memory
 
 
@@ -300,7 +299,7 @@ class ExtractSummary:
     removed: int
     failed: int
     seconds: float
-    feature_dir: Path
+    failures_csv: Path
     load_seconds: float = 0.0
 
     @property
@@ -312,7 +311,7 @@ class ExtractSummary:
     def line(self) -> str:
         rate = (f" ({self.images_per_second:.1f} images/s after {self.load_seconds:.1f} s loading the network)"
                 if self.computed else "")
-        failed = f", {self.failed} failed (listed in {self.feature_dir / FAILURES})" if self.failed else ", 0 failed"
+        failed = f", {self.failed} failed (listed in {self.failures_csv})" if self.failed else ", 0 failed"
         return (f"extract: {self.total} images in store: {self.computed} computed, {self.reused} reused, "
                 f"{self.removed} removed{failed}; {self.seconds:.1f} s{rate}")
 
@@ -322,7 +321,7 @@ def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], cur
     """What one network must compute: (writer, images to compute, store needs compaction,
     paths of removed images). With ``hashes`` (path → content hash) a row whose recorded hash
     differs is computed again; a row without one (stored before) takes the current hash."""
-    store_dir = config.feature_dir / name
+    store_dir = config.layout.store_dir(name)
     index = _read_index(store_dir)
     same = index is not None and index["extractor"] == identity  # other weights: never mix, start over
     rows = _live_rows(store_dir, index) if same else {}
@@ -378,14 +377,14 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
     return None
 
 
-def _unchanged_failures(feature_dir: Path, image_dir: Path, candidates: set[ImageFile]) -> dict[ImageFile, str]:
+def _unchanged_failures(path: Path, image_dir: Path, candidates: set[ImageFile]) -> dict[ImageFile, str]:
     """The images of ``candidates`` that failed last time and have not changed since (same size,
     modification and status-change time, same decoders), with the reason they failed: not worth
     trying again (nor loading a network for)."""
-    path = feature_dir / FAILURES
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = {row["path"]: row for row in csv.DictReader(f)}
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            header, *body = read_csv(f)  # the formula escaping of our CSV writer undone
+        rows = {row[0]: dict(zip(header, row)) for row in body}
     except (OSError, ValueError, KeyError, csv.Error):
         return {}  # none, or from an older version without the size columns: retry everything
     decoders, known = _decoders(), {}
@@ -440,7 +439,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
             jobs.append(_Job(name, loader, writer, todo, dirty))
             removed |= gone
         # An unchanged file that failed before fails again: skip it rather than load a network for it.
-        known = _unchanged_failures(feature_dir, image_dir, set().union(*(job.todo for job in jobs)))
+        known = _unchanged_failures(config.layout.failures_csv, image_dir, set().union(*(job.todo for job in jobs)))
         for job in jobs:
             job.todo -= known.keys()
         todo = sorted(set().union(*(job.todo for job in jobs)), key=lambda f: f.path)
@@ -460,13 +459,13 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
                 job.writer.compact(current - failed, NETWORKS[job.name].outputs, hashes)
             else:
                 drop_unlisted(job.writer.store_dir, job.writer.shards)
-        _write_failures(feature_dir, image_dir, files, known, new_failures, rejected)
+        _write_failures(config.layout.failures_csv, image_dir, files, known, new_failures, rejected)
     stored = len(current - failed)
     return ExtractSummary(stored, len(todo) - len(new_failures), len(files) - len(todo) - len(known), len(removed),
-                          len(failed) + len(rejected), time.perf_counter() - start, feature_dir, load_seconds)
+                          len(failed) + len(rejected), time.perf_counter() - start, config.layout.failures_csv, load_seconds)
 
 
-def _write_failures(feature_dir: Path, image_dir: Path, files: list[ImageFile], known: dict[ImageFile, str],
+def _write_failures(path: Path, image_dir: Path, files: list[ImageFile], known: dict[ImageFile, str],
                     new: list[tuple[str, str]], rejected: list[tuple[str, str]]) -> None:
     """``failures.csv``: every image that could not be read, with the reason and what identifies
     the file's state (see :func:`_unchanged_failures`); non-regular files carry no state."""
@@ -474,7 +473,7 @@ def _write_failures(feature_dir: Path, image_dir: Path, files: list[ImageFile], 
     rows = [[f.path, reason, f.size, f.mtime_ns, (_stat_key(image_dir / f.path) or (0, 0, ""))[2], decoders]
             for f, reason in [*known.items(), *((by_path[p], r) for p, r in new)]]
     rows += [[path, reason, "", "", "", ""] for path, reason in rejected]
-    atomic_write_csv(feature_dir / FAILURES, FAILURE_COLUMNS, sorted(rows, key=lambda row: row[0]))
+    atomic_write_csv(path, FAILURE_COLUMNS, sorted(rows, key=lambda row: row[0]))
 
 
 def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, batch_size: int,

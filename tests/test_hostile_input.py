@@ -273,6 +273,22 @@ def test_ctrl_c_stops_extract_within_seconds_and_the_next_run_resumes(lite0_weig
 
 # ---- (a) failures are remembered -------------------------------------------------------------------
 
+@pytest.mark.parametrize("odd", ["=formula.jpg", os.fsdecode(b"caf\xe9.jpg")])
+def test_failed_files_with_odd_names_are_remembered_too(tmp_path, make_config, random_extractor, odd):
+    """failures.csv escapes formula cells and keeps non-UTF-8 bytes; reading it back must match."""
+    from image_clustering.features import extract_features
+
+    photos = tmp_path / "p"
+    noise(photos / "a.jpg", 0)
+    (photos / odd).write_bytes(b"not a photo")
+    loads = []
+    loader, identity = random_extractor["inception_v3"]
+    networks = {"inception_v3": (lambda: loads.append(1) or loader(), identity)}
+    config = make_config(photos, extractor="inception_v3", batch_size=4)
+    assert extract_features(config, networks, progress=False).failed == 1 and len(loads) == 1
+    assert extract_features(config, networks, progress=False).failed == 1 and len(loads) == 1
+
+
 def test_an_unchanged_failed_file_is_not_retried_and_no_network_is_loaded(tmp_path, make_config, random_extractor):
     photos = tmp_path / "p"
     noise(photos / "a.jpg", 0)
