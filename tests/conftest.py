@@ -15,6 +15,17 @@ DATASETS = SHARED / "datasets"
 MODEL_DIR = ROOT / "models"
 
 
+def noise_photo(path: Path, seed: int, size=(64, 48), mode: str = "RGB", **save) -> Path:
+    """A photo of random pixels (``size`` = (width, height)), saved in the format of its suffix; the
+    folders are made. Each seed gives other content, so the networks see different images."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path, **save)
+    return path
+
+
 def needs_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (the labelled photo sets live in ../shared)")

@@ -5,17 +5,14 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from image_clustering import ImgclustError
 from image_clustering.features import extract_features, load_store
+from tests.conftest import noise_photo
 
 
 def photo(path, seed, size=(80, 60)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_photo(path, seed, size)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from PIL import Image
 
 from image_clustering import ImgclustError, config_from_dict
 from image_clustering.cli import main
-from tests.conftest import MODEL_DIR
+from tests.conftest import MODEL_DIR, noise_photo
 
 BASE = {"paths": {"image_dir": "photos"}, "model": {"object_name": "x"}}
 
@@ -28,10 +28,7 @@ def with_model(**model):
 
 
 def noise(path, seed, size=(48, 40)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_photo(path, seed, size)
 
 
 def failures_of(config) -> dict[str, dict]:

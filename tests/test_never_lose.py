@@ -13,20 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from image_clustering import ImgclustError, config_from_dict, pipeline
 from image_clustering.cli import main
 from image_clustering.features import extract_features
 from image_clustering.outputs import MARKER, NAME_MAX, build_link_folders, read_labels
-from tests.conftest import ROOT
+from tests.conftest import ROOT, noise_photo
 
 
 def photo(path: Path, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(path, format="JPEG")
-    return path
+    return noise_photo(path, seed, (48, 40), format="JPEG")  # JPEG whatever the name says
 
 
 def digests(folder: Path) -> dict[str, str]:

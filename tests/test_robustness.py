@@ -18,14 +18,9 @@ from image_clustering import ImgclustError
 from image_clustering.atomic import exclusive_lock
 from image_clustering.cli import main
 from image_clustering.features import extract_features, load_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, noise_photo
 
-
-def noise(path, seed, size=(64, 48), mode="RGB", **save):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path, **save)
-    return path
+noise = noise_photo
 
 
 def png_header_only(path, width, height):
