@@ -13,6 +13,7 @@ import click  # noqa: E402
 from . import pipeline  # noqa: E402
 from .config import NETWORKS, load_config  # noqa: E402
 from .errors import ImgclustError  # noqa: E402
+from .report import display_text  # noqa: E402
 
 DEFAULT_CONFIG = "configs/configs.json"
 
@@ -91,8 +92,10 @@ def _cluster_line(result: pipeline.ClusterResult) -> str:
 @_common
 def cluster(config_path, quiet):
     """Cluster (model.algorithm) and link the images into one folder per cluster."""
-    result = pipeline.cluster(load_config(config_path), progress=not quiet, log=_log(quiet))
+    config = load_config(config_path)
+    result = pipeline.cluster(config, progress=not quiet, log=_log(quiet))
     click.echo(_cluster_line(result))
+    click.echo(f"report: {pipeline.report(config, log=_log(quiet))}")
 
 
 @main.command(cls=_Command)
@@ -143,6 +146,23 @@ def tag_network(config_path, quiet, labels_file):
 
 @main.command(cls=_Command)
 @_common
+def report(config_path, quiet):
+    """Write the interactive report (open its index.html in a browser; works offline)."""
+    click.echo(f"report: {pipeline.report(load_config(config_path), log=_log(quiet))}")
+
+
+@main.command(cls=_Command)
+@_common
+@click.argument("photo", type=click.Path(exists=True, dir_okay=False))
+@click.option("-n", "count", default=12, show_default=True, type=click.IntRange(1), help="How many photos.")
+def similar(config_path, quiet, photo, count):
+    """The photos most similar to PHOTO (inside or outside the collection): path and cosine similarity."""
+    for path, sim in pipeline.similar(load_config(config_path), Path(photo), count, _log(quiet)):
+        click.echo(f"{display_text(path)}\t{sim:.4f}")
+
+
+@main.command(cls=_Command)
+@_common
 def run(config_path, quiet):
     """All steps in order: download, extract, find-k, cluster."""
     start = time.perf_counter()
@@ -150,6 +170,7 @@ def run(config_path, quiet):
     click.echo(result.extract.line())
     click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")
     click.echo(_cluster_line(result.cluster))
+    click.echo(f"report: {result.report}")
     click.echo(f"run: done in {time.perf_counter() - start:.1f} s", err=True)
 
 

@@ -4,6 +4,7 @@ clusters → outputs; each step reuses what the previous run left when its input
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .config import Config
 from .embedding import clustering_space, combine, embed, space_key
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
+from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock
 from .outputs import build_link_folders, cluster_id, read_labels, write_labels
 from .plots import (contact_sheet, plot_boxed_dendrogram, plot_dendrogram, plot_elbow, plot_k_criteria, plot_label_k,
                     plot_scatter)
@@ -66,8 +67,13 @@ def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | N
     Raises:
         ImgclustError: no weights, missing image folder, or no images.
     """
+    from .report import record_step
+
     networks = networks or config.model.extractor
-    return extract_features(config, {n: _network(config, n) for n in networks}, progress)
+    summary = extract_features(config, {n: _network(config, n) for n in networks}, progress)
+    record_step(config.feature_dir, "extract", summary.seconds, computed=summary.computed, reused=summary.reused,
+                removed=summary.removed, failed=summary.failed)
+    return summary
 
 
 def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
@@ -121,31 +127,66 @@ def _write_k_table(sweep: KSweep, path: Path) -> None:
 SWEEPS_KEPT = 8  # sweeps cached per collection, so switching space or parameters back is free
 
 
+def sweep_labels_path(config: Config, key: str) -> Path:
+    """The ``.npy`` beside ``find_k.json`` holding the k-means labels of the sweep cached under
+    ``key`` (int16 (K, N), row i for the i-th k)."""
+    import hashlib
+
+    return config.feature_dir / f"find_k.{hashlib.sha1(key.encode()).hexdigest()[:16]}.labels.npy"
+
+
 def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool, log) -> KSweep:
     """The k sweep over the clustering space's ``points``, from cache when they and the parameters
-    are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept)."""
+    are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept, each with its
+    per-k labels in :func:`sweep_labels_path`)."""
     m = config.model
-    # "sweep3": bump when the cached fields change
-    key = f"sweep3-{space_key(features_key, m)}-{m.k_max}-{m.n_init}-{m.seed}"
+    # "sweep4": bump when the cached fields change (4: per-k labels beside the JSON)
+    key = f"sweep4-{space_key(features_key, m)}-{m.k_max}-{m.n_init}-{m.seed}"
     cache = config.feature_dir / SWEEP_CACHE
     sweeps = {}
     if cache.is_file():
         sweeps = json.loads(cache.read_text()).get("sweeps", {})
-        if key in sweeps:
+        labels_file = sweep_labels_path(config, key)
+        if key in sweeps and labels_file.is_file():
             doc = sweeps[key]
             return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
-                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
+                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion,
+                          np.load(labels_file, mmap_mode="r"))
     k_top = max(1, min(m.k_max, len(points) - 1))
     log(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
         sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
+    sweeps.pop(key, None)  # re-inserted last: the newest
     sweeps[key] = {"ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
                    "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
                    "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],
                    "suggestions": sweep.suggestions}
     kept = dict(list(sweeps.items())[-SWEEPS_KEPT:])  # insertion order: the newest last
+    with atomic_path(sweep_labels_path(config, key)) as tmp:
+        np.save(tmp, sweep.labels)
     atomic_write_text(cache, json.dumps({"sweeps": kept}))
+    wanted = {sweep_labels_path(config, k).name for k in kept}
+    for old in config.feature_dir.glob("find_k.*.labels.npy"):  # labels of sweeps no longer cached
+        if old.name not in wanted:
+            old.unlink(missing_ok=True)
     return sweep
+
+
+def current_sweep(config: Config, progress: bool = False, log=print) -> tuple[list[str], np.ndarray, str, np.ndarray,
+                                                                              np.ndarray, KSweep]:
+    """The collection as ``find-k`` sees it, from the caches where they are current.
+
+    Returns:
+        (paths, float32 (N, D) features, their key (see :func:`features`), float32 (N, d)
+        embedding, the clustering-space points (N, d'), the :class:`KSweep` with its per-k ``labels``).
+
+    Raises:
+        ImgclustError: no feature vectors yet.
+    """
+    paths, vectors, key = features(config)
+    embedding = embed(vectors, key, config.model, config.feature_dir, log)
+    points = clustering_space(vectors, embedding, config.model)
+    return paths, vectors, key, embedding, points, _sweep(config, key, points, progress, log)
 
 
 @dataclass
@@ -167,8 +208,13 @@ def find_k(config: Config, progress: bool = True, log=print) -> FindKResult:
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
+    from .report import record_step
+
+    start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "find-k"):
-        return _find_k(config, progress, log)
+        result = _find_k(config, progress, log)
+        record_step(config.feature_dir, "find-k", time.perf_counter() - start)
+    return result
 
 
 def _find_k(config: Config, progress: bool, log) -> FindKResult:
@@ -214,8 +260,13 @@ def cluster(config: Config, progress: bool = True, log=print) -> ClusterResult:
         ImgclustError: no feature vectors, ``model.k`` larger than the number of images, or a
             pair-distance method on too many images.
     """
+    from .report import record_step
+
+    start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "cluster"):
-        return _cluster(config, progress, log)
+        result = _cluster(config, progress, log)
+        record_step(config.feature_dir, "cluster", time.perf_counter() - start)
+    return result
 
 
 def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
@@ -474,10 +525,60 @@ class RunResult:
     extract: ExtractSummary
     find_k: FindKResult
     cluster: ClusterResult
+    report: Path
 
 
 def run(config: Config, progress: bool = True, log=print) -> RunResult:
-    """``imgclust run``: download (if needed), extract, find-k, cluster."""
+    """``imgclust run``: download (if needed), extract, find-k, cluster, report."""
     download(config, log=log)
     summary = extract(config, progress)
-    return RunResult(summary, find_k(config, progress, log), cluster(config, progress, log))
+    found, clustered = find_k(config, progress, log), cluster(config, progress, log)
+    return RunResult(summary, found, clustered, report(config, progress, log))
+
+
+def report(config: Config, progress: bool = False, log=print) -> Path:
+    """``imgclust report``: the interactive report, ``<plot_dir>/<object_name>/report/index.html``
+    (see :func:`image_clustering.report.collection_report`)."""
+    from .report import collection_report
+
+    return collection_report(config, progress, log)
+
+
+def similar(config: Config, photo: Path, n: int = 12, log=print) -> list[tuple[str, float]]:
+    """``imgclust similar``: the ``n`` photos of the collection nearest to ``photo`` in feature
+    space (cosine similarity of the combined, L2-normalised vectors; :mod:`image_clustering.neighbours`).
+    A photo of the collection uses its stored vector (and is not its own neighbour); any other
+    photo goes through the networks of ``model.extractor`` first.
+
+    Returns:
+        (path relative to ``paths.image_dir``, cosine similarity in [-1, 1]) pairs, best first.
+
+    Raises:
+        ImgclustError: no feature vectors, missing weights, or ``photo`` unreadable.
+    """
+    from .images import open_rgb, square
+    from .neighbours import most_similar
+
+    paths, vectors, _ = features(config)
+    photo = Path(photo).resolve()
+    try:
+        rel = photo.relative_to(config.paths.image_dir.resolve()).as_posix()
+    except ValueError:
+        rel = None
+    row = {p: i for i, p in enumerate(paths)}.get(rel)
+    if row is not None:
+        query = np.asarray(vectors[row])
+    else:
+        if not photo.is_file():
+            raise ImgclustError(f"{photo}: no such photo")
+        blocks = []
+        for name in config.model.extractor:
+            load, _identity = _network(config, name)
+            network = load()
+            try:
+                pixels = square(open_rgb(photo, network.input_size), network.input_size)
+            except Exception as exc:  # any decoder error: the user named an unreadable file
+                raise ImgclustError(f"{photo}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
+            blocks.append(network.run(pixels[None])["features"])
+        query = combine(blocks)[0]
+    return [(paths[i], s) for i, s in most_similar(query, np.asarray(vectors), n, exclude=row)]
