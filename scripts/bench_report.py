@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -50,6 +51,20 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> list[str]:
     return paths
 
 
+def linked_photos(folder: Path, n: int, sources: list[Path]) -> list[str]:
+    """n symbolic links cycling through the real photos under ``sources`` (their thumbnails
+    compress like real photos do, unlike generated ones)."""
+    files = sorted(p for s in sources for p in s.rglob("*") if p.is_file())
+    paths = []
+    for i in range(n):
+        rel = f"r{i // 1000:03d}/photo_{i:06d}{files[i % len(files)].suffix.lower()}"
+        if not (folder / rel).exists():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(files[i % len(files)], folder / rel)
+        paths.append(rel)
+    return paths
+
+
 def synthetic_clusterings(n: int, k_max: int, seed: int = 0):
     """Coordinates in 30 blobs, and by_size clusterings for k = 1..k_max (nearest of k blob
     centres), as the sweep would give them, plus a KSweep for the curves."""
@@ -82,13 +97,15 @@ def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
-def bench_build(work: Path, n: int, k_max: int) -> dict:
-    photos = work / "photos"
+def bench_build(work: Path, n: int, k_max: int, sources: list[Path]) -> dict:
+    photos = work / ("real" if sources else "photos")
     t = time.perf_counter()
-    paths = make_photos(photos, n)
+    paths = linked_photos(photos, n, sources) if sources else make_photos(photos, n)
     made = time.perf_counter() - t
     xy, clusterings, sweep = synthetic_clusterings(n, k_max)
-    out, cache = work / f"report{n}", work / f"cache{n}"
+    out, cache = work / f"report{n}{'real' if sources else ''}", work / f"cache{n}{'real' if sources else ''}"
+    for old in (out, cache):  # the first build starts cold
+        shutil.rmtree(old, ignore_errors=True)
     args = dict(sweep=sweep, neighbours=neighbours(n), tags=[["label one", "label two"]] * n,
                 run=ReportRun({"images": n}), title=f"bench {n}", cache_dir=cache)
     t = time.perf_counter()
@@ -97,7 +114,7 @@ def bench_build(work: Path, n: int, k_max: int) -> dict:
     t = time.perf_counter()
     build_report(out, photos, paths, xy, clusterings, **args)
     again = time.perf_counter() - t
-    return {"photos": n, "k_values": k_max, "make_photos_s": round(made, 1), "first_build_s": round(first, 2),
+    return {"photos": n, "kind": "real (linked)" if sources else "generated", "k_values": k_max, "make_photos_s": round(made, 1), "first_build_s": round(first, 2),
             "rerun_s": round(again, 2), "report_mb": round(folder_size(out) / 1e6, 1),
             "atlases": len(list(out.glob("atlas-*"))), "thumb_cache_mb": round(folder_size(cache) / 1e6, 1)}
 
@@ -158,12 +175,14 @@ def main():
     parser.add_argument("--browser", type=int, nargs="*", default=[100000], help="point counts to open in Chromium")
     parser.add_argument("--k-max", type=int, default=100, help="clusterings per report (k = 1..K)")
     parser.add_argument("--frames", type=int, default=60, help="frames drawn per pan measurement")
+    parser.add_argument("--photos", type=Path, nargs="*", default=[],
+                        help="folders of real photos to cycle through (symbolic links) instead of generated ones")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one, kept for re-runs)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / "imgclust_bench_report"
     work.mkdir(parents=True, exist_ok=True)
     for n in args.build:
-        print(json.dumps(bench_build(work, n, args.k_max)), flush=True)
+        print(json.dumps(bench_build(work, n, args.k_max, args.photos)), flush=True)
     for n in args.browser:
         index = repeated_thumbnail_report(work, n, args.k_max)
         print(json.dumps({"points": n, **bench_browser(index, args.frames)}), flush=True)

@@ -176,8 +176,6 @@ def test_map_shows_every_photo_as_a_thumbnail(page, collection, tmp_path):
     assert page.evaluate("window.imgclustReport.pointCount") == clustered == N_PHOTOS
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot))
-    if os.environ.get("IMGCLUST_SCREENSHOT"):
-        shutil.copy(shot, os.environ["IMGCLUST_SCREENSHOT"])
     box = page.locator("#map").bounding_box()
     pixels = np.asarray(Image.open(shot).convert("RGB"))[int(box["y"]):int(box["y"] + box["height"]),
                                                            int(box["x"]):int(box["x"] + box["width"])]
@@ -186,6 +184,11 @@ def test_map_shows_every_photo_as_a_thumbnail(page, collection, tmp_path):
     # Thumbnails, not flat dots: many distinct colours (photo content) off the background.
     assert len(np.unique(pixels[~background].reshape(-1, 3) // 8, axis=0)) > 500
     assert page.locator(".cluster").count() == doc["k"] + bool(doc["unclustered"])
+    if os.environ.get("IMGCLUST_SCREENSHOT"):  # the README's picture: the 12 objects, one photo hovered
+        page.select_option("#k-select", label="k-means, k = 12")
+        page.mouse.move(*page.evaluate("window.imgclustReport.screenPosition('group005/ukbench00020.jpg')"))
+        page.wait_for_timeout(300)
+        page.screenshot(path=os.environ["IMGCLUST_SCREENSHOT"])
 
 
 @pytest.mark.browser
