@@ -13,7 +13,7 @@ import click  # noqa: E402
 from . import pipeline  # noqa: E402
 from .config import NETWORKS, load_config  # noqa: E402
 from .errors import ImgclustError  # noqa: E402
-from .report import display_text  # noqa: E402
+from .report import display_text, label_report  # noqa: E402
 
 DEFAULT_CONFIG = "configs/configs.json"
 
@@ -133,6 +133,7 @@ def cluster_labels(config_path, quiet, labels_file):
     click.echo(f"cluster-labels: {len(result.images)} images ({result.vocabulary} labels) in {result.k} clusters "
                f"(sizes {', '.join(map(str, result.sizes))}; L-method knee {result.knee}); "
                f"labels {result.label_files[0]}{links}")
+    click.echo(f"report: {label_report(load_config(config_path), Path(labels_file) if labels_file else None, _log(quiet))}")
 
 
 @main.command("tag-network", cls=_Command)

@@ -248,16 +248,48 @@ def _clustering_doc(c: ReportClustering) -> dict:
             "dist": _b64(q, "<u2"), "dmax": dmax}
 
 
-def _sweep_doc(sweep) -> dict | None:
-    if sweep is None:
+@dataclass
+class ReportCurves:
+    """The "choosing k" panel: curves over k, marked k values and a note.
+
+    Attributes:
+        ks: int (K,) every k the page can show (the x axis).
+        curves: title → (ks of that curve, values; NaN where undefined).
+        marks: label → k, drawn as dashed lines (e.g. ``"elbow knee": 7``).
+        note: one sentence above the curves, e.g. the suggested k.
+        pictures: PNG files shown under the curves (copied into the report folder).
+    """
+
+    ks: np.ndarray
+    curves: dict
+    marks: dict
+    note: str
+    pictures: list = field(default_factory=list)
+
+
+def sweep_curves(sweep) -> ReportCurves:
+    """The curves of a :class:`~image_clustering.clustering.KSweep`: inertia, silhouette and
+    Davies–Bouldin, with the four criteria's k marked."""
+    s = sweep.suggestions
+    return ReportCurves(
+        sweep.ks, {"inertia (elbow)": (sweep.ks, sweep.inertia),
+                   "silhouette (higher is better)": (sweep.ks, sweep.silhouette),
+                   "Davies–Bouldin (lower is better)": (sweep.ks, sweep.davies_bouldin)},
+        {"silhouette max": s["silhouette"], "Davies–Bouldin min": s["davies_bouldin"], "elbow knee": s["elbow"],
+         "L-method": s["lmethod"]},
+        f"Suggested k = {sweep.suggested_k} ({sweep.criterion}).")
+
+
+def _curves_doc(curves: ReportCurves | None) -> dict | None:
+    if curves is None:
         return None
 
     def clean(values):
         return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
 
-    return {"ks": [int(k) for k in sweep.ks], "inertia": clean(sweep.inertia), "silhouette": clean(sweep.silhouette),
-            "davies_bouldin": clean(sweep.davies_bouldin),
-            "suggestions": {k: int(v) for k, v in sweep.suggestions.items()}, "criterion": sweep.criterion}
+    return {"ks": [int(k) for k in curves.ks], "note": curves.note,
+            "curves": [{"title": t, "ks": [int(k) for k in ks], "values": clean(v)} for t, (ks, v) in curves.curves.items()],
+            "marks": [[name, int(k)] for name, k in curves.marks.items()]}
 
 
 def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
@@ -276,7 +308,8 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         coords: float (N, d ≥ 2) embedding; the first two axes place the photos.
         clusterings: at least one grouping; the first with ``current`` set (else the first) is
             shown when the page opens.
-        sweep: a :class:`~image_clustering.clustering.KSweep` for the "choosing k" curves, or None.
+        sweep: a :class:`~image_clustering.clustering.KSweep` or :class:`ReportCurves` for the
+            "choosing k" panel, or None.
         neighbours: (int (N, m) row indices, float (N, m) cosine similarities), best first, or None.
         tags: per photo its label words, best first, or None when ``imgclust tag`` never ran.
         run: the "run" section.
@@ -303,6 +336,13 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atlas = write_atlases(out_dir, Path(image_dir), paths, cache_dir)
+    curves = sweep if sweep is None or isinstance(sweep, ReportCurves) else sweep_curves(sweep)
+    pictures = []
+    for picture in (curves.pictures if curves else []):
+        if Path(picture).is_file():
+            with atomic_path(out_dir / Path(picture).name) as tmp:
+                shutil.copyfile(picture, tmp)
+            pictures.append(Path(picture).name)
     run = run or ReportRun()
     base = os.path.relpath(os.path.abspath(image_dir), os.path.abspath(out_dir))
     data = {
@@ -312,7 +352,7 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         "hrefs": [url_path(p) for p in paths],
         "xy": _b64(_unit_square(coords) if n else np.zeros((0, 2)), "<f4"),
         "clusterings": [_clustering_doc(c) for c in clusterings],
-        "sweep": _sweep_doc(sweep),
+        "sweep": _curves_doc(curves),
         "tags": [[display_text(w) for w in t[:MAX_TAGS]] for t in tags] if tags is not None else None,
         "neighbours": None,
     }
@@ -330,7 +370,7 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         title=display_text(title), n=n, counts=run.counts,
         failures=[(display_text(p), display_text(r)) for p, r in run.failures],
         config=json.dumps(run.config, indent=1, ensure_ascii=False, default=str) if run.config else None,
-        timings=timings, evaluation=run.evaluation, version=_cache_buster(out_dir))
+        timings=timings, evaluation=run.evaluation, pictures=pictures, version=_cache_buster(out_dir))
     atomic_write_text(out_dir / "index.html", html)
     return out_dir / "index.html"
 
@@ -448,3 +488,61 @@ def collection_report(config, progress: bool = False, log=print) -> Path:
                              cache_dir=config.feature_dir)
     log(f"report: {len(paths)} photos in {time.perf_counter() - started:.1f} s")
     return index
+
+
+def label_report(config, label_file: Path | None = None, log=print) -> Path:
+    """The report of ``imgclust cluster-labels``, in ``<plot_dir>/<object_name>/report_labels/``:
+    the photos placed by a t-SNE of their Jaccard distances (1 − shared labels / all labels), the
+    Ward clusters of the last ``cluster-labels`` run (and every k of the separation curve), the
+    separation curve with its L-method errors and knee, the label dendrogram, and neighbours by
+    Jaccard similarity.
+
+    Raises:
+        ImgclustError: no label table, or no ``cluster-labels`` result yet.
+    """
+    from sklearn.manifold import TSNE
+
+    from .clustering import l_method_errors
+    from .errors import ImgclustError
+    from .labels import choose_k, jaccard_similarity, label_clustering, label_matrix, read_label_table, ward_tree
+
+    started = time.perf_counter()
+    m = config.model
+    name = f"{m.object_name}_labels"
+    result_file = config.paths.cluster_label_dir / f"{name}.json"
+    if not result_file.is_file():
+        raise ImgclustError(f"{result_file}: no label clustering yet; run `imgclust cluster-labels`")
+    chosen = json.loads(result_file.read_text())["k"]
+    table_path = Path(label_file) if label_file else config.label_file
+    table = read_label_table(table_path)
+    n = len(table.images)
+    x, vocabulary = label_matrix(table)
+    sim = jaccard_similarity(x)
+    tree = ward_tree(sim)
+    choice = choose_k(sim, tree, 2, m.label_k_max)
+    clusterings = []
+    for k in sorted({*map(int, choice.ks), int(chosen)}):
+        result = label_clustering(sim, tree, k)
+        clusterings.append(ReportClustering(f"Ward on label words, k = {k}" + (" (cluster-labels)" if k == chosen else ""),
+                                            result.labels, result.distances, current=k == chosen))
+    coords = TSNE(2, metric="precomputed", init="random", perplexity=min(m.perplexity, (n - 1) / 3),
+                  random_state=m.seed).fit_transform(np.clip(1.0 - sim, 0.0, None))
+    at, errors = l_method_errors(choice.ks, choice.separation)
+    curves = ReportCurves(choice.ks, {"separation (within − between mean similarity)": (choice.ks, choice.separation),
+                                      "L-method error (two-line fit RMSE)": (at, errors)},
+                          {"L-method knee": choice.knee},
+                          f"L-method knee of the separation curve: k = {choice.knee}; cluster-labels used k = {chosen}.",
+                          [config.plot_dir / "label_dendrogram.png", config.plot_dir / "label_k.png"])
+    m_nb = min(12, n - 1)
+    off_self = sim - 2 * np.eye(n)  # never one's own neighbour
+    index = np.argsort(-off_self, axis=1, kind="stable")[:, :m_nb].astype(np.int32)
+    neighbours = (index, np.take_along_axis(sim, index, axis=1).astype(np.float32))
+    tags = [[w for w, _ in sorted(labels.items(), key=lambda item: -item[1])] for labels in table.labels]
+    evaluation_file = config.paths.cluster_label_dir / f"{name}_evaluation.json"
+    run = ReportRun({"images in the label table": n, "distinct labels": len(vocabulary)}, [], _config_doc(config), {},
+                    json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None)
+    index_html = build_report(config.plot_dir / "report_labels", config.paths.image_dir, table.images, coords,
+                              clusterings, curves, neighbours, tags, run, f"{m.object_name}: label words",
+                              cache_dir=config.feature_dir)
+    log(f"label report: {n} photos in {time.perf_counter() - started:.1f} s")
+    return index_html

@@ -268,3 +268,22 @@ def test_no_request_leaves_the_machine(browser, collection):
     assert page.requests and all(url.startswith(("file:", "data:", "blob:")) for url in page.requests), page.requests
     assert any(url.endswith(".jpg") and "/photos/" in url for url in page.requests)  # the relative link works
     page.context.close()
+
+
+@pytest.mark.browser
+def test_label_word_clustering_report(browser, collection):
+    from image_clustering.report import label_report
+
+    config, _ = collection
+    result = pipeline.cluster_labels(config, log=quiet)
+    index = label_report(config, log=quiet)
+    assert index == config.plot_dir / "report_labels" / "index.html"
+    page = open_report(browser, index)
+    assert page.inner_text("#map-count") == f"{N_PHOTOS} photos on the map"
+    assert page.inner_text("#cluster-count").startswith(f"{result.k} cluster")
+    assert page.locator(".cluster").count() == result.k
+    page.click("nav button[data-tab=k]")
+    assert f"L-method knee of the separation curve: k = {result.knee}" in page.inner_text("#k-note")
+    assert page.locator("#k-charts svg").count() == 2
+    assert page.locator("img.picture").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 100)") == [True, True]
+    page.context.close()

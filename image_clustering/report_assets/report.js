@@ -125,6 +125,9 @@
     requestDraw();
   }
 
+  // Pixels per world unit (CSS pixels): the unit square fills the map less one thumbnail.
+  const FIT = Math.max(0.5, 0.95 - basePoint);
+  function cssSide() { return Math.min(canvas.clientWidth, canvas.clientHeight) * view.zoom * FIT; }
   function pointPixels() { return basePoint * view.zoom * Math.min(canvas.width, canvas.height); }
 
   function draw() {
@@ -134,7 +137,7 @@
     gl.viewport(0, 0, canvas.width, canvas.height);
     gl.clearColor(0.08, 0.08, 0.09, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
-    const side = Math.min(canvas.width, canvas.height) * view.zoom * 0.92;
+    const side = cssSide() * devicePixelRatio;
     gl.uniform2f(gl.getUniformLocation(program, "uScale"), (2 * side) / canvas.width, (2 * side) / canvas.height);
     gl.uniform2f(gl.getUniformLocation(program, "uCentre"), view.x, view.y);
     const size = Math.max(2, Math.min(pointMax, pointPixels()));
@@ -163,12 +166,12 @@
     grid[gy * G + gx].push(i);
   }
   function toWorld(px, py) {
-    const side = Math.min(canvas.clientWidth, canvas.clientHeight) * view.zoom * 0.92;
+    const side = cssSide();
     return [view.x + (px - canvas.clientWidth / 2) / side, view.y + (py - canvas.clientHeight / 2) / side];
   }
   function pick(px, py) {
     const [wx, wy] = toWorld(px, py);
-    const side = Math.min(canvas.clientWidth, canvas.clientHeight) * view.zoom * 0.92;
+    const side = cssSide();
     const half = Math.max(3, Math.min(pointMax / devicePixelRatio, pointPixels() / devicePixelRatio)) / 2 / side;
     const r = Math.ceil(half * G);
     const gx = Math.floor(wx * G), gy = Math.floor(wy * G);
@@ -202,7 +205,7 @@
   canvas.addEventListener("mousemove", (e) => {
     const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
     if (drag) {
-      const side = Math.min(canvas.clientWidth, canvas.clientHeight) * view.zoom * 0.92;
+      const side = cssSide();
       view.x = drag.vx - (px - drag.px) / side; view.y = drag.vy - (py - drag.py) / side;
       drag.moved = drag.moved || Math.abs(px - drag.px) + Math.abs(py - drag.py) > 4;
       tip.hidden = true;
@@ -329,29 +332,25 @@
     const S = D.sweep, root = $("k-charts");
     root.replaceChildren();
     if (!S) { $("k-note").textContent = "No k sweep: run imgclust find-k."; return; }
-    const sugg = S.suggestions;
-    $("k-note").textContent = "Suggested k = " + sugg[S.criterion] + " (" + S.criterion + "). Marks: silhouette max " +
-      sugg.silhouette + ", Davies–Bouldin min " + sugg.davies_bouldin + ", elbow knee " + sugg.elbow + ", L-method " +
-      sugg.lmethod + ". Click a curve to show that k.";
+    $("k-note").textContent = S.note + " Click a curve to show that k.";
     const shown = clusterings[current].k;
-    const marks = [["silhouette", sugg.silhouette, "#ff7f0e"], ["davies_bouldin", sugg.davies_bouldin, "#2ca02c"],
-                   ["elbow", sugg.elbow, "#d62728"], ["lmethod", sugg.lmethod, "#9467bd"]];
+    const MARKS = ["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#e377c2"];
     const NS = "http://www.w3.org/2000/svg";
-    for (const [key, title] of [["inertia", "inertia (elbow)"], ["silhouette", "silhouette (higher is better)"],
-                                ["davies_bouldin", "Davies–Bouldin (lower is better)"]]) {
+    for (const curve of S.curves) {
       const W = 560, H = 150, L = 50, R = 10, T = 18, B = 22;
       const svg = document.createElementNS(NS, "svg");
       svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", "100%"); svg.setAttribute("class", "chart");
-      const pts = S.ks.map((k, i) => [k, S[key][i]]).filter((p) => p[1] !== null);
+      const pts = curve.ks.map((k, i) => [k, curve.values[i]]).filter((p) => p[1] !== null);
       const kmin = S.ks[0], kmax = S.ks[S.ks.length - 1] === kmin ? kmin + 1 : S.ks[S.ks.length - 1];
       const vals = pts.map((p) => p[1]), lo = Math.min(...vals), hi = Math.max(...vals) === lo ? lo + 1 : Math.max(...vals);
       const X = (k) => L + ((k - kmin) / (kmax - kmin)) * (W - L - R), Y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
       const add = (tag, attrs, text) => { const e = document.createElementNS(NS, tag); for (const a in attrs) e.setAttribute(a, attrs[a]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
-      add("text", { x: L, y: 12 }, title);
+      add("text", { x: L, y: 12 }, curve.title);
       add("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#666" });
       add("text", { x: L, y: H - 6 }, "k = " + kmin); add("text", { x: W - R - 50, y: H - 6 }, "k = " + kmax);
-      add("text", { x: 2, y: T + 8 }, hi.toPrecision(3)); add("text", { x: 2, y: H - B }, lo.toPrecision(3));
-      for (const [name, k, c] of marks) add("line", { x1: X(k), x2: X(k), y1: T, y2: H - B, stroke: c, "stroke-dasharray": "4 3" }).append(Object.assign(document.createElementNS(NS, "title"), { textContent: name + " k = " + k }));
+      if (pts.length) { add("text", { x: 2, y: T + 8 }, hi.toPrecision(3)); add("text", { x: 2, y: H - B }, lo.toPrecision(3)); }
+      S.marks.forEach(([name, k], j) => add("line", { x1: X(k), x2: X(k), y1: T, y2: H - B, stroke: MARKS[j % MARKS.length], "stroke-dasharray": "4 3" })
+        .append(Object.assign(document.createElementNS(NS, "title"), { textContent: name + " k = " + k })));
       if (shown) add("line", { x1: X(shown), x2: X(shown), y1: T, y2: H - B, stroke: "#fff", "stroke-width": 2 });
       if (pts.length) add("polyline", { points: pts.map((p) => X(p[0]) + "," + Y(p[1])).join(" "), fill: "none", stroke: "#4aa3ff", "stroke-width": 1.5 });
       svg.addEventListener("click", (e) => {
@@ -361,6 +360,10 @@
       });
       root.append(svg);
     }
+    const legend = el("p", { class: "caption" });
+    S.marks.forEach(([name, k], j) => { const m = el("span", {}, "┆ " + name + " k = " + k + "  "); m.style.color = MARKS[j % MARKS.length]; legend.append(m); });
+    legend.append(el("span", {}, "│ shown k = " + shown));
+    root.append(legend);
   }
 
   // ------------------------------------------------------------------ search, selection, neighbours
@@ -436,7 +439,7 @@
     },
     screenPosition(path) {  // page pixel position of a photo's point on the map
       const i = D.paths.indexOf(path), r = canvas.getBoundingClientRect();
-      const side = Math.min(canvas.clientWidth, canvas.clientHeight) * view.zoom * 0.92;
+      const side = cssSide();
       return [r.left + canvas.clientWidth / 2 + (xy[2 * i] - view.x) * side,
               r.top + canvas.clientHeight / 2 + (xy[2 * i + 1] - view.y) * side];
     },
