@@ -55,11 +55,14 @@
     return s;
   }
   function setupGL() {
-    const vs = `attribute vec2 aPos; attribute vec2 aCell; attribute vec3 aColour; attribute float aAlpha;
+    // Per point 16 bytes: position (2 floats), atlas cell (2 bytes), colour + state (4 bytes, the
+    // state byte: 255 selected, 128 shown, 23 dimmed) — fewer bytes per vertex, faster frames.
+    const vs = `attribute vec2 aPos; attribute vec2 aCell; attribute vec4 aColour;
       uniform vec2 uScale; uniform vec2 uCentre; uniform float uSize;
       varying vec2 vCell; varying vec3 vColour; varying float vAlpha;
       void main() { gl_Position = vec4((aPos - uCentre) * uScale * vec2(1.0, -1.0), 0.0, 1.0);
-        gl_PointSize = uSize * (aAlpha > 1.5 ? 1.6 : 1.0); vCell = aCell; vColour = aColour; vAlpha = aAlpha; }`;
+        vAlpha = aColour.a * 255.0 / 128.0;
+        gl_PointSize = uSize * (vAlpha > 1.5 ? 1.6 : 1.0); vCell = aCell; vColour = aColour.rgb; }`;
     const fs = `precision mediump float; uniform sampler2D uAtlas; uniform float uThumbs; uniform float uColumns;
       uniform vec2 uAtlasScale; uniform float uBorder;
       varying vec2 vCell; varying vec3 vColour; varying float vAlpha;
@@ -75,15 +78,15 @@
     gl.linkProgram(program);
     gl.useProgram(program);
     pointMax = gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE)[1];
-    const cells = new Float32Array(2 * N);
+    const cells = new Uint8Array(2 * N);
     for (let i = 0; i < N; i++) { const j = i % D.per_atlas; cells[2 * i] = j % D.columns; cells[2 * i + 1] = Math.floor(j / D.columns); }
-    for (const [name, data, size] of [["aPos", xy, 2], ["aCell", cells, 2], ["aColour", new Float32Array(3 * N), 3],
-                                      ["aAlpha", new Float32Array(N), 1]]) {
+    for (const [name, data, size, type, norm] of [["aPos", xy, 2, gl.FLOAT, false], ["aCell", cells, 2, gl.UNSIGNED_BYTE, false],
+                                                  ["aColour", new Uint8Array(4 * N), 4, gl.UNSIGNED_BYTE, true]]) {
       const b = gl.createBuffer(), loc = gl.getAttribLocation(program, name);
       gl.bindBuffer(gl.ARRAY_BUFFER, b);
-      gl.bufferData(gl.ARRAY_BUFFER, data, name === "aColour" || name === "aAlpha" ? gl.DYNAMIC_DRAW : gl.STATIC_DRAW);
+      gl.bufferData(gl.ARRAY_BUFFER, data, name === "aColour" ? gl.DYNAMIC_DRAW : gl.STATIC_DRAW);
       gl.enableVertexAttribArray(loc);
-      gl.vertexAttribPointer(loc, size, gl.FLOAT, false, 0, 0);
+      gl.vertexAttribPointer(loc, size, type, norm, 0, 0);
       buffers[name] = b;
     }
     // Each atlas script calls imgclustAtlas(a, base64 JPEG); a blob: URL of those bytes is
@@ -110,18 +113,17 @@
   const atlasUrls = [];
 
   function recolour() {
-    const labels = clusterings[current].labels, col = new Float32Array(3 * N), alpha = new Float32Array(N);
+    const labels = clusterings[current].labels, col = new Uint8Array(4 * N);
     const rgbs = new Map();
     for (let i = 0; i < N; i++) {
       const c = labels[i];
-      if (!rgbs.has(c)) rgbs.set(c, rgb(colour(c)));
-      col.set(rgbs.get(c), 3 * i);
-      let on = (highlighted === null || c === highlighted) && (!matches || matches[i]);
-      alpha[i] = i === selected ? 2 : on ? 1 : 0.18;
+      if (!rgbs.has(c)) rgbs.set(c, rgb(colour(c)).map((v) => Math.round(v * 255)));
+      col.set(rgbs.get(c), 4 * i);
+      const on = (highlighted === null || c === highlighted) && (!matches || matches[i]);
+      col[4 * i + 3] = i === selected ? 255 : on ? 128 : 23;
     }
     if (!gl) return;
     gl.bindBuffer(gl.ARRAY_BUFFER, buffers.aColour); gl.bufferSubData(gl.ARRAY_BUFFER, 0, col);
-    gl.bindBuffer(gl.ARRAY_BUFFER, buffers.aAlpha); gl.bufferSubData(gl.ARRAY_BUFFER, 0, alpha);
     requestDraw();
   }
 
