@@ -135,10 +135,10 @@ def sweep_labels_path(config: Config, key: str) -> Path:
     return config.feature_dir / f"find_k.{hashlib.sha1(key.encode()).hexdigest()[:16]}.labels.npy"
 
 
-def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool, log) -> KSweep:
+def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool, log, fit: bool = True) -> KSweep | None:
     """The k sweep over the clustering space's ``points``, from cache when they and the parameters
     are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept, each with its
-    per-k labels in :func:`sweep_labels_path`)."""
+    per-k labels in :func:`sweep_labels_path`); None when it is not cached and not ``fit``."""
     m = config.model
     # "sweep4": bump when the cached fields change (4: per-k labels beside the JSON)
     key = f"sweep4-{space_key(features_key, m)}-{m.k_max}-{m.n_init}-{m.seed}"
@@ -152,6 +152,8 @@ def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool
             return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
                           np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion,
                           np.load(labels_file, mmap_mode="r"))
+    if not fit:
+        return None
     k_top = max(1, min(m.k_max, len(points) - 1))
     log(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
@@ -172,13 +174,14 @@ def _sweep(config: Config, features_key: str, points: np.ndarray, progress: bool
     return sweep
 
 
-def current_sweep(config: Config, progress: bool = False, log=print) -> tuple[list[str], np.ndarray, str, np.ndarray,
-                                                                              np.ndarray, KSweep]:
+def current_sweep(config: Config, progress: bool = False, log=print, fit: bool = True) -> tuple[
+        list[str], np.ndarray, str, np.ndarray, np.ndarray, KSweep | None]:
     """The collection as ``find-k`` sees it, from the caches where they are current.
 
     Returns:
         (paths, float32 (N, D) features, their key (see :func:`features`), float32 (N, d)
-        embedding, the clustering-space points (N, d'), the :class:`KSweep` with its per-k ``labels``).
+        embedding, the clustering-space points (N, d'), the :class:`KSweep` with its per-k ``labels``
+        — None when no sweep of these points is cached and ``fit`` is false).
 
     Raises:
         ImgclustError: no feature vectors yet.
@@ -186,7 +189,7 @@ def current_sweep(config: Config, progress: bool = False, log=print) -> tuple[li
     paths, vectors, key = features(config)
     embedding = embed(vectors, key, config.model, config.feature_dir, log)
     points = clustering_space(vectors, embedding, config.model)
-    return paths, vectors, key, embedding, points, _sweep(config, key, points, progress, log)
+    return paths, vectors, key, embedding, points, _sweep(config, key, points, progress, log, fit)
 
 
 @dataclass

@@ -432,16 +432,18 @@ def collection_report(config, progress: bool = False, log=print) -> Path:
     """``imgclust report``: the report of the collection as the last ``cluster`` left it, in
     ``<plot_dir>/<object_name>/report/index.html``.
 
-    Uses the cached embedding, k sweep (fitted now if missing) with its per-k labels, the label
-    CSV of ``cluster`` (its clustering is the one shown first), the neighbours (computed once per
-    feature store), the ``imgclust tag`` labels, ``failures.csv``, the run log and the evaluation
-    scores when they exist.
+    Uses the cached embedding, the cached k sweep with its per-k labels (not fitted here: after
+    ``cluster`` with a fixed k on many photos that would take minutes; run ``find-k`` for the k
+    control), the label CSV of ``cluster`` (its clustering is the one shown first), the neighbours
+    (computed once per feature store), the ``imgclust tag`` labels, ``failures.csv``, the run log
+    and the evaluation scores when they exist.
 
     Raises:
-        ImgclustError: no feature vectors yet.
+        ImgclustError: no feature vectors yet, or neither a clustering nor a k sweep.
     """
     from .atomic import exclusive_lock
     from .clustering import by_size
+    from .errors import ImgclustError
     from .neighbours import cached_neighbours
     from .outputs import read_labels
     from .pipeline import current_sweep
@@ -449,7 +451,7 @@ def collection_report(config, progress: bool = False, log=print) -> Path:
     started = time.perf_counter()
     m = config.model
     with exclusive_lock(config.feature_dir, "report"):
-        paths, vectors, key, embedding, points, sweep = current_sweep(config, progress, log)
+        paths, vectors, key, embedding, points, sweep = current_sweep(config, progress, log, fit=False)
         clusterings = []
         label_csv = config.paths.cluster_label_dir / f"{m.object_name}.csv"
         if label_csv.is_file():
@@ -461,9 +463,14 @@ def collection_report(config, progress: bool = False, log=print) -> Path:
                                                     result.distances, current=True))
             else:
                 log(f"report: {label_csv} is older than the feature store; run `imgclust cluster` to show it")
-        for k, labels in zip(sweep.ks, np.asarray(sweep.labels)):
-            result = by_size(points, labels)
-            clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
+        if sweep is not None:
+            for k, labels in zip(sweep.ks, np.asarray(sweep.labels)):
+                result = by_size(points, labels)
+                clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
+        else:
+            log("report: no k sweep of this clustering space yet; run `imgclust find-k` for the k control")
+        if not clusterings:
+            raise ImgclustError(f"{config.feature_dir}: nothing to show yet; run `imgclust find-k` or `imgclust cluster`")
         if not any(c.current for c in clusterings):  # no clustering yet: open at the suggested k
             clusterings[int(np.searchsorted(sweep.ks, sweep.suggested_k))].current = True
         neighbours = cached_neighbours(config.feature_dir, key, vectors)

@@ -249,6 +249,10 @@ def test_neighbours_and_hover(page, collection):
     x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
     page.mouse.move(x, y)
     assert page.inner_text("#tooltip-path") == target and "distance to centre" in page.inner_text("#tooltip-info")
+    with page.context.expect_page() as opened:  # a click opens the original photo, by a relative link
+        page.mouse.click(x, y)
+    assert opened.value.url == (config.paths.image_dir / target).as_uri()
+    opened.value.close()
     page.mouse.down()
     page.mouse.move(x + 120, y + 60, steps=5)  # a drag pans: the point moves with the mouse
     page.mouse.up()
@@ -287,3 +291,20 @@ def test_label_word_clustering_report(browser, collection):
     assert page.locator("#k-charts svg").count() == 2
     assert page.locator("img.picture").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 100)") == [True, True]
     page.context.close()
+
+
+def test_report_after_cluster_without_a_sweep(collection):
+    """A fixed-k agglomerative clustering with no k sweep of its parameters: the report shows that
+    clustering alone instead of fitting a sweep (minutes on a large collection). Runs last: it
+    replaces the collection's clustering."""
+    from dataclasses import replace
+
+    config, index = collection
+    config = replace(config, model=replace(config.model, algorithm="agglomerative", k=5, k_max=7))
+    pipeline.cluster(config, progress=False, log=quiet)
+    messages = []
+    pipeline.report(config, log=messages.append)
+    assert any("no k sweep" in m for m in messages)
+    data = (index.parent / "data.js").read_text()
+    doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
+    assert [c["name"] for c in doc["clusterings"]] == ["ward linkage, k = 5 (imgclust cluster)"] and doc["sweep"] is None
