@@ -4,8 +4,13 @@
    random 2-D coordinates, clusterings for k = 1..K from k-means on them): a first build (every
    thumbnail decoded) and a re-run with no new photos.
 2. In headless Chromium (/usr/bin/chromium, software WebGL): page load time until every atlas is a
-   texture, and the frame time while panning, with N points (default 100,000; one repeated
-   thumbnail, served through the thumbnail cache so nothing is decoded).
+   texture; the intervals between the frames the page shows while the mouse drags across the
+   map (what a person sees when panning), zoomed out (dots) and zoomed in (thumbnails); and the
+   time of one full redraw of every point. N points (default 100,000; one repeated thumbnail,
+   served through the thumbnail cache so nothing is decoded).
+
+Each line ends with the 1-minute load average: on a shared machine, timings taken under load
+are slower by about that factor over the core count.
 
     python scripts/bench_report.py --build 1000 10000 --browser 10000 100000
 """
@@ -162,11 +167,33 @@ def bench_browser(index: Path, frames: int) -> dict:
                                "window.imgclustReport.atlasesLoaded() === window.imgclustReport.atlasCount",
                                timeout=120_000)
         load = time.perf_counter() - t
+        drag = {}
+        for zoom, label in ((1, "overview"), (12, "zoomed")):  # zoom 12: thumbnails, not dots
+            page.evaluate(f"window.imgclustReport.setView(0.5, 0.5, {zoom})")
+            drag[label] = drag_frames(page, frames)
         zoomed_out = page.evaluate(f"window.imgclustReport.panFrames({frames})")
-        page.evaluate("window.imgclustReport.setView(0.5, 0.5, 12)")  # close enough for thumbnails
+        page.evaluate("window.imgclustReport.setView(0.5, 0.5, 12)")
         zoomed_in = page.evaluate(f"window.imgclustReport.panFrames({frames})")
         browser.close()
-    return {"load_s": round(load, 2), "frame_ms_overview": round(zoomed_out, 1), "frame_ms_zoomed": round(zoomed_in, 1)}
+    return {"load_s": round(load, 2), **{f"drag_{k}_{stat}": v for k, d in drag.items() for stat, v in d.items()},
+            "redraw_ms_overview": round(zoomed_out, 1), "redraw_ms_zoomed": round(zoomed_in, 1)}
+
+
+def drag_frames(page, moves: int) -> dict:
+    """Frame intervals (ms) the page shows while the mouse drags across the map in ``moves`` steps,
+    the way a person pans: median and 95th percentile."""
+    box = page.locator("#map").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.evaluate("window.imgclustReport.startFrameLog()")
+    for i in range(moves):
+        page.mouse.move(x + 200 * np.sin(i / 8), y + 120 * np.cos(i / 8) - 120)
+    page.mouse.up()
+    stamps = np.array(page.evaluate("window.imgclustReport.stopFrameLog()"))
+    gaps = np.diff(stamps)
+    return {"median_ms": round(float(np.median(gaps)), 1), "p95_ms": round(float(np.percentile(gaps, 95)), 1),
+            "frames": len(gaps)}
 
 
 def main():
@@ -182,10 +209,10 @@ def main():
     work = args.work or Path(tempfile.gettempdir()) / "imgclust_bench_report"
     work.mkdir(parents=True, exist_ok=True)
     for n in args.build:
-        print(json.dumps(bench_build(work, n, args.k_max, args.photos)), flush=True)
+        print(json.dumps({**bench_build(work, n, args.k_max, args.photos), "load_avg": os.getloadavg()[0]}), flush=True)
     for n in args.browser:
         index = repeated_thumbnail_report(work, n, args.k_max)
-        print(json.dumps({"points": n, **bench_browser(index, args.frames)}), flush=True)
+        print(json.dumps({"points": n, **bench_browser(index, args.frames), "load_avg": os.getloadavg()[0]}), flush=True)
 
 
 if __name__ == "__main__":
