@@ -308,3 +308,33 @@ def test_report_after_cluster_without_a_sweep(collection):
     data = (index.parent / "data.js").read_text()
     doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
     assert [c["name"] for c in doc["clusterings"]] == ["ward linkage, k = 5 (imgclust cluster)"] and doc["sweep"] is None
+
+
+@pytest.mark.browser
+def test_large_map_pans_by_moving_the_last_frame(browser, tmp_path):
+    """Above 20,000 points the drawn frame follows the mouse (a CSS transform) and the points are
+    redrawn when the view rests; the photo under the mouse stays under it."""
+    from image_clustering.report import ReportClustering
+
+    n = 21_000
+    rng = np.random.default_rng(0)
+    paths = [f"missing/{i}.jpg" for i in range(n)]  # unreadable: grey tiles, which is all this needs
+    labels = rng.integers(0, 5, n)
+    index = build_report(tmp_path / "report", tmp_path, paths, rng.normal(size=(n, 2)),
+                         [ReportClustering("k = 5", labels, rng.random(n), True)])
+    page = open_report(browser, index)
+    assert page.inner_text("#map-count") == f"{n} photos on the map"
+    x, y = page.evaluate("window.imgclustReport.screenPosition('missing/7.jpg')")
+    # The events in one script, so the reading comes before the rest timer (the machine may be slow).
+    moved = page.evaluate("""([x, y]) => {
+        const map = document.getElementById('map'), at = (type, dx, dy) => map.dispatchEvent(
+            new MouseEvent(type, {clientX: x + dx, clientY: y + dy, bubbles: true}));
+        at('mousedown', 0, 0); at('mousemove', 80, 40);
+        const transform = map.style.transform;
+        at('mouseup', 80, 40);
+        return transform; }""", [x, y])
+    assert moved == "translate(80px, 40px) scale(1)"
+    page.wait_for_function("document.getElementById('map').style.transform === ''")  # redrawn in place
+    x2, y2 = page.evaluate("window.imgclustReport.screenPosition('missing/7.jpg')")
+    assert (x2 - x, y2 - y) == pytest.approx((80, 40), abs=1)
+    page.context.close()
