@@ -45,7 +45,7 @@ from PIL import Image, ImageOps
 from .atomic import atomic_path, atomic_write_text
 
 ASSETS = ("report.js", "report.css")
-ATLAS_SIDE = 2048  # pixels; WebGL 1 guarantees only 2048 on some devices... every current one has ≥ 4096
+ATLAS_SIDE = 2048  # pixels: a texture size every WebGL device supports (most allow 4096 or more)
 ATLAS_QUALITY = 80  # JPEG quality of the atlases: 10,000 64-pixel thumbnails take about 30 MB
 MAX_TAGS = 5  # label words per photo carried into the page
 

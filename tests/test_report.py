@@ -233,6 +233,11 @@ def test_hostile_names_render_as_text_and_run_nothing(page, collection):
     assert all(text == "" for _, text in scripts) and all(src.startswith("atlas-") for src, _ in scripts[2:])
     assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
     assert page.dialogs == []
+    page.fill("#search", "写真")  # Unicode names: found, shown and linked as they are
+    page.locator("#search-results .thumb").click()
+    assert page.inner_text("#photo-path") == "group001/Ünïcødé 写真.jpg"
+    assert page.get_attribute("#photo-open", "href").endswith("group001/%C3%9Cn%C3%AFc%C3%B8d%C3%A9%20%E5%86%99%E7%9C%9F.jpg")
+    page.wait_for_function("document.getElementById('photo-img').naturalWidth > 0")  # the original loads
 
 
 @pytest.mark.browser
