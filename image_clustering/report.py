@@ -207,9 +207,9 @@ def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: P
         if not (out_dir / names[-1]).is_file():
             todo.append(a)
     if todo:
-        cache = ThumbnailCache(cache_dir, cell)
-        needed = [i for a in todo for i in range(a * per_atlas, min(n, (a + 1) * per_atlas))]
-        tiles = dict(zip(needed, cache.get(image_dir, [paths[i] for i in needed], [stamps[i] for i in needed])))
+        # Every photo's thumbnail, not only the rewritten atlases': the cache then holds exactly
+        # the collection, and a later shift of photos between atlases decodes nothing again.
+        tiles = ThumbnailCache(cache_dir, cell).get(image_dir, paths, stamps)
         for a in todo:
             members = range(a * per_atlas, min(n, (a + 1) * per_atlas))
             rows = -(-len(members) // columns)

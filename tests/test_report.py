@@ -343,3 +343,32 @@ def test_large_map_pans_by_moving_the_last_frame(browser, tmp_path):
     x2, y2 = page.evaluate("window.imgclustReport.screenPosition('missing/7.jpg')")
     assert (x2 - x, y2 - y) == pytest.approx((80, 40), abs=1)
     page.context.close()
+
+
+def test_thumbnails_are_decoded_once(tmp_path, monkeypatch):
+    """Atlases hold 4 photos here (1024-pixel cells); adding a photo that sorts first shifts every
+    photo to another atlas, yet only the new photo is decoded; a re-run decodes nothing."""
+    from image_clustering import report
+
+    image_dir, out, cache = tmp_path / "photos", tmp_path / "report", tmp_path / "cache"
+    image_dir.mkdir()
+    for i in range(1, 10):
+        Image.new("RGB", (32, 24), (25 * i, 100, 50)).save(image_dir / f"p{i}.jpg")
+    decoded = []
+    real = report._thumbnail
+    monkeypatch.setattr(report, "_thumbnail", lambda path, cell: decoded.append(path.name) or real(path, cell))
+
+    def build():
+        decoded.clear()
+        paths = sorted(p.name for p in image_dir.iterdir())
+        return report.write_atlases(out, image_dir, paths, cache, cell=1024)
+
+    first = build()
+    assert len(decoded) == 9 and len(first["atlases"]) == 3 and first["per_atlas"] == 4
+    Image.new("RGB", (32, 24), (0, 0, 255)).save(image_dir / "p0.jpg")
+    second = build()
+    assert decoded == ["p0.jpg"] and len(second["atlases"]) == 3
+    assert sorted(p.name for p in out.glob("atlas-*")) == sorted(second["atlases"])  # stale atlases removed
+    before = {p: p.stat().st_mtime_ns for p in out.glob("atlas-*")}
+    assert build() == second and decoded == []
+    assert {p: p.stat().st_mtime_ns for p in out.glob("atlas-*")} == before
