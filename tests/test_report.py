@@ -49,6 +49,7 @@ def collection(tmp_path_factory, random_extractor):
                      "cluster_label_dir": str(root / "labels"), "plot_dir": str(root / "plots"),
                      "link_dir": str(root / "links")},
            "model": {"object_name": "ukb", "extractor": "inception_v3", "batch_size": 8, "k_max": 20}}
+    (root / "config.json").write_text(json.dumps(raw))
     config = config_from_dict(raw, source=root / "config.json")
     extract_features(config, random_extractor, progress=False)
     pipeline.find_k(config, progress=False, log=quiet)
@@ -95,6 +96,14 @@ def test_similar_inside_and_outside_the_collection(collection, random_extractor,
     inside = pipeline.similar(config, config.paths.image_dir / "group003" / "ukbench00012.jpg", 3, log=quiet)
     assert len(inside) == 3 and all(p != "group003/ukbench00012.jpg" for p, _ in inside)
     assert inside[0][1] >= inside[1][1] >= inside[2][1] and -1 <= inside[2][1] <= 1
+    from click.testing import CliRunner
+
+    from image_clustering.cli import main
+
+    printed = CliRunner().invoke(main, ["similar", str(config.paths.image_dir / "group003" / "ukbench00012.jpg"),
+                                        "-n", "3", "--config", str(config.source), "-q"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output.splitlines() == [f"{p}\t{s:.4f}" for p, s in inside]  # path, cosine similarity
     # From outside: the vector comes from the loaded network (here the random-weight one).
     monkeypatch.setattr(pipeline, "_network", lambda config, name: random_extractor[name])
     outside = config.paths.image_dir.parent / "copy.jpg"
