@@ -244,7 +244,10 @@ def _clustering_doc(c: ReportClustering) -> dict:
     dmax = float(dist[finite].max()) if finite.any() else 0.0
     # Distances as 16-bit fractions of the largest: a quarter of float32's size, 4–5 digits kept.
     q = np.where(finite, np.round(dist / (dmax or 1.0) * 65534), 65535).astype(np.uint16)
-    return {"name": c.name, "k": c.k, "current": c.current, "labels": _b64(labels, "<i2"),
+    # Labels as bytes (cluster + 1, 0 = unclustered) when they fit: half the size of int16.
+    small = c.k < 255
+    return {"name": c.name, "k": c.k, "current": c.current,
+            "labels": _b64(labels + 1, "u1") if small else _b64(labels, "<i2"), "labelBytes": 1 if small else 2,
             "dist": _b64(q, "<u2"), "dmax": dmax}
 
 

@@ -22,7 +22,9 @@
   const clusterings = D.clusterings.map((c) => {
     const q = decode(c.dist, Uint16Array), dist = new Float32Array(N);
     for (let i = 0; i < N; i++) dist[i] = q[i] === 65535 ? NaN : (q[i] / 65534) * c.dmax;
-    return { name: c.name, k: c.k, current: c.current, labels: decode(c.labels, Int16Array), dist };
+    let labels = decode(c.labels, c.labelBytes === 1 ? Uint8Array : Int16Array);
+    if (c.labelBytes === 1) labels = Int16Array.from(labels, (v) => v - 1);  // stored as cluster + 1
+    return { name: c.name, k: c.k, current: c.current, labels, dist };
   });
   const nb = D.neighbours ? { m: D.neighbours.m, index: decode(D.neighbours.index, Int32Array),
                               sim: decode(D.neighbours.sim, Float32Array) } : null;
