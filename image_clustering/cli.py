@@ -134,8 +134,10 @@ def _cluster_line(result) -> str:
 def cluster(config_path, quiet):
     """Cluster (model.algorithm) and link the images into one folder per cluster."""
     pipeline = _start(quiet)
-    result = pipeline.cluster(load_config(config_path), progress=not quiet)
+    config = load_config(config_path)
+    result = pipeline.cluster(config, progress=not quiet)
     click.echo(_cluster_line(result))
+    click.echo(f"report: {pipeline.report(config)}")
 
 
 @main.command(cls=_Command)
@@ -186,6 +188,7 @@ def cluster_labels(config_path, quiet, labels_file):
                f"cluster{'s' if result.k != 1 else ''} "
                f"(sizes {', '.join(map(str, result.sizes))}; L-method knee {result.knee}); "
                f"labels {result.label_files[0]}{links}")
+    click.echo(f"report: {pipeline.tag_report(load_config(config_path), Path(labels_file) if labels_file else None)}")
 
 
 @main.command("tag-network", cls=_Command)
@@ -200,6 +203,27 @@ def tag_network(config_path, quiet, labels_file):
 
 @main.command(cls=_Command)
 @_common
+def report(config_path, quiet):
+    """Write the interactive report (open its index.html in a browser; works offline)."""
+    pipeline = _start(quiet)
+    click.echo(f"report: {pipeline.report(load_config(config_path))}")
+
+
+@main.command(cls=_Command)
+@_common
+@click.argument("photo", type=click.Path(exists=True, dir_okay=False))
+@click.option("-n", "count", default=12, show_default=True, type=click.IntRange(1), help="How many photos.")
+def similar(config_path, quiet, photo, count):
+    """The photos most similar to PHOTO (inside or outside the collection): path and cosine similarity."""
+    from .report import display_text
+
+    pipeline = _start(quiet)
+    for path, sim in pipeline.similar(load_config(config_path), Path(photo), count):
+        click.echo(f"{display_text(path)}\t{sim:.4f}")
+
+
+@main.command(cls=_Command)
+@_common
 def run(config_path, quiet):
     """All steps in order: download, extract, find-k, cluster."""
     start = time.perf_counter()
@@ -208,6 +232,7 @@ def run(config_path, quiet):
     click.echo(result.extract.line())
     click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")
     click.echo(_cluster_line(result.cluster))
+    click.echo(f"report: {result.report}")
     click.echo(f"run: done in {time.perf_counter() - start:.1f} s", err=True)
 
 

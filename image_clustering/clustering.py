@@ -38,6 +38,9 @@ class KSweep:
         davies_bouldin: float array (K,): Davies–Bouldin index (≥ 0, lower is better); NaN for k = 1.
         suggestions: criterion name → suggested k (see the module docstring).
         criterion: the criterion behind ``suggested_k``.
+        labels: int16 (K, N) or None: row i is the k-means clustering at ``ks[i]`` of all N
+            points, renumbered by size (0 the largest), so a report can show any k the sweep
+            fitted without fitting again.
     """
 
     ks: np.ndarray
@@ -46,6 +49,7 @@ class KSweep:
     davies_bouldin: np.ndarray
     suggestions: dict[str, int]
     criterion: str = "silhouette"
+    labels: np.ndarray | None = None
 
     @property
     def suggested_k(self) -> int:
@@ -118,6 +122,7 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
         :class:`KSweep`.
     """
     n_all = x.shape[0]
+    x_all = x
     if n_all > SWEEP_SAMPLE:
         x = x[np.random.default_rng(seed).choice(n_all, SWEEP_SAMPLE, replace=False)]
     n = x.shape[0]
@@ -125,10 +130,13 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
     inertia = np.empty(len(ks))
     silhouette = np.full(len(ks), np.nan)
     davies_bouldin = np.full(len(ks), np.nan)
+    labels = np.empty((len(ks), n_all), dtype=np.int16)
     sample = min(n, SILHOUETTE_SAMPLE)
     for i, k in enumerate(ks):
         fit = kmeans(x, int(k), n_init, seed)
         inertia[i] = fit.inertia_ * n_all / n
+        # Kept for the report's k control; a sampled sweep assigns every point to its nearest centre.
+        labels[i] = renumber_by_size(fit.labels_ if x is x_all else fit.predict(x_all))[0]
         if 2 <= k <= n - 1 and len(np.unique(fit.labels_)) > 1:
             silhouette[i] = silhouette_score(x, fit.labels_, sample_size=sample, random_state=seed)
             davies_bouldin[i] = davies_bouldin_score(x, fit.labels_)
@@ -141,7 +149,7 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
         "elbow": elbow_knee(ks, inertia),
         "lmethod": l_method(ks, inertia),
     }
-    return KSweep(ks, inertia, silhouette, davies_bouldin, suggestions, criterion)
+    return KSweep(ks, inertia, silhouette, davies_bouldin, suggestions, criterion, labels)
 
 
 UNCLUSTERED = -1

@@ -215,6 +215,12 @@ class Layout:
     def sweep_cache(self) -> Path:
         return self.feature_dir / "find_k.json"
 
+    def sweep_labels(self, key: str) -> Path:
+        """The k-means labels of every k of the sweep cached under ``key`` (int16 (K, N))."""
+        import hashlib
+
+        return self.feature_dir / f"find_k.{hashlib.sha1(key.encode()).hexdigest()[:16]}.labels.npy"
+
     # tables
     def labels_csv(self, of_tags: bool = False) -> Path:
         """``<name>.csv`` (``cluster``), or ``<name>_labels.csv`` (``cluster-labels``)."""

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,13 @@ def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | N
     Raises:
         ImgclustError: no weights, missing image folder, or no images.
     """
+    from .report import record_step
+
     networks = networks or config.model.extractor
-    return extract_features(config, {n: _network(config, n) for n in networks}, progress)
+    summary = extract_features(config, {n: _network(config, n) for n in networks}, progress)
+    record_step(config.feature_dir, "extract", summary.seconds, computed=summary.computed, reused=summary.reused,
+                removed=summary.removed, failed=summary.failed)
+    return summary
 
 
 def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
@@ -237,33 +243,63 @@ def _space(config: Config, vectors: np.ndarray, embedding: np.ndarray, features_
     return points, _key(features=features_key, space=m.space)
 
 
-def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool) -> KSweep:
+def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool = True) -> KSweep | None:
     """The k sweep over the clustering space's ``points``, from cache when they and the sweep's
-    parameters are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept)."""
+    parameters are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept, each
+    with its per-k labels, int16 (K, N), in :meth:`Layout.sweep_labels`); None when it is not
+    cached and not ``fit``."""
     m = config.model
     key = _key(space=space_key, k_max=m.k_max, n_init=m.n_init, seed=m.seed)
-    cache = config.layout.sweep_cache
+    layout = config.layout
     sweeps = {}
-    if cache.is_file():
+    if layout.sweep_cache.is_file():
         try:
-            sweeps = json.loads(read_text(cache)).get("sweeps", {})
+            sweeps = json.loads(read_text(layout.sweep_cache)).get("sweeps", {})
         except (ValueError, AttributeError):
-            logger.warning(f"{cache}: unreadable cache, computing the sweep again")
-        if key in sweeps:
+            logger.warning(f"{layout.sweep_cache}: unreadable cache, computing the sweep again")
+        if key in sweeps and layout.sweep_labels(key).is_file():
             doc = sweeps[key]
             return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
-                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
+                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion,
+                          np.load(layout.sweep_labels(key), mmap_mode="r"))
+    if not fit:
+        return None
     k_top = max(1, min(m.k_max, len(points) - 1))
     logger.info(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
     with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
         sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
+    sweeps.pop(key, None)  # re-inserted last: the newest
     sweeps[key] = {"ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
                    "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
                    "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],
                    "suggestions": sweep.suggestions}
     kept = dict(list(sweeps.items())[-SWEEPS_KEPT:])  # insertion order: the newest last
-    atomic_write_text(cache, json.dumps({"sweeps": kept}))
+    with atomic_path(layout.sweep_labels(key)) as tmp:
+        np.save(tmp, sweep.labels)
+    atomic_write_text(layout.sweep_cache, json.dumps({"sweeps": kept}))
+    wanted = {layout.sweep_labels(k).name for k in kept}
+    for old in layout.feature_dir.glob("find_k.*.labels.npy"):  # labels of sweeps no longer cached
+        if old.name not in wanted:
+            old.unlink(missing_ok=True)
     return sweep
+
+
+def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> tuple[
+        list[str], np.ndarray, str, np.ndarray, np.ndarray, KSweep | None]:
+    """The collection as ``find-k`` sees it, from the caches where they are current.
+
+    Returns:
+        (paths, float32 (N, D) features, their key (see :func:`features`), float32 (N, d)
+        embedding, the clustering-space points (N, d'), the :class:`KSweep` with its per-k ``labels``
+        — None when no sweep of these points is cached and ``fit`` is false).
+
+    Raises:
+        ImgclustError: no feature vectors yet.
+    """
+    paths, vectors, key = features(config)
+    embedding = embed(config, vectors, key)
+    points, space_key = _space(config, vectors, embedding, key)
+    return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit)
 
 
 @dataclass
@@ -288,12 +324,16 @@ def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKRe
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
+    from .report import record_step
+
+    start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "find-k"):
         paths, vectors, key = features(config)
         embedding = embed(config, vectors, key)
         points, space_key = _space(config, vectors, embedding, key)
         sweep = _sweep(config, space_key, points, progress)
         files = _find_k_plots(config, sweep, embedding) if write else []
+        record_step(config.feature_dir, "find-k", time.perf_counter() - start)
         return FindKResult(sweep, sweep.suggested_k, paths, embedding, files)
 
 
@@ -347,8 +387,13 @@ def cluster(config: Config, progress: bool = True, write: bool = True) -> Cluste
         ImgclustError: no feature vectors, ``model.k`` larger than the number of images, or a
             pair-distance method on too many images.
     """
+    from .report import record_step
+
+    start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "cluster"):
-        return _cluster(config, progress, write)
+        result = _cluster(config, progress, write)
+        record_step(config.feature_dir, "cluster", time.perf_counter() - start)
+        return result
 
 
 def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
@@ -694,10 +739,68 @@ class RunResult:
     extract: ExtractSummary
     find_k: FindKResult
     cluster: ClusterResult
+    report: Path
 
 
 def run(config: Config, progress: bool = True) -> RunResult:
-    """``imgclust run``: download (if needed), extract, find-k, cluster."""
+    """``imgclust run``: download (if needed), extract, find-k, cluster, report."""
     download(config)
     summary = extract(config, progress)
-    return RunResult(summary, find_k(config, progress), cluster(config, progress))
+    found, clustered = find_k(config, progress), cluster(config, progress)
+    return RunResult(summary, found, clustered, report(config, progress))
+
+
+def report(config: Config, progress: bool = False) -> Path:
+    """``imgclust report``: the interactive report, ``<plot_dir>/<object_name>/report/index.html``
+    (see :func:`image_clustering.report.collection_report`)."""
+    from .report import collection_report
+
+    return collection_report(config, progress)
+
+
+def tag_report(config: Config, label_file: Path | None = None) -> Path:
+    """The report of ``cluster-labels``, ``<plot_dir>/<object_name>/report_labels/index.html``
+    (see :func:`image_clustering.report.label_report`)."""
+    from .report import label_report
+
+    return label_report(config, label_file)
+
+
+def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]:
+    """``imgclust similar``: the ``n`` photos of the collection nearest to ``photo`` in feature
+    space (cosine similarity of the combined, L2-normalised vectors; :mod:`image_clustering.neighbours`).
+    A photo of the collection uses its stored vector (and is not its own neighbour); any other
+    photo goes through the networks of ``model.extractor`` first.
+
+    Returns:
+        (path relative to ``paths.image_dir``, cosine similarity in [-1, 1]) pairs, best first.
+
+    Raises:
+        ImgclustError: no feature vectors, missing weights, or ``photo`` unreadable.
+    """
+    from .images import open_rgb, square
+    from .neighbours import most_similar
+
+    paths, vectors, _ = features(config)
+    photo = Path(photo).resolve()
+    try:
+        rel = photo.relative_to(config.paths.image_dir.resolve()).as_posix()
+    except ValueError:
+        rel = None
+    row = {p: i for i, p in enumerate(paths)}.get(rel)
+    if row is not None:
+        query = np.asarray(vectors[row])
+    else:
+        if not photo.is_file():
+            raise ImgclustError(f"{photo}: no such photo")
+        blocks = []
+        for name in config.model.extractor:
+            load, _identity = _network(config, name)
+            network = load()
+            try:
+                pixels = square(open_rgb(photo, network.input_size), network.input_size)
+            except Exception as exc:  # any decoder error: the user named an unreadable file
+                raise ImgclustError(f"{photo}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
+            blocks.append(network.run(pixels[None])["features"])
+        query = combine(blocks)[0]
+    return [(paths[i], s) for i, s in most_similar(query, np.asarray(vectors), n, exclude=row)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from image_clustering import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("IMGCLUST_SHARED", ROOT.parent / "shared"))  # a worktree elsewhere: point it here
 DATASETS = SHARED / "datasets"
 MODEL_DIR = ROOT / "models"
 

@@ -58,6 +58,8 @@ def test_example_quick_start(weights, make_config):
     output = run_cli(config, "run")
     paths, labels = read_labels(config)
     assert len(paths) == 40 and "suggested k = 10" in output and "10 clusters" in output
+    report = config.plot_dir / "report" / "index.html"
+    assert f"report: {report}" in output and report.is_file()  # the run ends with the path to the report
     assert normalized_mutual_info_score(folder_labels(paths), labels) == pytest.approx(1.0)
     check_link_folders(config, paths, labels)
     assert "NMI" in run_cli(config, "evaluate")

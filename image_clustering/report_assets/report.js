@@ -1,0 +1,480 @@
+// imgclust report: the map (WebGL point sprites textured from thumbnail atlases), galleries, the
+// k control, search and neighbours. Reads window.IMGCLUST_REPORT (data.js). Text from the user's
+// files only ever goes in through textContent / attributes, never innerHTML.
+"use strict";
+(function () {
+  const D = window.IMGCLUST_REPORT;
+  const N = D.n;
+  const $ = (id) => document.getElementById(id);
+
+  function decode(b64, Type) {
+    const bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new Type(bytes.buffer);
+  }
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  const xy = decode(D.xy, Float32Array);
+  const clusterings = D.clusterings.map((c) => {
+    const q = decode(c.dist, Uint16Array), dist = new Float32Array(N);
+    for (let i = 0; i < N; i++) dist[i] = q[i] === 65535 ? NaN : (q[i] / 65534) * c.dmax;
+    let labels = decode(c.labels, c.labelBytes === 1 ? Uint8Array : Int16Array);
+    if (c.labelBytes === 1) labels = Int16Array.from(labels, (v) => v - 1);  // stored as cluster + 1
+    return { name: c.name, k: c.k, current: c.current, labels, dist };
+  });
+  const nb = D.neighbours ? { m: D.neighbours.m, index: decode(D.neighbours.index, Int32Array),
+                              sim: decode(D.neighbours.sim, Float32Array) } : null;
+  const href = (i) => D.imageBase + D.hrefs[i];
+
+  // Colours: 20 distinguishable hues (matplotlib tab20 order), grey for unclustered.
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+    "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+    "#9edae5", "#7f7f7f", "#393b79"];
+  const colour = (c) => (c < 0 ? "#666666" : PALETTE[c % PALETTE.length]);
+  const rgb = (hex) => [1, 3, 5].map((j) => parseInt(hex.slice(j, j + 2), 16) / 255);
+
+  let current = Math.max(0, clusterings.findIndex((c) => c.current));
+  let highlighted = null;   // cluster number or null
+  let matches = null;       // Uint8Array of search hits or null
+  let selected = -1;
+
+  // ------------------------------------------------------------------ the map (WebGL)
+  const canvas = $("map");
+  const gl = canvas.getContext("webgl", { antialias: false, preserveDrawingBuffer: true });
+  const view = { x: 0.5, y: 0.5, zoom: 1 };  // world point at the centre, pixels per world unit / min side
+  const basePoint = Math.min(0.12, 0.7 / Math.sqrt(Math.max(N, 1)));  // world units of one thumbnail
+  let program, buffers = {}, textures = [], pointMax = 64;
+
+  function shader(type, src) {
+    const s = gl.createShader(type);
+    gl.shaderSource(s, src);
+    gl.compileShader(s);
+    if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
+    return s;
+  }
+  function setupGL() {
+    // Per point 16 bytes: position (2 floats), atlas cell (2 bytes), colour + state (4 bytes, the
+    // state byte: 255 selected, 128 shown, 23 dimmed) — fewer bytes per vertex, faster frames.
+    const vs = `attribute vec2 aPos; attribute vec2 aCell; attribute vec4 aColour;
+      uniform vec2 uScale; uniform vec2 uCentre; uniform float uSize;
+      varying vec2 vCell; varying vec3 vColour; varying float vAlpha;
+      void main() { gl_Position = vec4((aPos - uCentre) * uScale * vec2(1.0, -1.0), 0.0, 1.0);
+        vAlpha = aColour.a * 255.0 / 128.0;
+        gl_PointSize = uSize * (vAlpha > 1.5 ? 1.6 : 1.0); vCell = aCell; vColour = aColour.rgb; }`;
+    const fs = `precision mediump float; uniform sampler2D uAtlas; uniform float uThumbs; uniform float uColumns;
+      uniform vec2 uAtlasScale; uniform float uBorder;
+      varying vec2 vCell; varying vec3 vColour; varying float vAlpha;
+      void main() { vec2 p = gl_PointCoord; vec3 c = vColour;
+        bool edge = p.x < uBorder || p.y < uBorder || p.x > 1.0 - uBorder || p.y > 1.0 - uBorder;
+        if (uThumbs > 0.5 && !edge) c = texture2D(uAtlas, (vCell + p) * uAtlasScale).rgb;
+        float a = vAlpha > 1.5 ? 1.0 : vAlpha;
+        if (vAlpha > 1.5 && edge) c = vec3(1.0);
+        gl_FragColor = vec4(c * a + vec3(0.08) * (1.0 - a), 1.0); }`;
+    program = gl.createProgram();
+    gl.attachShader(program, shader(gl.VERTEX_SHADER, vs));
+    gl.attachShader(program, shader(gl.FRAGMENT_SHADER, fs));
+    gl.linkProgram(program);
+    gl.useProgram(program);
+    pointMax = gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE)[1];
+    const cells = new Uint8Array(2 * N);
+    for (let i = 0; i < N; i++) { const j = i % D.per_atlas; cells[2 * i] = j % D.columns; cells[2 * i + 1] = Math.floor(j / D.columns); }
+    for (const [name, data, size, type, norm] of [["aPos", xy, 2, gl.FLOAT, false], ["aCell", cells, 2, gl.UNSIGNED_BYTE, false],
+                                                  ["aColour", new Uint8Array(4 * N), 4, gl.UNSIGNED_BYTE, true]]) {
+      const b = gl.createBuffer(), loc = gl.getAttribLocation(program, name);
+      gl.bindBuffer(gl.ARRAY_BUFFER, b);
+      gl.bufferData(gl.ARRAY_BUFFER, data, name === "aColour" ? gl.DYNAMIC_DRAW : gl.STATIC_DRAW);
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, size, type, norm, 0, 0);
+      buffers[name] = b;
+    }
+    // Each atlas script calls imgclustAtlas(a, base64 JPEG); a blob: URL of those bytes is
+    // same-origin, so WebGL may use it (a file:// image would count as cross-origin).
+    window.imgclustAtlas = (a, b64) => {
+      const url = URL.createObjectURL(new Blob([decode(b64, Uint8Array)], { type: "image/jpeg" }));
+      const img = new Image();
+      img.onload = () => {
+        const t = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D, t);
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGB, gl.RGB, gl.UNSIGNED_BYTE, img);
+        for (const [p, v] of [[gl.TEXTURE_MIN_FILTER, gl.LINEAR], [gl.TEXTURE_MAG_FILTER, gl.LINEAR],
+                              [gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE], [gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE]]) gl.texParameteri(gl.TEXTURE_2D, p, v);
+        textures[a] = { t, w: img.width, h: img.height };
+        atlasesLoaded++;
+        requestDraw();
+      };
+      img.src = atlasUrls[a] = url;
+      document.querySelectorAll('.thumb[data-atlas="' + a + '"]').forEach((b) => (b.style.backgroundImage = 'url("' + url + '")'));
+    };
+    D.atlases.forEach((name, a) => { textures[a] = null; document.body.append(el("script", { src: name })); });
+  }
+  let atlasesLoaded = 0;
+  const atlasUrls = [];
+
+  function recolour() {
+    const labels = clusterings[current].labels, col = new Uint8Array(4 * N);
+    const rgbs = new Map();
+    for (let i = 0; i < N; i++) {
+      const c = labels[i];
+      if (!rgbs.has(c)) rgbs.set(c, rgb(colour(c)).map((v) => Math.round(v * 255)));
+      col.set(rgbs.get(c), 4 * i);
+      const on = (highlighted === null || c === highlighted) && (!matches || matches[i]);
+      col[4 * i + 3] = i === selected ? 255 : on ? 128 : 23;
+    }
+    if (!gl) return;
+    gl.bindBuffer(gl.ARRAY_BUFFER, buffers.aColour); gl.bufferSubData(gl.ARRAY_BUFFER, 0, col);
+    requestDraw();
+  }
+
+  // Pixels per world unit (CSS pixels): the unit square fills the map less one thumbnail.
+  const FIT = Math.max(0.5, 0.95 - basePoint);
+  function cssSide() { return Math.min(canvas.clientWidth, canvas.clientHeight) * view.zoom * FIT; }
+  function pointPixels() { return basePoint * view.zoom * Math.min(canvas.width, canvas.height); }
+
+  let drawn = { x: 0.5, y: 0.5, zoom: 1 };  // the view the canvas pixels show
+  function draw() {
+    if (!gl) return;
+    drawn = { x: view.x, y: view.y, zoom: view.zoom };
+    canvas.style.transform = "";
+    const w = canvas.clientWidth * devicePixelRatio, h = canvas.clientHeight * devicePixelRatio;
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    gl.viewport(0, 0, canvas.width, canvas.height);
+    gl.clearColor(0.08, 0.08, 0.09, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    const side = cssSide() * devicePixelRatio;
+    gl.uniform2f(gl.getUniformLocation(program, "uScale"), (2 * side) / canvas.width, (2 * side) / canvas.height);
+    gl.uniform2f(gl.getUniformLocation(program, "uCentre"), view.x, view.y);
+    const size = Math.max(2, Math.min(pointMax, pointPixels()));
+    gl.uniform1f(gl.getUniformLocation(program, "uSize"), size);
+    gl.uniform1f(gl.getUniformLocation(program, "uBorder"), size >= 10 ? Math.min(0.2, 2.5 / size) : 0.5);
+    if (size < 10) {  // dots: no texture needed, one draw call for every point
+      gl.uniform1f(gl.getUniformLocation(program, "uThumbs"), 0);
+      gl.drawArrays(gl.POINTS, 0, N);
+    } else {
+      for (let a = 0; a < D.atlases.length; a++) {  // one draw call per atlas texture
+        const start = a * D.per_atlas, count = Math.min(N - start, D.per_atlas), tex = textures[a];
+        gl.uniform1f(gl.getUniformLocation(program, "uThumbs"), tex ? 1 : 0);
+        if (tex) {
+          gl.bindTexture(gl.TEXTURE_2D, tex.t);
+          gl.uniform2f(gl.getUniformLocation(program, "uAtlasScale"), D.cell / tex.w, D.cell / tex.h);
+        }
+        gl.drawArrays(gl.POINTS, start, count);
+      }
+    }
+    if (selected >= 0) gl.drawArrays(gl.POINTS, selected, 1);  // on top of its neighbours
+  }
+  let pending = false;
+  function requestDraw() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; draw(); }); } }
+  // Pan and zoom. Redrawing every point costs about 1 µs a point where WebGL runs on the CPU
+  // (no GPU: SwiftShader), 0.1 s at 100,000 points; above LIVE_LIMIT points the last frame is
+  // moved and scaled by a CSS transform (the compositor's work, one frame at display rate) while
+  // the view moves, and redrawn once it rests for SETTLE_MS.
+  const LIVE_LIMIT = 20000, SETTLE_MS = 120;
+  let settle = null;
+  function viewChanged() {
+    if (N <= LIVE_LIMIT) { requestDraw(); return; }
+    const k = view.zoom / drawn.zoom, side = cssSide();
+    canvas.style.transform = `translate(${(drawn.x - view.x) * side}px, ${(drawn.y - view.y) * side}px) scale(${k})`;
+    clearTimeout(settle);
+    settle = setTimeout(draw, SETTLE_MS);
+  }
+
+  // Hover picking: a uniform grid over the unit square, so each mouse move looks at a few points.
+  const G = Math.max(1, Math.ceil(Math.sqrt(N / 4)));
+  const grid = Array.from({ length: G * G }, () => []);
+  for (let i = 0; i < N; i++) {
+    const gx = Math.min(G - 1, Math.floor(xy[2 * i] * G)), gy = Math.min(G - 1, Math.floor(xy[2 * i + 1] * G));
+    grid[gy * G + gx].push(i);
+  }
+  function toWorld(px, py) {
+    const side = cssSide();
+    return [view.x + (px - canvas.clientWidth / 2) / side, view.y + (py - canvas.clientHeight / 2) / side];
+  }
+  function pick(px, py) {
+    const [wx, wy] = toWorld(px, py);
+    const side = cssSide();
+    const half = Math.max(3, Math.min(pointMax / devicePixelRatio, pointPixels() / devicePixelRatio)) / 2 / side;
+    const r = Math.ceil(half * G);
+    const gx = Math.floor(wx * G), gy = Math.floor(wy * G);
+    let best = -1, bestD = Infinity;
+    for (let y = Math.max(0, gy - r); y <= Math.min(G - 1, gy + r); y++)
+      for (let x = Math.max(0, gx - r); x <= Math.min(G - 1, gx + r); x++)
+        for (const i of grid[y * G + x]) {
+          const dx = Math.abs(xy[2 * i] - wx), dy = Math.abs(xy[2 * i + 1] - wy);
+          if (dx <= half && dy <= half && dx + dy < bestD) { best = i; bestD = dx + dy; }
+        }
+    return best;
+  }
+
+  function clusterName(c) { return c < 0 ? "unclustered" : "cluster " + c; }
+  function describe(i) {
+    const c = clusterings[current].labels[i], d = clusterings[current].dist[i];
+    let text = clusterName(c) + (isNaN(d) ? "" : " · distance to centre " + d.toPrecision(3));
+    if (D.tags && D.tags[i].length) text += " · labels: " + D.tags[i].join(", ");
+    return text;
+  }
+  function sprite(node, i, px) {
+    const a = Math.floor(i / D.per_atlas), j = i % D.per_atlas, s = px / D.cell;
+    node.dataset.atlas = String(a);  // the image arrives when the atlas script has run
+    if (atlasUrls[a]) node.style.backgroundImage = 'url("' + atlasUrls[a] + '")';
+    node.style.backgroundSize = D.columns * D.cell * s + "px auto";
+    node.style.backgroundPosition = -(j % D.columns) * px + "px " + -Math.floor(j / D.columns) * px + "px";
+  }
+
+  const tip = $("tooltip");
+  let hover = -1, drag = null;
+  canvas.addEventListener("mousemove", (e) => {
+    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
+    if (drag) {
+      const side = cssSide();
+      view.x = drag.vx - (px - drag.px) / side; view.y = drag.vy - (py - drag.py) / side;
+      drag.moved = drag.moved || Math.abs(px - drag.px) + Math.abs(py - drag.py) > 4;
+      tip.hidden = true;
+      viewChanged();
+      return;
+    }
+    const i = pick(px, py);
+    if (i !== hover) {
+      hover = i;
+      tip.hidden = i < 0;
+      if (i >= 0) {
+        $("tooltip-img").src = href(i);   // the original, scaled by the browser
+        $("tooltip-path").textContent = D.paths[i];
+        $("tooltip-info").textContent = describe(i);
+      }
+    }
+    if (i >= 0) {
+      tip.style.left = Math.min(px + 16, canvas.clientWidth - 280) + "px";
+      tip.style.top = Math.min(py + 16, canvas.clientHeight - 300) + "px";
+    }
+  });
+  canvas.addEventListener("mouseleave", () => { tip.hidden = true; hover = -1; drag = null; });
+  canvas.addEventListener("mousedown", (e) => {
+    const r = canvas.getBoundingClientRect();
+    drag = { px: e.clientX - r.left, py: e.clientY - r.top, vx: view.x, vy: view.y, moved: false };
+    canvas.style.cursor = "grabbing";
+  });
+  window.addEventListener("mouseup", (e) => {
+    canvas.style.cursor = "grab";
+    if (drag && !drag.moved && e.target === canvas) {
+      const r = canvas.getBoundingClientRect(), i = pick(e.clientX - r.left, e.clientY - r.top);
+      if (i >= 0) window.open(href(i), "_blank", "noopener");
+    }
+    drag = null;
+  });
+  canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
+    const [wx, wy] = toWorld(px, py);
+    view.zoom = Math.min(400, Math.max(0.3, view.zoom * Math.exp(-e.deltaY * 0.0015)));
+    const [nx, ny] = toWorld(px, py);  // keep the world point under the cursor in place
+    view.x += wx - nx; view.y += wy - ny;
+    viewChanged();
+  }, { passive: false });
+  canvas.addEventListener("dblclick", () => { view.x = 0.5; view.y = 0.5; view.zoom = 1; requestDraw(); });
+  window.addEventListener("resize", requestDraw);
+
+  // ------------------------------------------------------------------ galleries
+  const GALLERY_SHOWN = 24;
+  function groups() {
+    const c = clusterings[current], members = new Map();
+    for (let i = 0; i < N; i++) {
+      const l = c.labels[i];
+      if (!members.has(l)) members.set(l, []);
+      members.get(l).push(i);
+    }
+    for (const list of members.values()) list.sort((a, b) => (c.dist[a] || 0) - (c.dist[b] || 0) || a - b);
+    return [...members.keys()].sort((a, b) => (a < 0) - (b < 0) || a - b).map((l) => [l, members.get(l)]);
+  }
+  function caption(list) {
+    if (!D.tags) return "";
+    const counts = new Map();
+    for (const i of list) for (const w of D.tags[i].slice(0, 3)) counts.set(w, (counts.get(w) || 0) + 1);
+    return [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([w, n]) => w + " (" + n + ")").join(", ");
+  }
+  function thumbButton(i, c) {
+    const b = el("button", { class: "thumb", title: D.paths[i], "data-index": String(i), "aria-label": D.paths[i] });
+    b.style.backgroundColor = "#333";
+    b.style.setProperty("--c", colour(c));
+    sprite(b, i, 60);
+    b.addEventListener("click", () => select(i));
+    return b;
+  }
+  function fillGrid(grid, list, c, limit) {
+    grid.replaceChildren(...list.slice(0, limit).map((i) => thumbButton(i, c)));
+  }
+  function renderGalleries() {
+    const root = $("galleries"), c = clusterings[current];
+    root.replaceChildren();
+    for (const [label, list] of groups()) {
+      const box = el("div", { class: "cluster", "data-cluster": String(label) });
+      box.style.setProperty("--c", colour(label));
+      const head = el("button", { class: "cluster-head" }, (label < 0 ? "Unclustered" : "Cluster " + label) + " · " +
+                      list.length + " photo" + (list.length === 1 ? "" : "s"));
+      const cap = el("div", { class: "caption" }, caption(list));
+      const g = el("div", { class: "grid" });
+      fillGrid(g, list, label, GALLERY_SHOWN);
+      box.append(head, cap, g);
+      if (list.length > GALLERY_SHOWN) {
+        const more = el("button", { class: "more" }, "show all " + list.length);
+        more.addEventListener("click", () => { fillGrid(g, list, label, list.length); more.remove(); });
+        box.append(more);
+      }
+      head.addEventListener("click", () => highlight(label === highlighted ? null : label, box, g, list));
+      root.append(box);
+    }
+    const k = c.k, un = c.labels.filter((l) => l < 0).length;
+    $("cluster-count").textContent = k + " cluster" + (k === 1 ? "" : "s") + (un ? " + " + un + " unclustered" : "");
+  }
+  function highlight(label, box, g, list) {
+    highlighted = label;
+    document.querySelectorAll(".cluster.active").forEach((b) => b.classList.remove("active"));
+    if (label !== null) {
+      box.classList.add("active");
+      fillGrid(g, list, label, list.length);   // the whole cluster, nearest the centre first
+      const more = box.querySelector(".more"); if (more) more.remove();
+      $("highlight").textContent = "highlighted: " + clusterName(label) + ", " + list.length + " photos";
+    } else $("highlight").textContent = "";
+    recolour();
+  }
+
+  // ------------------------------------------------------------------ the k control and its curves
+  const select_k = $("k-select");
+  clusterings.forEach((c, j) => select_k.append(el("option", { value: String(j) }, c.name)));
+  select_k.value = String(current);
+  select_k.addEventListener("change", () => setClustering(Number(select_k.value)));
+  function setClustering(j) {
+    current = j; highlighted = null; $("highlight").textContent = "";
+    select_k.value = String(j);
+    renderGalleries(); recolour(); drawCharts();
+    if (selected >= 0) select(selected);
+  }
+  function drawCharts() {
+    const S = D.sweep, root = $("k-charts");
+    root.replaceChildren();
+    if (!S) { $("k-note").textContent = "No k sweep: run imgclust find-k."; return; }
+    $("k-note").textContent = S.note + " Click a curve to show that k.";
+    const shown = clusterings[current].k;
+    const MARKS = ["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#e377c2"];
+    const NS = "http://www.w3.org/2000/svg";
+    for (const curve of S.curves) {
+      const W = 560, H = 150, L = 50, R = 10, T = 18, B = 22;
+      const svg = document.createElementNS(NS, "svg");
+      svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", "100%"); svg.setAttribute("class", "chart");
+      const pts = curve.ks.map((k, i) => [k, curve.values[i]]).filter((p) => p[1] !== null);
+      const kmin = S.ks[0], kmax = S.ks[S.ks.length - 1] === kmin ? kmin + 1 : S.ks[S.ks.length - 1];
+      const vals = pts.map((p) => p[1]), lo = Math.min(...vals), hi = Math.max(...vals) === lo ? lo + 1 : Math.max(...vals);
+      const X = (k) => L + ((k - kmin) / (kmax - kmin)) * (W - L - R), Y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+      const add = (tag, attrs, text) => { const e = document.createElementNS(NS, tag); for (const a in attrs) e.setAttribute(a, attrs[a]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
+      add("text", { x: L, y: 12 }, curve.title);
+      add("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#666" });
+      add("text", { x: L, y: H - 6 }, "k = " + kmin); add("text", { x: W - R - 50, y: H - 6 }, "k = " + kmax);
+      if (pts.length) { add("text", { x: 2, y: T + 8 }, hi.toPrecision(3)); add("text", { x: 2, y: H - B }, lo.toPrecision(3)); }
+      S.marks.forEach(([name, k], j) => add("line", { x1: X(k), x2: X(k), y1: T, y2: H - B, stroke: MARKS[j % MARKS.length], "stroke-dasharray": "4 3" })
+        .append(Object.assign(document.createElementNS(NS, "title"), { textContent: name + " k = " + k })));
+      if (shown) add("line", { x1: X(shown), x2: X(shown), y1: T, y2: H - B, stroke: "#fff", "stroke-width": 2 });
+      if (pts.length) add("polyline", { points: pts.map((p) => X(p[0]) + "," + Y(p[1])).join(" "), fill: "none", stroke: "#4aa3ff", "stroke-width": 1.5 });
+      svg.addEventListener("click", (e) => {
+        const r = svg.getBoundingClientRect(), k = Math.round(kmin + ((e.clientX - r.left) / r.width * W - L) / (W - L - R) * (kmax - kmin));
+        const j = clusterings.findIndex((c) => c.k === k && !c.current);
+        if (j >= 0) setClustering(j);
+      });
+      root.append(svg);
+    }
+    const legend = el("p", { class: "caption" });
+    S.marks.forEach(([name, k], j) => { const m = el("span", {}, "┆ " + name + " k = " + k + "  "); m.style.color = MARKS[j % MARKS.length]; legend.append(m); });
+    legend.append(el("span", {}, "│ shown k = " + shown));
+    root.append(legend);
+  }
+
+  // ------------------------------------------------------------------ search, selection, neighbours
+  $("search").addEventListener("input", () => {
+    const q = $("search").value.trim().toLowerCase(), box = $("search-results");
+    if (!q) { matches = null; box.hidden = true; $("search-count").textContent = ""; recolour(); return; }
+    matches = new Uint8Array(N);
+    const hits = [];
+    for (let i = 0; i < N; i++) {
+      if (D.paths[i].toLowerCase().includes(q) || (D.tags && D.tags[i].some((w) => w.toLowerCase().includes(q)))) {
+        matches[i] = 1; hits.push(i);
+      }
+    }
+    $("search-count").textContent = hits.length + " match" + (hits.length === 1 ? "" : "es");
+    const g = el("div", { class: "grid" });
+    fillGrid(g, hits, 0, 60);
+    g.querySelectorAll(".thumb").forEach((b) => b.style.setProperty("--c", colour(clusterings[current].labels[Number(b.dataset.index)])));
+    box.replaceChildren(el("h3", {}, "Search: " + hits.length + " photos (shown bright on the map)"), g);
+    box.hidden = false;
+    showTab("clusters");
+    recolour();
+  });
+
+  function select(i) {
+    selected = i;
+    document.querySelectorAll(".thumb.selected").forEach((b) => b.classList.remove("selected"));
+    $("photo-empty").hidden = true; $("photo").hidden = false;
+    $("photo-img").src = href(i);
+    $("photo-path").textContent = D.paths[i];
+    $("photo-info").textContent = describe(i);
+    $("photo-open").href = href(i);
+    const list = $("neighbours");
+    list.replaceChildren();
+    if (nb) {
+      for (let j = 0; j < nb.m; j++) {
+        const n = nb.index[i * nb.m + j], cell = el("div");
+        cell.append(thumbButton(n, clusterings[current].labels[n]), el("div", { class: "sim" }, nb.sim[i * nb.m + j].toFixed(3)));
+        list.append(cell);
+      }
+    } else list.append(el("p", {}, "No neighbours stored."));
+    showTab("photo");
+    recolour();
+  }
+
+  function showTab(name) {
+    document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+    document.querySelectorAll(".tab").forEach((t) => (t.hidden = t.id !== "tab-" + name));
+  }
+  document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+
+  // ------------------------------------------------------------------ start
+  if (gl) setupGL();
+  else $("map-status").append(el("b", {}, " WebGL is not available in this browser: the map cannot be drawn."));
+  $("map-count").textContent = N + " photos on the map";
+  renderGalleries();
+  recolour();
+  drawCharts();
+  requestDraw();
+
+  // For tests and the benchmark: state a person could see, and a way to time frames.
+  window.imgclustReport = {
+    pointCount: N,
+    atlasesLoaded: () => atlasesLoaded,
+    atlasCount: D.atlases.length,
+    clusterCount: () => clusterings[current].k,
+    panFrames(frames) {  // draw `frames` frames while panning; returns ms per frame (GPU work included)
+      const px = new Uint8Array(4), t0 = performance.now();
+      for (let f = 0; f < frames; f++) {
+        view.x = 0.5 + 0.2 * Math.sin(f / 10); view.y = 0.5 + 0.2 * Math.cos(f / 10);
+        draw(); gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+      }
+      return (performance.now() - t0) / frames;
+    },
+    screenPosition(path) {  // page pixel position of a photo's point on the map
+      const i = D.paths.indexOf(path), r = canvas.getBoundingClientRect();
+      const side = cssSide();
+      return [r.left + canvas.clientWidth / 2 + (xy[2 * i] - view.x) * side,
+              r.top + canvas.clientHeight / 2 + (xy[2 * i + 1] - view.y) * side];
+    },
+    setView(x, y, zoom) { view.x = x; view.y = y; view.zoom = zoom; draw(); },
+    frameLog: null,
+    startFrameLog() {  // timestamps of the frames the page shows, to measure interaction
+      const log = (this.frameLog = []);
+      const tick = (t) => { if (this.frameLog === log) { log.push(t); requestAnimationFrame(tick); } };
+      requestAnimationFrame(tick);
+    },
+    stopFrameLog() { const log = this.frameLog; this.frameLog = null; return log; },
+  };
+  document.body.dataset.ready = "1";
+})();
