@@ -211,6 +211,13 @@ def decode_threads() -> int:
 def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[int, ...], batch_size: int):
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
+    from . import decode
+    from .extractor import gpu_count
+
+    processes = decode.workers(gpu_count)
+    if processes:  # worker processes (decode.py), several batches ahead: with a GPU, or when asked
+        yield from decode.process_batches(files, image_dir, sizes, batch_size, _safe_load, processes)
+        return
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
         def submit(batch):
