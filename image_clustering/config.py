@@ -51,6 +51,8 @@ SCHEMA = {
                                               "properties": {n: _PATH for n in NETWORKS}}]},
                 "standardize": {"type": "boolean"},
                 "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
+                "backend": {"oneOf": [{"type": "null"}, {"enum": ["tensorflow", "jax", "torch"]}]},
+                "precision": {"enum": ["float32", "mixed_bfloat16", "mixed_float16"]},
                 "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
                 "reducer": {"enum": ["tsne", "umap"]},
                 "reduced_dimension": {**_INT, "minimum": 1, "maximum": 100},
@@ -95,6 +97,10 @@ DEFAULT_MODEL = {
     "weights": {},
     "standardize": False,
     "batch_size": 32,
+    # Keras backend: null = KERAS_BACKEND or TensorFlow. Vectors agree across backends (README).
+    "backend": None,
+    # float32: bfloat16 is 1.5-2x faster on an AVX512-BF16 CPU but moves features (docs/performance.md).
+    "precision": "float32",
     "pca_dimension": 50,
     "reducer": "tsne",
     "reduced_dimension": 2,
@@ -151,6 +157,8 @@ class ModelConfig:
     weights: dict[str, str]
     standardize: bool
     batch_size: int
+    backend: str | None
+    precision: str
     pca_dimension: int
     reducer: str
     reduced_dimension: int

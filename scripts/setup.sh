@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command set-up on a fresh clone: a virtual environment in .venv, imgclust installed into it
-# (editable, with the test extras), the verified InceptionV3 weights in models/, and Tesseract for
+# (editable, with the test extras and JAX, whose golden weight tests CI runs too), the verified InceptionV3 weights in models/, and Tesseract for
 # `imgclust ocr` where it can be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,6 @@ if ! command -v tesseract >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,jax]"
 .venv/bin/imgclust download
 echo "set-up done: run '.venv/bin/imgclust run' for the example, '.venv/bin/python -m pytest' for the tests"
