@@ -54,7 +54,7 @@ def _golden(backend_name: str, manifests: dict, precision: str = "float32") -> d
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("name", ["tensorflow", "jax"])
+@pytest.mark.parametrize("name", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])  # XLA compiles: ~95 s
 def test_golden_features_under_each_backend(name, real_weights, lite0_weights):
     out = _golden(name, {"inception2015": real_weights, "efficientnet_lite0": lite0_weights})
     assert out["backend"] == name
