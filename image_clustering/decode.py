@@ -6,12 +6,17 @@ share a GIL, so with a GPU — where the decoder, not the network, is the limit 
 threads do not. Each worker runs the very same per-image function as the thread path
 (``features._safe_load``: :func:`image_clustering.images.open_rgb` + ``square``), so pixels, EXIF
 orientation, formats, the bomb guard and failure reasons are identical by construction.
+
+Workers start with ``forkserver``, which imports the caller's main module again: a script that
+extracts with worker processes needs the usual ``if __name__ == "__main__":`` guard (the
+``imgclust`` command and notebooks need nothing). Ctrl-C is handled by the parent alone.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +45,12 @@ def workers(gpu_count: Callable[[], int]) -> int:
     return int(value)
 
 
+def _ignore_interrupt() -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it (and shuts the pool down);
+    # workers dying mid-task would only add tracebacks and a broken pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _load_batch(load: Callable, paths: list[Path], sizes: tuple[int, ...]) -> list:
     # one task per batch, not per image: fewer round trips through the pool's pipes
     return [load(p, sizes) for p in paths]
@@ -66,7 +77,7 @@ def process_batches(files: list, image_dir: Path, sizes: tuple[int, ...], batch_
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     chunk = max(1, -(-batch_size // processes))
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_ignore_interrupt) as pool:
         def submit(batch):
             paths = [image_dir / f.path for f in batch]
             return [pool.submit(_load_batch, load, paths[i : i + chunk], sizes) for i in range(0, len(paths), chunk)]
