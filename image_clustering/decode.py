@@ -77,19 +77,19 @@ def process_batches(files: list, image_dir: Path, sizes: tuple[int, ...], batch_
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     chunk = max(1, -(-batch_size // processes))
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_ignore_interrupt) as pool:
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_ignore_interrupt)
+    try:
         def submit(batch):
             paths = [image_dir / f.path for f in batch]
             return [pool.submit(_load_batch, load, paths[i : i + chunk], sizes) for i in range(0, len(paths), chunk)]
 
         pending = deque(submit(b) for b in batches[:ahead])
-        try:
-            for i, batch in enumerate(batches):
-                futures = pending.popleft()
-                if i + ahead < len(batches):
-                    pending.append(submit(batches[i + ahead]))
-                yield batch, [result for future in futures for result in future.result()]
-        finally:
-            for futures in pending:  # stopped early (error, Ctrl-C): drop what has not started
-                for future in futures:
-                    future.cancel()
+        for i, batch in enumerate(batches):
+            futures = pending.popleft()
+            if i + ahead < len(batches):
+                pending.append(submit(batches[i + ahead]))
+            yield batch, [result for future in futures for result in future.result()]
+    finally:
+        # Stopped early (Ctrl-C, an error): drop the batches queued ahead rather than decode them,
+        # as the executor's own exit would; chunks already running finish on their own.
+        pool.shutdown(wait=False, cancel_futures=True)
