@@ -53,6 +53,8 @@ SCHEMA = {
                 "standardize": {"type": "boolean"},
                 "content_hash": {"type": "boolean"},
                 "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
+                "backend": {"oneOf": [{"type": "null"}, {"enum": ["tensorflow", "jax", "torch"]}]},
+                "precision": {"enum": ["float32", "mixed_bfloat16", "mixed_float16"]},
                 "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
                 "reducer": {"enum": ["tsne", "umap"]},
                 "reduced_dimension": {**_INT, "minimum": 1, "maximum": 100},
@@ -98,6 +100,11 @@ DEFAULT_MODEL = {
     "standardize": False,
     "content_hash": False,
     "batch_size": 32,
+    # Keras backend: null = KERAS_BACKEND or TensorFlow. Vectors agree across backends (README).
+    "backend": None,
+    # float32: vectors match the reference outputs; bfloat16 moves them (cosine 0.9993) for 1.56x on
+    # an AVX512-BF16 CPU and 5-18 % on an H100 (docs/performance.md).
+    "precision": "float32",
     "pca_dimension": 50,
     "reducer": "tsne",
     "reduced_dimension": 2,
@@ -154,6 +161,8 @@ class ModelConfig:
     weights: dict[str, str]
     standardize: bool
     batch_size: int
+    backend: str | None
+    precision: str
     pca_dimension: int
     reducer: str
     reduced_dimension: int

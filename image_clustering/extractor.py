@@ -26,20 +26,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up 
 
 
 def _keras():
-    # TensorFlow takes seconds to import: only the commands that run the network pay for it. Its C++
-    # side prints start-up lines (oneDNN, CUDA probing) straight to file descriptor 2 before any log
-    # level applies, so stderr is muted for the import; Python exceptions still propagate.
+    # Keras takes seconds to import: only the commands that run the network pay for it. The backend
+    # (backend.select) must be chosen before the first import. TensorFlow's C++ side prints start-up
+    # lines (oneDNN, CUDA probing) straight to file descriptor 2 before any log level applies, so
+    # stderr is muted for the import; Python exceptions still propagate.
     if "keras" not in sys.modules:
+        from .backend import select
+
+        name = select()
         saved = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         try:
             import keras  # noqa: F401
-            import tensorflow as tf
 
-            for gpu in tf.config.list_physical_devices("GPU"):  # first use probes CUDA (and logs)
-                # Take GPU memory as needed rather than all of it up front.
-                tf.config.experimental.set_memory_growth(gpu, True)
+            if name == "tensorflow":
+                import tensorflow as tf
+
+                for gpu in tf.config.list_physical_devices("GPU"):  # first use probes CUDA (and logs)
+                    # Take GPU memory as needed rather than all of it up front.
+                    tf.config.experimental.set_memory_growth(gpu, True)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -48,8 +54,17 @@ def _keras():
 
 
 def gpu_count() -> int:
-    """Number of GPUs TensorFlow sees (importing it if needed)."""
-    _keras()
+    """Number of GPUs the Keras backend sees (importing it if needed)."""
+    keras = _keras()
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        return sum(d.platform == "gpu" for d in jax.devices())
+    if name == "torch":
+        import torch
+
+        return torch.cuda.device_count()
     import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
@@ -296,8 +311,9 @@ def wrap_network(name: str, model, scaling) -> Network:
 
     def run(batch):
         out = model.predict_on_batch(prepare(batch))
+        # under a mixed-precision policy the outputs are bfloat16/float16: always hand back float32
         if classifier:
-            return classifier_outputs(np.asarray(out[0]), np.asarray(out[1]))
+            return classifier_outputs(np.asarray(out[0], np.float32), np.asarray(out[1], np.float32))
         return {"features": np.asarray(out, dtype=np.float32)}
 
     return Network(name, size, dim, run)

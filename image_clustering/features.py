@@ -14,12 +14,13 @@ Layout in ``<vector_dir>/<object_name>/``:
   also keep ``top_classes`` int16 (n, 20) and ``top_scores`` float32 (n, 20).
 
 ``extract`` appends one shard per batch (arrays, then rows, then ``index.json``, each replaced
-atomically), so ``kill -9`` loses at most the batch in flight and memory does not grow with the
-collection. When a path appears in several shards the last one wins. A completed run compacts
-the shards into one, sorted by path, streaming rows into a preallocated file (no writable memory
-map: a full disk is an error naming the file, not SIGBUS), so after it the store loads lazily
-(memory-mapped). Each network's vectors are stored apart: switching or
-combining networks never recomputes what is there, and vectors of other weights are never mixed.
+atomically, in a thread beside the network), so ``kill -9`` loses at most the batches in flight
+(one computing, one being stored) and memory does not grow with the collection. When a path appears
+in several shards the last one wins. A completed run compacts the shards into one, sorted by path,
+streaming rows into a preallocated file (no writable memory map: a full disk is an error naming the
+file, not SIGBUS), so after it the store loads lazily (memory-mapped). Each network's vectors are
+stored apart: switching or combining networks never recomputes what is there, and vectors of other
+weights are never mixed.
 """
 from __future__ import annotations
 
@@ -250,6 +251,13 @@ def decode_threads() -> int:
 def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[int, ...], batch_size: int):
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
+    from . import decode
+    from .extractor import gpu_count
+
+    processes = decode.workers(gpu_count)
+    if processes:  # worker processes (decode.py), several batches ahead: with a GPU, or when asked
+        yield from decode.process_batches(files, image_dir, sizes, batch_size, _safe_load, processes)
+        return
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     pool = ThreadPoolExecutor(max_workers=decode_threads())
     try:
@@ -408,10 +416,11 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
     Only new or changed images (by size and modification time, and with ``model.content_hash`` by
     a hash of their bytes) go through a network; each image is
     decoded once for all networks; each batch is saved as it is done (a crash loses at most the
-    batch in flight); rows of deleted images are dropped; unreadable files are skipped and listed
-    in ``failures.csv`` (and not tried again while they and the decoders stay the same); files named
-    like photos that are not regular files (FIFO, socket, device) are listed there unopened. Holds
-    the collection's lock for the whole run; Ctrl-C stops it within about one image decode.
+    batches in flight: one computing, one being stored); rows of deleted images are dropped;
+    unreadable files are skipped and listed in ``failures.csv`` (and not tried again while they and
+    the decoders stay the same); files named like photos that are not regular files (FIFO, socket,
+    device) are listed there unopened. Holds the collection's lock for the whole run; Ctrl-C stops
+    it within about one image decode.
 
     Args:
         config: validated config.
@@ -481,16 +490,31 @@ def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, b
     """Run every job's network over the images it needs, one shard per batch; returns failures."""
     failures = []
     sizes = tuple(sorted({NETWORKS[job.name].input_size for job in jobs if job.todo}))
-    with tqdm(total=len(todo), unit="img", desc="extract", disable=not progress or None) as bar:
+
+    def store(shards):
+        for writer, files, arrays in shards:
+            writer.append(files, arrays)
+
+    # Storing runs in a thread while the network computes the next batch (with a GPU, the fsyncs
+    # would otherwise idle it); at most one batch waits to be stored, so a crash loses at most two.
+    with tqdm(total=len(todo), unit="img", desc="extract", disable=not progress or None) as bar, \
+            ThreadPoolExecutor(max_workers=1) as storer:
+        stored = None
         for batch, inputs in _prefetched_batches(todo, image_dir, sizes, batch_size):
             failures += [(f.path, x) for f, x in zip(batch, inputs) if isinstance(x, str)]
+            shards = []
             for job in jobs:
                 ok = [(f, x) for f, x in zip(batch, inputs) if isinstance(x, dict) and f in job.todo]
                 if ok:
                     pixels = np.stack([x[job.network.input_size] for _, x in ok])
-                    job.writer.append([f for f, _ in ok], _run_fixed_shape(job.network, pixels, batch_size))
+                    shards.append((job.writer, [f for f, _ in ok], _run_fixed_shape(job.network, pixels, batch_size)))
                     job.computed += len(ok)
+            if stored is not None:
+                stored.result()  # the previous batch is on disk (or its error is raised here)
+            stored = storer.submit(store, shards)
             bar.update(len(batch))
+        if stored is not None:
+            stored.result()
     return failures
 
 

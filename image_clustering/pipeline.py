@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from . import backend
 from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
 from .clustering import AutoKClustering, KSweep, sweep_k
@@ -69,8 +70,13 @@ def _network(config: Config, name: str):
         raise ImgclustError(f"model.weights: {name} is set to {wanted!r} but {config.paths.model_dir} holds "
                             f"{manifest['source']!r} weights; run `imgclust download`")
     identity = {"network": name, "source": manifest["source"], "sha256": manifest["sha256"]}
+    if config.model.precision != "float32":  # reduced precision moves the vectors: never mix them
+        identity["precision"] = config.model.precision
+    # The backend is not part of the identity: its vectors agree to float32 round-off (README).
+    backend.select(config.model.backend)
 
     def load():
+        backend.set_precision(config.model.precision)
         return load_network(weights_mod.load_manifest(config.paths.model_dir, name, verify=True))
 
     return load, identity

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command set-up on a fresh clone: a virtual environment in .venv, imgclust installed into it
-# (editable, with the test extras), the verified InceptionV3 weights in models/, and Tesseract for
+# (editable, with the test extras and JAX, whose golden weight tests CI runs too), the verified InceptionV3 weights in models/, and Tesseract for
 # `imgclust ocr` where it can be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ if ! command -v tesseract >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,jax]"
 .venv/bin/imgclust download
 # Headless Chromium for the report's browser tests (Debian's package; Playwright downloads no browser).
 # Only as root and only when missing; without it those tests are skipped with the reason.
