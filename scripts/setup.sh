@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command set-up on a fresh clone: a virtual environment in .venv, imgclust installed into it
-# (editable, with the test extras and JAX, whose golden weight tests CI runs too), the verified InceptionV3 weights in models/, and Tesseract for
-# `imgclust ocr` where it can be installed.
+# (editable, with the test extras and JAX, whose golden weight tests CI runs too), the verified
+# network weights in models/, and, where they can be installed, Tesseract (`imgclust ocr`) and
+# Chromium (the report's browser tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
