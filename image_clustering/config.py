@@ -418,7 +418,7 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
     paths = {**DEFAULT_PATHS, **raw["paths"]}
     resolved = {name: (base / Path(value).expanduser()).resolve() for name, value in paths.items()}
     try:
-        check_output_folders(resolved)
+        check_output_folders(resolved, model["object_name"])
     except ImgclustError as exc:
         raise ImgclustError(prefix + str(exc)) from None
     return Config(Paths(**resolved), ModelConfig(**model), source)
@@ -427,8 +427,10 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
 OUTPUT_FOLDERS = ("model_dir", "vector_dir", "cluster_label_dir", "plot_dir", "link_dir")
 
 
-def check_output_folders(paths: dict[str, Path]) -> None:
-    """Refuse an output folder that is, contains or lies inside ``image_dir``.
+def check_output_folders(paths: dict[str, Path], object_name: str) -> None:
+    """Refuse an output folder — or the per-collection folder ``<folder>/<object_name>`` (and
+    ``<link_dir>/<object_name>_labels``) the outputs go into, which may be a symbolic link — that
+    is, contains or lies inside ``image_dir``.
 
     Rebuilding ``<link_dir>/<object_name>`` replaces that folder, so a link folder above the photos
     could replace the photo folder itself, and outputs inside it would be clustered as photos on
@@ -439,12 +441,13 @@ def check_output_folders(paths: dict[str, Path]) -> None:
     """
     image_dir = paths["image_dir"]
     for name in OUTPUT_FOLDERS:
-        folder = paths[name]
-        how = ("is" if folder == image_dir else "lies inside" if image_dir in folder.parents
-               else "contains" if folder in image_dir.parents else None)
-        if how:
-            raise ImgclustError(f"paths.{name}: {folder} {how} paths.image_dir ({image_dir}); outputs must live "
-                                "outside the photo folder, where they can neither replace nor pass for photos")
+        inner = [object_name, f"{object_name}_labels"] if name == "link_dir" else [object_name]
+        for folder in [paths[name], *((paths[name] / sub).resolve() for sub in inner)]:
+            how = ("is" if folder == image_dir else "lies inside" if image_dir in folder.parents
+                   else "contains" if folder in image_dir.parents else None)
+            if how:
+                raise ImgclustError(f"paths.{name}: {folder} {how} paths.image_dir ({image_dir}); outputs must "
+                                    "live outside the photo folder, where they can neither replace nor pass for photos")
 
 
 def load_config(path) -> Config:
@@ -464,4 +467,6 @@ def load_config(path) -> Config:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImgclustError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting thousands deep
+        raise ImgclustError(f"{path}: not a usable JSON config ({type(exc).__name__}: {str(exc)[:80]})") from None
     return config_from_dict(raw, source=path)

@@ -30,6 +30,13 @@ WORDS_DRAWN = 500  # the most used labels are written as words; more would only 
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+WORD_SHOWN = 40  # characters of a tag drawn in the picture; matplotlib lays out long text slowly
+
+
+def _shown(word: str) -> str:
+    return word if len(word) <= WORD_SHOWN else word[: WORD_SHOWN - 1] + "…"
+
+
 def image_node(image: str) -> str:
     """Node id of an image: the image as given, or ``image:<image>`` when that starts with
     ``label:`` or ``image:`` — so no image id is ever a label id (``label:<word>``), and the map
@@ -223,7 +230,7 @@ def render(graph: nx.Graph, positions: dict, photos: dict[str, Path], path: Path
         logger.info(f"the {WORDS_DRAWN} most used of {len(words)} labels are written as words")
     top = degrees.max() if len(degrees) else 1.0
     for j in drawn:
-        ax.text(*xy[words[j]], graph.nodes[nodes[words[j]]]["label"], fontsize=5 + 17 * np.sqrt(degrees[j] / top),
+        ax.text(*xy[words[j]], _shown(graph.nodes[nodes[words[j]]]["label"]), fontsize=5 + 17 * np.sqrt(degrees[j] / top),
                 ha="center", va="center", zorder=3, color="black", parse_math=False,
                 bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.6, "lw": 0})
     pad = 0.03 * (xy.max(axis=0) - xy.min(axis=0) + 1e-9)

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,7 +225,7 @@ def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
             with np.load(path) as cached:
                 if str(cached["key"]) == key:
                     return cached["embedding"]
-        except (OSError, ValueError, KeyError, EOFError):  # a damaged cache is only recomputed
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged cache is recomputed
             logger.warning(f"{path}: unreadable cache, computing the embedding again")
     try:
         embedding = estimator.fit_transform(vectors)
@@ -530,6 +531,9 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     clusters = read_labels(labels_csv)
     paths = list(clusters)
     truth = csv_truth(truth_csv, paths) if truth_csv else folder_truth(paths)
+    if truth_csv and not any(t is not None for t in truth):
+        raise ImgclustError(f"{truth_csv}: none of its paths is a photo of the clustering (paths relative to "
+                            f"paths.image_dir, columns path,label)")
     scores = score(truth, list(clusters.values()))
     scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
     out = config.layout.evaluation_json(of_labels)

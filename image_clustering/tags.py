@@ -95,7 +95,7 @@ def read_tag_table(path: Path) -> TagTable:
     """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             # read_csv undoes the formula escaping of our own CSVs (the tag table, a label CSV)
             header, *rows = read_csv(f) or [[]]
             header = [h.strip() for h in header]

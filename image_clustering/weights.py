@@ -328,7 +328,13 @@ def download_class_names(model_dir: Path) -> list[str]:
     """
     cache = model_dir / CLASS_NAMES
     if cache.is_file():
-        return [c["name"] for c in json.loads(cache.read_text())]
+        try:
+            names = [c["name"] for c in json.loads(cache.read_text(encoding="utf-8"))]
+            if len(names) == 1000:
+                return names
+        except (ValueError, TypeError, KeyError):
+            pass
+        logger.warning(f"{cache}: damaged class-name cache; fetching it again")
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
         logger.info(f"fetching ImageNet class names from {TIMM['package']} with pip (about 3 MB)")

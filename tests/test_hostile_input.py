@@ -517,3 +517,45 @@ def test_ctrl_c_in_any_command_is_one_line_and_status_130(tmp_path, make_config,
     config = make_config(tmp_path / "p")
     result = CliRunner().invoke(main, ["find-k", "--config", str(config.source)])
     assert result.exit_code == 130 and result.output == "interrupted\n"
+
+
+# ---- found by the second audit ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["plot_dir", "vector_dir", "link_dir"])
+def test_a_per_collection_folder_that_links_into_the_photos_is_refused(tmp_path, key):
+    """<plot_dir>/<object_name> as a symlink into image_dir let plots overwrite a photo."""
+    from image_clustering import config_from_dict
+
+    photos = tmp_path / "img"
+    noise(photos / "brick" / "clusters_2D.png", 0)
+    outputs = {k: str(tmp_path / "out" / k) for k in ("vector_dir", "cluster_label_dir", "plot_dir", "link_dir")}
+    (tmp_path / "out" / key).mkdir(parents=True)
+    os.symlink(photos / "brick", tmp_path / "out" / key / "t")
+    raw = {"paths": {"image_dir": str(photos), "model_dir": str(tmp_path / "models"), **outputs},
+           "model": {"object_name": "t"}}
+    with pytest.raises(ImgclustError, match=rf"paths\.{key}: .* lies inside paths\.image_dir"):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"paths": {}, "model": {"k_max": ' + "9" * 5000 + "}}"])
+def test_pathological_json_is_one_line(tmp_path, text):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["find-k", "--config", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and str(path) in result.output
+
+
+def test_damaged_caches_are_recomputed(tmp_path, make_config, random_extractor):
+    from image_clustering import pipeline
+    from image_clustering.features import extract_features
+
+    photos = tmp_path / "p"
+    for i in range(6):
+        noise(photos / f"{i}.jpg", i)
+    config = make_config(photos, extractor="inception_v3", k=2)
+    extract_features(config, random_extractor, progress=False)
+    first = pipeline.cluster(config, progress=False)
+    config.layout.embedding_cache.write_bytes(b"PK\x03\x04junk")
+    config.layout.sweep_cache.write_text("[1,")
+    again = pipeline.cluster(config, progress=False)
+    assert list(again.labels) == list(first.labels)

@@ -271,3 +271,12 @@ def test_url_only_table_removes_the_old_link_folders(tmp_path, make_config):
     result = _invoke("cluster-labels", config)
     assert "test_labels: link folders of an earlier run removed" in result.output
     assert "; links" not in result.output and not (config.paths.link_dir / "test_labels").exists()
+
+
+def test_tag_table_with_a_non_utf8_name(tmp_path):
+    """`tag` writes a Latin-1 file name's bytes as they are; reading the table back keeps them."""
+    from image_clustering.tags import read_tag_table
+
+    table = tmp_path / "t.csv"
+    table.write_bytes(b"path,label_1,score_1\ncaf\xe9.jpg,tree,0.5\nb.jpg,sky,0.4\n")
+    assert read_tag_table(table).images[0] == os.fsdecode(b"caf\xe9.jpg")
