@@ -37,6 +37,15 @@ def _common(func):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or progress lines.")(func)
 
 
+_SCHEDULER = click.option("--scheduler", metavar="local|ADDRESS",
+                          help="Compute on Dask: 'local' (a LocalCluster of compute.workers processes) or a scheduler "
+                               "address such as tcp://host:8786; overrides compute.scheduler.")
+
+
+def _load(config_path, scheduler=None):
+    return load_config(config_path).with_scheduler(scheduler)
+
+
 def _logging(quiet: bool) -> None:
     """Progress lines of the library (``logging``, logger ``image_clustering``) to stderr;
     with ``-q`` only warnings."""
@@ -78,17 +87,19 @@ def download(config_path, quiet, network, source, force):
 
 @main.command(cls=_Command)
 @_common
-def extract(config_path, quiet):
+@_SCHEDULER
+def extract(config_path, quiet, scheduler):
     """Compute the feature vectors of every new or changed image."""
     _logging(quiet)
-    click.echo(pipeline.extract(load_config(config_path), progress=not quiet).line())
+    click.echo(pipeline.extract(_load(config_path, scheduler), progress=not quiet).line())
 
 
 @main.command("find-k", cls=_Command)
 @_common
-def find_k(config_path, quiet):
+@_SCHEDULER
+def find_k(config_path, quiet, scheduler):
     """Embed the features, sweep k-means over k, plot the elbow and suggest k."""
-    config = load_config(config_path)
+    config = _load(config_path, scheduler)
     _logging(quiet)
     result = pipeline.find_k(config, progress=not quiet)
     others = ", ".join(f"{c} {k}" for c, k in result.sweep.suggestions.items() if c != result.sweep.criterion)
@@ -163,11 +174,12 @@ def tag_network(config_path, quiet, labels_file):
 
 @main.command(cls=_Command)
 @_common
-def run(config_path, quiet):
+@_SCHEDULER
+def run(config_path, quiet, scheduler):
     """All steps in order: download, extract, find-k, cluster."""
     start = time.perf_counter()
     _logging(quiet)
-    result = pipeline.run(load_config(config_path), progress=not quiet)
+    result = pipeline.run(_load(config_path, scheduler), progress=not quiet)
     click.echo(result.extract.line())
     click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")
     click.echo(_cluster_line(result.cluster))

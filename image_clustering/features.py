@@ -289,7 +289,8 @@ def _plan(config: Config, name: str, identity: dict, files: list[ImageFile], cur
     return _StoreWriter(store_dir, identity, dim, keep_previous=same), todo, dirty, removed
 
 
-def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True) -> ExtractSummary:
+def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True,
+                     runner: Callable | None = None) -> ExtractSummary:
     """Bring the stores of ``networks`` up to date with ``paths.image_dir``, in one pass.
 
     Only new or changed images (by size and modification time) go through a network; each image is
@@ -304,6 +305,12 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
             when that network has work; ``identity`` (JSON-able) names network and weights: vectors
             from another identity are recomputed.
         progress: show a progress bar (on a terminal).
+        runner: computes the images elsewhere instead of in this process:
+            ``runner(jobs, todo, image_dir, batch_size, progress)`` gets the :class:`_Job` of each
+            network and the sorted images to compute, appends rows with ``job.writer.append``
+            (counting them in ``job.computed``) and returns the failures ``[(path, reason)]``; see
+            :func:`image_clustering.distributed.dask_runner`. The lock, planning, compaction and
+            ``failures.csv`` stay here.
 
     Raises:
         ImgclustError: the image folder is missing or holds no images, or another run holds the lock.
@@ -323,7 +330,9 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         todo = sorted(set().union(*(job.todo for job in jobs)), key=lambda f: f.path)
         failures: list[tuple[str, str]] = []
         load_seconds = 0.0
-        if todo:
+        if todo and runner is not None:  # elsewhere (image_clustering.distributed): it appends the shards
+            failures = runner(jobs, todo, image_dir, config.model.batch_size, progress)
+        elif todo:
             for job in jobs:
                 if job.todo:
                     job.network = job.loader()

@@ -3,6 +3,7 @@
 clusters → outputs; each step reuses what the previous run left when its inputs did not change."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -65,13 +66,22 @@ def _network(config: Config, name: str):
 
 def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | None = None) -> ExtractSummary:
     """``imgclust extract``: bring the feature stores of ``model.extractor`` (or ``networks``) up to
-    date with ``paths.image_dir``, all networks in one pass.
+    date with ``paths.image_dir``, all networks in one pass; on the Dask cluster of
+    ``compute.scheduler`` when it is set (:mod:`image_clustering.distributed`).
 
     Raises:
         ImgclustError: no weights, missing image folder, or no images.
     """
     networks = networks or config.model.extractor
-    return extract_features(config, {n: _network(config, n) for n in networks}, progress)
+    loaders = {n: _network(config, n) for n in networks}
+    if config.compute.scheduler is None:
+        return extract_features(config, loaders, progress)
+    from . import distributed
+
+    manifests = {n: weights_mod.load_manifest(config.paths.model_dir, n, verify=True) for n in networks}
+    with distributed.client(config.compute) as dask_client:
+        return extract_features(config, loaders, progress,
+                                runner=distributed.dask_runner(dask_client, manifests, config.compute))
 
 
 def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
@@ -249,6 +259,15 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool) -
     kept = dict(list(sweeps.items())[-SWEEPS_KEPT:])  # insertion order: the newest last
     atomic_write_text(cache, json.dumps({"sweeps": kept}))
     return sweep
+
+
+def _compute(config: Config):
+    """The Dask client of ``compute.scheduler`` as a context (nothing when it is None)."""
+    if config.compute.scheduler is None:
+        return contextlib.nullcontext()
+    from . import distributed
+
+    return distributed.client(config.compute)
 
 
 @dataclass
@@ -620,7 +639,9 @@ class RunResult:
 
 
 def run(config: Config, progress: bool = True) -> RunResult:
-    """``imgclust run``: download (if needed), extract, find-k, cluster."""
+    """``imgclust run``: download (if needed), extract, find-k, cluster; all steps share one Dask
+    cluster when ``compute.scheduler`` is set."""
     download(config)
-    summary = extract(config, progress)
-    return RunResult(summary, find_k(config, progress), cluster(config, progress))
+    with _compute(config):
+        summary = extract(config, progress)
+        return RunResult(summary, find_k(config, progress), cluster(config, progress))
