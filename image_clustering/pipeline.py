@@ -250,8 +250,9 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool) -
                           np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion)
     k_top = max(1, min(m.k_max, len(points) - 1))
     logger.info(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
-    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
-        sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
+    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar, _compute(config):
+        sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion,
+                        parallel=config.compute.scheduler is not None)
     sweeps[key] = {"ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
                    "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
                    "davies_bouldin": [None if np.isnan(d) else d for d in sweep.davies_bouldin],

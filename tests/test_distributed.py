@@ -172,3 +172,25 @@ def test_unreachable_scheduler_one_line(photos, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "compute.scheduler" in lines[0] and "tcp://127.0.0.1:9" in lines[0], result.output
     assert time.monotonic() - start < 30
+
+
+def test_sweep_and_clusters_on_the_cluster_equal_in_process(reference, tmp_path, cluster):
+    """find-k's k-means fits on the workers (joblib's Dask backend) and cluster: the same sweep,
+    the same clusters, the same quality as in-process."""
+    lc, _ = cluster
+    ref_config, _ = reference
+    results = {}
+    for where, scheduler in (("inproc", None), ("dask", lc.scheduler_address)):
+        root = tmp_path / where
+        shutil.copytree(ref_config.feature_dir, root / "vectors" / "dist")  # own caches: nothing reused
+        config = make(root, ref_config.paths.image_dir, scheduler)
+        results[where] = (pipeline.find_k(config, progress=False, write=False),
+                          pipeline.cluster(config, progress=False, write=False))
+    (fk_a, cl_a), (fk_b, cl_b) = results["inproc"], results["dask"]
+    np.testing.assert_allclose(fk_b.sweep.inertia, fk_a.sweep.inertia, rtol=1e-6)
+    np.testing.assert_allclose(fk_b.sweep.silhouette, fk_a.sweep.silhouette, rtol=1e-6)
+    assert fk_b.sweep.suggestions == fk_a.sweep.suggestions
+    np.testing.assert_array_equal(cl_b.labels, cl_a.labels)
+    truth = folder_labels(cl_a.paths)
+    assert score(truth, cl_b.labels)["nmi"] == score(truth, cl_a.labels)["nmi"]
+    assert score(truth, cl_a.labels)["nmi"] > 0.8  # the three classes are found at all
