@@ -19,7 +19,8 @@ from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
 from .clustering import AutoKClustering, KSweep, sweep_k
 from .config import Config
-from .embedding import FeatureEmbedding, clustering_space, combine
+from . import embedding as embedding_mod
+from .embedding import FeatureEmbedding, FeatureRows, clustering_space
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
@@ -95,17 +96,41 @@ def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
     return stores
 
 
-def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray]]:
-    """Paths present in every store, and each store's rows for them in that order."""
+def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None]]:
+    """Paths present in every store, each store's vectors (memory-mapped when compacted), and
+    per store the rows for those paths in that order (None: all rows, already in that order)."""
     common = sorted(set.intersection(*(set(s.paths) for s in stores)))
-    blocks = []
+    blocks, rows = [], []
     for store in stores:
+        blocks.append(store.vectors)
         if store.paths == common:
-            blocks.append(store.vectors)
+            rows.append(None)
         else:
             row = {p: i for i, p in enumerate(store.paths)}
-            blocks.append(np.asarray(store.vectors)[[row[p] for p in common]])
-    return common, blocks
+            rows.append(np.array([row[p] for p in common], dtype=np.int64))
+    return common, blocks, rows
+
+
+def feature_rows(config: Config) -> tuple[list[str], FeatureRows, str]:
+    """:func:`features` without reading the matrix: its rows on demand from the memory-mapped
+    stores (:class:`~image_clustering.embedding.FeatureRows`), for collections too large to hold.
+
+    Raises:
+        ImgclustError: as :func:`features`.
+    """
+    stores = _stores(config, config.model.extractor)
+    paths, blocks, rows = _aligned(stores)
+    key = "+".join(s.token for s in stores)
+    gone = _gone_photos(config, stores[0], set(paths))
+    if gone:
+        keep = np.array([i for i, p in enumerate(paths) if p not in gone], dtype=np.int64)
+        if not len(keep):
+            raise ImgclustError(f"paths.image_dir: none of the {len(paths)} photos with feature vectors is in "
+                                f"{config.paths.image_dir} any more; run `imgclust extract`")
+        paths = [paths[i] for i in keep]
+        rows = [keep if r is None else r[keep] for r in rows]
+        key += "-without-" + hashlib.sha256("\0".join(sorted(gone)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return paths, FeatureRows(blocks, rows), key
 
 
 def features(config: Config) -> tuple[list[str], np.ndarray, str]:
@@ -119,19 +144,16 @@ def features(config: Config) -> tuple[list[str], np.ndarray, str]:
     Raises:
         ImgclustError: a network in ``model.extractor`` has no vectors yet, or every photo is gone.
     """
-    stores = _stores(config, config.model.extractor)
-    paths, blocks = _aligned(stores)
-    key = "+".join(s.token for s in stores)
-    gone = _gone_photos(config, stores[0], set(paths))
-    if gone:
-        keep = [i for i, p in enumerate(paths) if p not in gone]
-        if not keep:
-            raise ImgclustError(f"paths.image_dir: none of the {len(paths)} photos with feature vectors is in "
-                                f"{config.paths.image_dir} any more; run `imgclust extract`")
-        paths = [paths[i] for i in keep]
-        blocks = [np.asarray(b)[keep] for b in blocks]
-        key += "-without-" + hashlib.sha256("\0".join(sorted(gone)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return paths, combine(blocks), key
+    paths, rows, key = feature_rows(config)
+    return paths, rows.array(), key
+
+
+def _clustering_input(config: Config) -> tuple[list[str], np.ndarray | FeatureRows, str]:
+    """The features for find-k and cluster: in memory up to
+    :data:`~image_clustering.embedding.EMBED_SAMPLE` images (everything as it always was), above
+    it read on demand, so memory stays bounded at millions of images."""
+    paths, rows, key = feature_rows(config)
+    return paths, (rows.array() if len(rows) <= embedding_mod.EMBED_SAMPLE else rows), key
 
 
 def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[str]:
@@ -180,7 +202,8 @@ def embedding_estimator(model) -> FeatureEmbedding:
     ``model`` section) describes."""
     return FeatureEmbedding(pca_dimension=model.pca_dimension, reducer=model.reducer,
                             reduced_dimension=model.reduced_dimension, perplexity=model.perplexity,
-                            n_neighbors=model.n_neighbors, standardize=model.standardize, seed=model.seed)
+                            n_neighbors=model.n_neighbors, standardize=model.standardize, seed=model.seed,
+                            sample_size=embedding_mod.EMBED_SAMPLE)
 
 
 def clustering_estimator(model, n_clusters: int | str | None = None) -> AutoKClustering:
@@ -193,8 +216,10 @@ def clustering_estimator(model, n_clusters: int | str | None = None) -> AutoKClu
 
 
 def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
-    """The embedding of ``vectors`` (float32 (N, D), keyed by ``features_key``), from the cache
-    (``embedding.npz``) when the vectors and the chosen reducer's parameters are unchanged.
+    """The embedding of ``vectors`` (float32 (N, D), or a
+    :class:`~image_clustering.embedding.FeatureRows` above ``EMBED_SAMPLE`` images; keyed by
+    ``features_key``), from the cache (``embedding.npz``) when the vectors and the chosen reducer's
+    parameters are unchanged.
 
     Returns:
         float32 (N, model.reduced_dimension).
@@ -223,7 +248,10 @@ def _space(config: Config, vectors: np.ndarray, embedding: np.ndarray, features_
     """The clustering space's points and a key of what they depend on: the embedding's parameters
     for ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features``."""
     m = config.model
-    points = clustering_space(vectors, embedding, m.space, m.pca_dimension, m.standardize, m.seed)
+    try:
+        points = clustering_space(vectors, embedding, m.space, m.pca_dimension, m.standardize, m.seed)
+    except ValueError as exc:
+        raise ImgclustError(f"model.space: {exc}") from None
     if m.space == "embedding":
         return points, _key(features=features_key, embedding=embedding_estimator(m).cache_key())
     if m.space == "pca":
@@ -294,7 +322,7 @@ def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKRe
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
     with exclusive_lock(config.feature_dir, "find-k"):
-        paths, vectors, key = features(config)
+        paths, vectors, key = _clustering_input(config)
         embedding = embed(config, vectors, key)
         points, space_key = _space(config, vectors, embedding, key)
         sweep = _sweep(config, space_key, points, progress)
@@ -364,7 +392,7 @@ def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
 
 def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
     m, layout = config.model, config.layout
-    paths, vectors, key = features(config)
+    paths, vectors, key = _clustering_input(config)
     embedding = embed(config, vectors, key)
     points, space_key = _space(config, vectors, embedding, key)
     estimator = clustering_estimator(m)
