@@ -62,9 +62,16 @@ def client(compute: ComputeConfig):
 
     with contextlib.ExitStack() as stack:
         if compute.scheduler == "local":
-            # One thread per worker: a task is a whole network pass, which uses the worker's cores itself.
+            # One thread per worker: a task is a whole network pass, which uses the worker's cores
+            # itself. Dask starts workers with OpenMP/BLAS at one thread; give each its share of cores.
+            import dask
+
+            threads = worker_threads(compute)
+            environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                       **{var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": environ}))
             cluster = stack.enter_context(LocalCluster(n_workers=compute.workers, threads_per_worker=1,
-                                                       processes=True, dashboard_address=None))
+                                                       processes=True, dashboard_address=":0"))
             dask_client = stack.enter_context(Client(cluster, timeout=compute.timeout))
             logger.info("Dask LocalCluster with %d worker processes", compute.workers)
         else:
@@ -97,6 +104,8 @@ _NETWORKS: dict = {}
 
 
 def _networks(manifests: dict[str, dict], batch_size: int, threads: int | None) -> dict:
+    """This worker's built networks for ``manifests`` (name → manifest), building what is missing;
+    the weights file's sha256 is checked before it is loaded."""
     from .extractor import load_network
     from .weights import file_hash
 
@@ -160,61 +169,66 @@ def extract_task(files: list[tuple[str, int, int]], wanted: dict[str, list[bool]
     return {"failures": failures, "rows": out}
 
 
-def dask_runner(dask_client, manifests: dict[str, dict], compute: ComputeConfig) -> Callable:
-    """The ``runner`` for :func:`image_clustering.features.extract_features` that computes on
-    ``dask_client``'s workers and appends each finished task's rows as shards (see the module
-    docstring). At most two tasks per worker thread are in flight, so results never pile up
-    faster than the client writes them.
+def dask_runner(manifests: dict[str, dict], compute: ComputeConfig) -> Callable:
+    """The ``runner`` for :func:`image_clustering.features.extract_features` that computes on the
+    workers of ``compute.scheduler`` (connecting only when there is something to compute) and
+    appends each finished task's rows as shards (see the module docstring). At most two tasks per
+    worker thread are in flight, so results never pile up faster than the client writes them.
     """
-    threads = worker_threads(compute)
-
     def run(jobs, todo: list[ImageFile], image_dir: Path, batch_size: int, progress: bool):
-        from dask.distributed import as_completed
-        from distributed.client import FutureCancelledError
-
-        tasks = [todo[i : i + compute.task_size] for i in range(0, len(todo), compute.task_size)]
-        job_todo = {job.name: job.todo for job in jobs if job.todo}
-        used = {name: manifests[name] for name in job_todo}
-        slots = max(2, 2 * sum(dask_client.nthreads().values()))
-        run_id = uuid.uuid4().hex[:8]
-        logger.info("extract: %d images in %d tasks of up to %d on %d Dask workers", len(todo), len(tasks),
-                    compute.task_size, len(dask_client.nthreads()))
-
-        def submit(i):
-            chunk = tasks[i]
-            wanted = {name: [f in t for f in chunk] for name, t in job_todo.items()}
-            return dask_client.submit(extract_task, [(f.path, f.size, f.mtime_ns) for f in chunk], wanted,
-                                      str(image_dir), used, batch_size, threads, pure=False,
-                                      key=f"imgclust-extract-{run_id}-{i}")
-
-        failures, done_images, start = [], 0, time.perf_counter()
-        queue = as_completed([submit(i) for i in range(min(slots, len(tasks)))])
-        following = min(slots, len(tasks))
-        by_name = {job.name: job for job in jobs}
-        with tqdm(total=len(tasks), unit="task", desc="extract", disable=not progress or None) as bar:
-            for future in queue:
-                try:
-                    result = future.result()
-                except FutureCancelledError:
-                    raise ImgclustError("compute.scheduler: the Dask cluster cancelled an extraction task "
-                                        "(scheduler restarted or gone?); run `imgclust extract` again to resume") from None
-                except Exception as exc:
-                    if type(exc).__name__ == "KilledWorker":
-                        raise ImgclustError(f"compute.scheduler: extraction task {future.key} killed several Dask "
-                                            "workers (out of memory?); run `imgclust extract` again to resume") from None
-                    raise
-                future.release()
-                failures += result["failures"]
-                for name, (rows, arrays) in result["rows"].items():
-                    job = by_name[name]
-                    job.writer.append([ImageFile(*r) for r in rows], arrays)
-                    job.computed += len(rows)
-                done_images += len(tasks[int(future.key.rsplit("-", 1)[1])])
-                bar.update(1)
-                bar.set_postfix_str(f"{done_images / (time.perf_counter() - start):.1f} images/s")
-                if following < len(tasks):
-                    queue.add(submit(following))
-                    following += 1
-        return sorted(failures)  # the in-process order: by path
+        with client(compute) as dask_client:
+            return _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress)
 
     return run
+
+
+def _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress):
+    """:func:`dask_runner`'s work on a connected client: submit, gather, append; returns the failures."""
+    from dask.distributed import as_completed
+    from distributed.client import FutureCancelledError
+
+    threads = worker_threads(compute)
+    tasks = [todo[i : i + compute.task_size] for i in range(0, len(todo), compute.task_size)]
+    job_todo = {job.name: job.todo for job in jobs if job.todo}
+    used = {name: manifests[name] for name in job_todo}
+    slots = max(2, 2 * sum(dask_client.nthreads().values()))
+    run_id = uuid.uuid4().hex[:8]
+    logger.info("extract: %d images in %d tasks of up to %d on %d Dask workers", len(todo), len(tasks),
+                compute.task_size, len(dask_client.nthreads()))
+
+    def submit(i):
+        chunk = tasks[i]
+        wanted = {name: [f in t for f in chunk] for name, t in job_todo.items()}
+        return dask_client.submit(extract_task, [(f.path, f.size, f.mtime_ns) for f in chunk], wanted,
+                                  str(image_dir), used, batch_size, threads, pure=False,
+                                  key=f"imgclust-extract-{run_id}-{i}")
+
+    failures, done_images, start = [], 0, time.perf_counter()
+    queue = as_completed([submit(i) for i in range(min(slots, len(tasks)))])
+    following = min(slots, len(tasks))
+    by_name = {job.name: job for job in jobs}
+    with tqdm(total=len(tasks), unit="task", desc="extract", disable=not progress or None) as bar:
+        for future in queue:
+            try:
+                result = future.result()
+            except FutureCancelledError:
+                raise ImgclustError("compute.scheduler: the Dask cluster cancelled an extraction task "
+                                    "(scheduler restarted or gone?); run `imgclust extract` again to resume") from None
+            except Exception as exc:
+                if type(exc).__name__ == "KilledWorker":
+                    raise ImgclustError(f"compute.scheduler: extraction task {future.key} killed several Dask "
+                                        "workers (out of memory?); run `imgclust extract` again to resume") from None
+                raise
+            future.release()
+            failures += result["failures"]
+            for name, (rows, arrays) in result["rows"].items():
+                job = by_name[name]
+                job.writer.append([ImageFile(*r) for r in rows], arrays)
+                job.computed += len(rows)
+            done_images += len(tasks[int(future.key.rsplit("-", 1)[1])])
+            bar.update(1)
+            bar.set_postfix_str(f"{done_images / (time.perf_counter() - start):.1f} images/s")
+            if following < len(tasks):
+                queue.add(submit(following))
+                following += 1
+    return sorted(failures)  # the in-process order: by path

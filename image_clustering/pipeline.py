@@ -80,9 +80,7 @@ def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | N
     from . import distributed
 
     manifests = {n: weights_mod.load_manifest(config.paths.model_dir, n, verify=True) for n in networks}
-    with distributed.client(config.compute) as dask_client:
-        return extract_features(config, loaders, progress,
-                                runner=distributed.dask_runner(dask_client, manifests, config.compute))
+    return extract_features(config, loaders, progress, runner=distributed.dask_runner(manifests, config.compute))
 
 
 def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:

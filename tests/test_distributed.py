@@ -79,7 +79,7 @@ def cluster(worker_path):
     """A real two-process LocalCluster and a client on it; closed with every process it started."""
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             Client(lc) as client:
         yield lc, client
 
