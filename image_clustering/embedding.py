@@ -38,7 +38,7 @@ def combine(blocks: list[np.ndarray]) -> np.ndarray:
     if len(blocks) == 1:
         return np.asarray(blocks[0], dtype=np.float32)
     unit = [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in map(np.asarray, blocks)]
-    return np.concatenate(unit, axis=1).astype(np.float32)
+    return np.concatenate(unit, axis=1).astype(np.float32, copy=False)
 
 
 # Above this many images the embedding is fitted on a seeded sample of this size and the other
@@ -75,9 +75,14 @@ class FeatureRows:
         return [b[index] if r is None else b[r[index]] for b, r in zip(self.blocks, self.rows)]
 
     def take(self, index: np.ndarray) -> np.ndarray:
-        """Rows ``index`` (int array, ascending reads fastest), float32 (len(index), D)."""
-        out = combine(self._block_rows(np.asarray(index)))
-        self._release()
+        """Rows ``index`` (int array, ascending reads fastest), float32 (len(index), D); gathered
+        :data:`CHUNK` rows at a time into the result, so memory is the result plus one chunk."""
+        index = np.asarray(index)
+        out = np.empty((len(index), self.shape[1]), np.float32)
+        for start in range(0, len(index), CHUNK):
+            part = index[start : start + CHUNK]
+            out[start : start + len(part)] = combine(self._block_rows(part))  # row-wise: as combine of all
+            self._release()
         return out
 
     def _release(self) -> None:
@@ -119,7 +124,7 @@ def sampled_pca(rows: FeatureRows, n_components: int, seed: int, standardize: bo
     scaler = StandardScaler().fit(sample) if standardize else None
     if scaler is not None:
         sample = scaler.transform(sample)
-    pca = PCA(n_components=min(n_components, sample_size, d), random_state=seed).fit(sample)
+    pca = PCA(n_components=min(n_components, sample_size, d), random_state=seed, copy=False).fit(sample)  # centres in place
     del sample
     out = np.empty((n, pca.n_components_), np.float32)
     for start, chunk in rows.chunks():
