@@ -61,6 +61,15 @@ def _common(func):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or progress lines.")(func)
 
 
+_SCHEDULER = click.option("--scheduler", metavar="local|ADDRESS",
+                          help="Compute on Dask: 'local' (a LocalCluster of compute.workers processes) or a scheduler "
+                               "address such as tcp://host:8786; overrides compute.scheduler.")
+
+
+def _load(config_path, scheduler=None):
+    return load_config(config_path).with_scheduler(scheduler)
+
+
 def _start(quiet: bool):
     """Send the library's log lines (logger ``image_clustering``) to stderr — with ``-q`` only
     warnings — and return :mod:`image_clustering.pipeline`, imported only now."""
@@ -105,17 +114,19 @@ def download(config_path, quiet, network, source, force):
 
 @main.command(cls=_Command)
 @_common
-def extract(config_path, quiet):
+@_SCHEDULER
+def extract(config_path, quiet, scheduler):
     """Compute the feature vectors of every new or changed image."""
     pipeline = _start(quiet)
-    click.echo(pipeline.extract(load_config(config_path), progress=not quiet).line())
+    click.echo(pipeline.extract(_load(config_path, scheduler), progress=not quiet).line())
 
 
 @main.command("find-k", cls=_Command)
 @_common
-def find_k(config_path, quiet):
+@_SCHEDULER
+def find_k(config_path, quiet, scheduler):
     """Embed the features, sweep k-means over k, plot the elbow and suggest k."""
-    config = load_config(config_path)
+    config = _load(config_path, scheduler)
     pipeline = _start(quiet)
     result = pipeline.find_k(config, progress=not quiet)
     others = ", ".join(f"{c} {k}" for c, k in result.sweep.suggestions.items() if c != result.sweep.criterion)
@@ -224,11 +235,12 @@ def similar(config_path, quiet, photo, count):
 
 @main.command(cls=_Command)
 @_common
-def run(config_path, quiet):
-    """All steps in order: download, extract, find-k, cluster."""
+@_SCHEDULER
+def run(config_path, quiet, scheduler):
+    """All steps in order: download, extract, find-k, cluster, report."""
     start = time.perf_counter()
     pipeline = _start(quiet)
-    result = pipeline.run(load_config(config_path), progress=not quiet)
+    result = pipeline.run(_load(config_path, scheduler), progress=not quiet)
     click.echo(result.extract.line())
     click.echo(f"find-k: suggested k = {result.find_k.suggested_k} ({result.find_k.sweep.criterion})")
     click.echo(_cluster_line(result.cluster))

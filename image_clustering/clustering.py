@@ -105,7 +105,23 @@ def l_method(ks: np.ndarray, values: np.ndarray) -> int:
     return int(at[int(np.argmin(errors))])
 
 
-def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, criterion: str = "silhouette") -> KSweep:
+def _score_k(x: np.ndarray, x_all: np.ndarray, k: int, n_init: int,
+             seed: int) -> tuple[float, float, float, np.ndarray]:
+    """(inertia, silhouette, Davies–Bouldin, int16 labels of ``x_all`` numbered by size) of
+    k-means at ``k`` on ``x`` (``x_all`` or a sample of it: every point then goes to its nearest
+    centre); NaN scores where undefined (k = 1, k = N, or one cluster found)."""
+    n = x.shape[0]
+    fit = kmeans(x, k, n_init, seed)
+    # Kept for the report's k control.
+    labels = renumber_by_size(fit.labels_ if x is x_all else fit.predict(x_all))[0].astype(np.int16)
+    if 2 <= k <= n - 1 and len(np.unique(fit.labels_)) > 1:
+        sil = silhouette_score(x, fit.labels_, sample_size=min(n, SILHOUETTE_SAMPLE), random_state=seed)
+        return float(fit.inertia_), float(sil), float(davies_bouldin_score(x, fit.labels_)), labels
+    return float(fit.inertia_), np.nan, np.nan, labels
+
+
+def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, criterion: str = "silhouette",
+            parallel: bool = False) -> KSweep:
     """Fit k-means for k = 1..min(k_max, N − 1) and score each k.
 
     Args:
@@ -113,6 +129,8 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
         k_max: largest k to try (the original tool used 100).
         n_init, seed: passed to :func:`kmeans`.
         progress: optional callable ``progress(k)`` after each fit.
+        parallel: fit the k on the workers of the active ``dask.distributed`` Client (joblib's
+            Dask backend) instead of one after another here; same results for the same seed.
 
     Above :data:`SWEEP_SAMPLE` points the sweep runs on a seeded random sample of that size and the
     inertia is scaled by N / sample size, so the curve keeps the full data's units; the final
@@ -131,17 +149,23 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
     silhouette = np.full(len(ks), np.nan)
     davies_bouldin = np.full(len(ks), np.nan)
     labels = np.empty((len(ks), n_all), dtype=np.int16)
-    sample = min(n, SILHOUETTE_SAMPLE)
-    for i, k in enumerate(ks):
-        fit = kmeans(x, int(k), n_init, seed)
-        inertia[i] = fit.inertia_ * n_all / n
-        # Kept for the report's k control; a sampled sweep assigns every point to its nearest centre.
-        labels[i] = renumber_by_size(fit.labels_ if x is x_all else fit.predict(x_all))[0]
-        if 2 <= k <= n - 1 and len(np.unique(fit.labels_)) > 1:
-            silhouette[i] = silhouette_score(x, fit.labels_, sample_size=sample, random_state=seed)
-            davies_bouldin[i] = davies_bouldin_score(x, fit.labels_)
-        if progress:
-            progress(int(k))
+    if parallel:
+        from joblib import Parallel, delayed, parallel_config
+
+        # joblib's Dask backend sends each k to a worker of the active dask.distributed Client;
+        # every fit is seeded, so the results are those of the loop below.
+        with parallel_config(backend="dask"):
+            scores = Parallel(return_as="generator")(delayed(_score_k)(x, x_all, int(k), n_init, seed) for k in ks)
+            for i, (k, score) in enumerate(zip(ks, scores)):
+                inertia[i], silhouette[i], davies_bouldin[i], labels[i] = score
+                if progress:
+                    progress(int(k))
+    else:
+        for i, k in enumerate(ks):
+            inertia[i], silhouette[i], davies_bouldin[i], labels[i] = _score_k(x, x_all, int(k), n_init, seed)
+            if progress:
+                progress(int(k))
+    inertia = inertia * n_all / n  # the curve in the full data's units
     scored = np.isfinite(silhouette).any()
     suggestions = {
         "silhouette": int(ks[np.nanargmax(silhouette)]) if scored else 1,

@@ -6,6 +6,7 @@ a default. Validation uses JSON Schema (the ``jsonschema`` library); any problem
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -83,6 +84,17 @@ SCHEMA = {
                 "ocr_min_confidence": {"type": "number", "minimum": 0, "maximum": 100},
             },
         },
+        "compute": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "scheduler": {"oneOf": [{"type": "null"}, {"const": "local"},
+                                        {"type": "string", "pattern": r"^[a-z][a-z0-9+]*://.+"}]},
+                "workers": {**_INT, "minimum": 1, "maximum": 1024},
+                "task_size": {**_INT, "minimum": 1, "maximum": 100_000},
+                "timeout": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
     },
 }
 
@@ -135,6 +147,12 @@ DEFAULT_MODEL = {
     "label_source": "tags",
     "ocr_language": "eng",
     "ocr_min_confidence": 60.0,
+}
+DEFAULT_COMPUTE = {
+    "scheduler": None,  # None: in this process, as before; "local": a LocalCluster; else a scheduler address
+    "workers": 2,  # LocalCluster worker processes
+    "task_size": 256,  # images per extraction task: large enough to hide scheduling, small enough to lose little
+    "timeout": 10,  # seconds to wait for a scheduler to answer
 }
 DEFAULT_WEIGHTS = {name: spec.default_source for name, spec in REGISTRY.items()}
 
@@ -190,6 +208,24 @@ class ModelConfig:
     ocr_language: str
     ocr_min_confidence: float
     content_hash: bool = False
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """The ``compute`` section: where extraction and the k sweep run (README, "Running on a cluster").
+
+    Attributes:
+        scheduler: None (in this process), ``"local"`` (a Dask ``LocalCluster`` of ``workers``
+            processes on this machine) or a Dask scheduler address such as ``tcp://host:8786``.
+        workers: worker processes of a ``"local"`` cluster.
+        task_size: images per extraction task.
+        timeout: seconds to wait for the scheduler to answer.
+    """
+
+    scheduler: str | None = None
+    workers: int = 2
+    task_size: int = 256
+    timeout: float = 10
 
 
 @dataclass(frozen=True)
@@ -294,11 +330,21 @@ class Layout:
 
 @dataclass(frozen=True)
 class Config:
-    """A validated config: ``paths`` and ``model``, plus the file it came from."""
+    """A validated config: ``paths``, ``model`` and ``compute``, plus the file it came from."""
 
     paths: Paths
     model: ModelConfig
     source: Path | None = None
+    compute: ComputeConfig = ComputeConfig()
+
+    def with_scheduler(self, scheduler: str | None) -> Config:
+        """This config with ``compute.scheduler`` replaced (the ``--scheduler`` option); None keeps it."""
+        if scheduler is None:
+            return self
+        if scheduler != "local" and "://" not in scheduler:
+            raise ImgclustError(f"--scheduler: {scheduler!r} is neither \"local\" nor an address such as "
+                                "tcp://host:8786")
+        return dataclasses.replace(self, compute=dataclasses.replace(self.compute, scheduler=scheduler))
 
     @property
     def layout(self) -> Layout:
@@ -360,6 +406,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"model.k: must be a positive integer or \"auto\" (got {error.instance!r})"
     if key == "model.extractor" or key.startswith("model.extractor."):
         return f"model.extractor: must be one of {', '.join(NETWORKS)}, or a list of them (got {error.instance!r})"
+    if key == "compute.scheduler":
+        return ("compute.scheduler: must be null, \"local\" or a scheduler address such as tcp://host:8786 "
+                f"(got {error.instance!r})")
     if key == "model.object_name" and error.validator == "pattern":
         return f"model.object_name: use letters, digits, '.', '_' and '-' only (got {error.instance!r})"
     return f"{key}: {error.message}"
@@ -421,7 +470,8 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
         check_output_folders(resolved, model["object_name"])
     except ImgclustError as exc:
         raise ImgclustError(prefix + str(exc)) from None
-    return Config(Paths(**resolved), ModelConfig(**model), source)
+    compute = ComputeConfig(**{**DEFAULT_COMPUTE, **raw.get("compute", {})})
+    return Config(Paths(**resolved), ModelConfig(**model), source, compute)
 
 
 OUTPUT_FOLDERS = ("model_dir", "vector_dir", "cluster_label_dir", "plot_dir", "link_dir")

@@ -410,7 +410,8 @@ def _unchanged_failures(path: Path, image_dir: Path, candidates: set[ImageFile])
     return known
 
 
-def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True) -> ExtractSummary:
+def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]], progress: bool = True,
+                     runner: Callable | None = None) -> ExtractSummary:
     """Bring the stores of ``networks`` up to date with ``paths.image_dir``, in one pass.
 
     Only new or changed images (by size and modification time, and with ``model.content_hash`` by
@@ -429,6 +430,12 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
             when that network has work; ``identity`` (JSON-able) names network and weights: vectors
             from another identity are recomputed.
         progress: show a progress bar (on a terminal).
+        runner: computes the images elsewhere instead of in this process:
+            ``runner(jobs, todo, image_dir, batch_size, progress)`` gets the :class:`_Job` of each
+            network and the sorted images to compute, appends rows with ``job.writer.append``
+            (counting them in ``job.computed``) and returns the failures ``[(path, reason)]``; see
+            :func:`image_clustering.distributed.dask_runner`. The lock, planning, compaction and
+            ``failures.csv`` stay here.
 
     Raises:
         ImgclustError: the image folder is missing or holds no images, or another run holds the lock.
@@ -454,7 +461,9 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         todo = sorted(set().union(*(job.todo for job in jobs)), key=lambda f: f.path)
         new_failures: list[tuple[str, str]] = []
         load_seconds = 0.0
-        if todo:
+        if todo and runner is not None:  # elsewhere (image_clustering.distributed): it appends the shards
+            new_failures = runner(jobs, todo, image_dir, config.model.batch_size, progress)
+        elif todo:
             for job in jobs:
                 if job.todo:
                     job.network = job.loader()

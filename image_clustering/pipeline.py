@@ -6,6 +6,7 @@ config keys in error messages. Data flows one way: images → features → embed
 outputs; each step reuses what the previous run left when its inputs did not change."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,11 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from . import backend
+from . import embedding as embedding_mod
 from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
 from .clustering import AutoKClustering, KSweep, sweep_k
 from .config import Config
-from .embedding import FeatureEmbedding, clustering_space, combine
+from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .networks import load_network
@@ -85,7 +87,8 @@ def _network(config: Config, name: str):
 
 def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | None = None) -> ExtractSummary:
     """``imgclust extract``: bring the feature stores of ``model.extractor`` (or ``networks``) up to
-    date with ``paths.image_dir``, all networks in one pass.
+    date with ``paths.image_dir``, all networks in one pass; on the Dask cluster of
+    ``compute.scheduler`` when it is set (:mod:`image_clustering.distributed`).
 
     Raises:
         ImgclustError: no weights, missing image folder, or no images.
@@ -93,7 +96,14 @@ def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | N
     from .report import record_step
 
     networks = networks or config.model.extractor
-    summary = extract_features(config, {n: _network(config, n) for n in networks}, progress)
+    loaders = {n: _network(config, n) for n in networks}
+    runner = None
+    if config.compute.scheduler is not None:
+        from . import distributed
+
+        manifests = {n: weights_mod.load_manifest(config.paths.model_dir, n, verify=True) for n in networks}
+        runner = distributed.dask_runner(manifests, config.compute)
+    summary = extract_features(config, loaders, progress, runner=runner)
     record_step(config.feature_dir, "extract", summary.seconds, computed=summary.computed, reused=summary.reused,
                 removed=summary.removed, failed=summary.failed)
     return summary
@@ -110,17 +120,41 @@ def _stores(config: Config, networks: tuple[str, ...]) -> list[FeatureStore]:
     return stores
 
 
-def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray]]:
-    """Paths present in every store, and each store's rows for them in that order."""
+def _aligned(stores: list[FeatureStore]) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None]]:
+    """Paths present in every store, each store's vectors (memory-mapped when compacted), and
+    per store the rows for those paths in that order (None: all rows, already in that order)."""
     common = sorted(set.intersection(*(set(s.paths) for s in stores)))
-    blocks = []
+    blocks, rows = [], []
     for store in stores:
+        blocks.append(store.vectors)
         if store.paths == common:
-            blocks.append(store.vectors)
+            rows.append(None)
         else:
             row = {p: i for i, p in enumerate(store.paths)}
-            blocks.append(np.asarray(store.vectors)[[row[p] for p in common]])
-    return common, blocks
+            rows.append(np.array([row[p] for p in common], dtype=np.int64))
+    return common, blocks, rows
+
+
+def feature_rows(config: Config) -> tuple[list[str], FeatureRows, str]:
+    """:func:`features` without reading the matrix: its rows on demand from the memory-mapped
+    stores (:class:`~image_clustering.embedding.FeatureRows`), for collections too large to hold.
+
+    Raises:
+        ImgclustError: as :func:`features`.
+    """
+    stores = _stores(config, config.model.extractor)
+    paths, blocks, rows = _aligned(stores)
+    key = "+".join(s.token for s in stores)
+    gone = _gone_photos(config, stores[0], set(paths))
+    if gone:
+        keep = np.array([i for i, p in enumerate(paths) if p not in gone], dtype=np.int64)
+        if not len(keep):
+            raise ImgclustError(f"paths.image_dir: none of the {len(paths)} photos with feature vectors is in "
+                                f"{config.paths.image_dir} any more; run `imgclust extract`")
+        paths = [paths[i] for i in keep]
+        rows = [keep if r is None else r[keep] for r in rows]
+        key += "-without-" + hashlib.sha256("\0".join(sorted(gone)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return paths, FeatureRows(blocks, rows), key
 
 
 def features(config: Config) -> tuple[list[str], np.ndarray, str]:
@@ -134,19 +168,16 @@ def features(config: Config) -> tuple[list[str], np.ndarray, str]:
     Raises:
         ImgclustError: a network in ``model.extractor`` has no vectors yet, or every photo is gone.
     """
-    stores = _stores(config, config.model.extractor)
-    paths, blocks = _aligned(stores)
-    key = "+".join(s.token for s in stores)
-    gone = _gone_photos(config, stores[0], set(paths))
-    if gone:
-        keep = [i for i, p in enumerate(paths) if p not in gone]
-        if not keep:
-            raise ImgclustError(f"paths.image_dir: none of the {len(paths)} photos with feature vectors is in "
-                                f"{config.paths.image_dir} any more; run `imgclust extract`")
-        paths = [paths[i] for i in keep]
-        blocks = [np.asarray(b)[keep] for b in blocks]
-        key += "-without-" + hashlib.sha256("\0".join(sorted(gone)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return paths, combine(blocks), key
+    paths, rows, key = feature_rows(config)
+    return paths, rows.array(), key
+
+
+def _clustering_input(config: Config) -> tuple[list[str], np.ndarray | FeatureRows, str]:
+    """The features for find-k and cluster: in memory up to
+    :data:`~image_clustering.embedding.EMBED_SAMPLE` images (everything as it always was), above
+    it read on demand, so memory stays bounded at millions of images."""
+    paths, rows, key = feature_rows(config)
+    return paths, (rows.array() if len(rows) <= embedding_mod.EMBED_SAMPLE else rows), key
 
 
 def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[str]:
@@ -195,7 +226,8 @@ def embedding_estimator(model) -> FeatureEmbedding:
     ``model`` section) describes."""
     return FeatureEmbedding(pca_dimension=model.pca_dimension, reducer=model.reducer,
                             reduced_dimension=model.reduced_dimension, perplexity=model.perplexity,
-                            n_neighbors=model.n_neighbors, standardize=model.standardize, seed=model.seed)
+                            n_neighbors=model.n_neighbors, standardize=model.standardize, seed=model.seed,
+                            sample_size=embedding_mod.EMBED_SAMPLE)
 
 
 def clustering_estimator(model, n_clusters: int | str | None = None) -> AutoKClustering:
@@ -208,8 +240,10 @@ def clustering_estimator(model, n_clusters: int | str | None = None) -> AutoKClu
 
 
 def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
-    """The embedding of ``vectors`` (float32 (N, D), keyed by ``features_key``), from the cache
-    (``embedding.npz``) when the vectors and the chosen reducer's parameters are unchanged.
+    """The embedding of ``vectors`` (float32 (N, D), or a
+    :class:`~image_clustering.embedding.FeatureRows` above ``EMBED_SAMPLE`` images; keyed by
+    ``features_key``), from the cache (``embedding.npz``) when the vectors and the chosen reducer's
+    parameters are unchanged.
 
     Returns:
         float32 (N, model.reduced_dimension).
@@ -241,7 +275,10 @@ def _space(config: Config, vectors: np.ndarray, embedding: np.ndarray, features_
     """The clustering space's points and a key of what they depend on: the embedding's parameters
     for ``embedding``, only PCA's for ``pca``, nothing beyond the features for ``features``."""
     m = config.model
-    points = clustering_space(vectors, embedding, m.space, m.pca_dimension, m.standardize, m.seed)
+    try:
+        points = clustering_space(vectors, embedding, m.space, m.pca_dimension, m.standardize, m.seed)
+    except ValueError as exc:
+        raise ImgclustError(f"model.space: {exc}") from None
     if m.space == "embedding":
         return points, _key(features=features_key, embedding=embedding_estimator(m).cache_key())
     if m.space == "pca":
@@ -273,8 +310,9 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
         return None
     k_top = max(1, min(m.k_max, len(points) - 1))
     logger.info(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
-    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar:
-        sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion)
+    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar, _compute(config):
+        sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion,
+                        parallel=config.compute.scheduler is not None)
     sweeps.pop(key, None)  # re-inserted last: the newest
     sweeps[key] = {"ks": sweep.ks.tolist(), "inertia": sweep.inertia.tolist(),
                    "silhouette": [None if np.isnan(s) else s for s in sweep.silhouette],
@@ -309,6 +347,15 @@ def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> t
     return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit)
 
 
+def _compute(config: Config):
+    """The Dask client of ``compute.scheduler`` as a context (nothing when it is None)."""
+    if config.compute.scheduler is None:
+        return contextlib.nullcontext()
+    from . import distributed
+
+    return distributed.client(config.compute)
+
+
 @dataclass
 class FindKResult:
     """What ``find-k`` computed and wrote: the sweep and its suggested k, the embedding (float32
@@ -335,7 +382,7 @@ def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKRe
 
     start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "find-k"):
-        paths, vectors, key = features(config)
+        paths, vectors, key = _clustering_input(config)
         embedding = embed(config, vectors, key)
         points, space_key = _space(config, vectors, embedding, key)
         sweep = _sweep(config, space_key, points, progress)
@@ -411,7 +458,7 @@ def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
 
 def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
     m, layout = config.model, config.layout
-    paths, vectors, key = features(config)
+    paths, vectors, key = _clustering_input(config)
     embedding = embed(config, vectors, key)
     points, space_key = _space(config, vectors, embedding, key)
     estimator = clustering_estimator(m)
@@ -753,10 +800,12 @@ class RunResult:
 
 
 def run(config: Config, progress: bool = True) -> RunResult:
-    """``imgclust run``: download (if needed), extract, find-k, cluster, report."""
+    """``imgclust run``: download (if needed), extract, find-k, cluster, report; all steps share one
+    Dask cluster when ``compute.scheduler`` is set."""
     download(config)
-    summary = extract(config, progress)
-    found, clustered = find_k(config, progress), cluster(config, progress)
+    with _compute(config):
+        summary = extract(config, progress)
+        found, clustered = find_k(config, progress), cluster(config, progress)
     return RunResult(summary, found, clustered, report(config, progress))
 
 

@@ -110,13 +110,20 @@ def plot_dendrogram(z: np.ndarray, k: int, cut: float, title: str = "", ax: Axes
     return ax
 
 
+SCATTER_MAX = 200_000  # points drawn: above, a seeded sample (a million dots are one blot, drawn slowly)
+
+
 def plot_scatter(embedding: np.ndarray, labels: np.ndarray | None = None, title: str = "",
                  ax: Axes | None = None) -> Axes:
     """Scatter of the first two embedding dimensions (N, d), coloured by cluster when ``labels``
     (int (N,)) is given (each cluster's number written at its median point; unclustered images,
-    label -1, light grey); returns ``ax``."""
+    label -1, light grey); above :data:`SCATTER_MAX` points a seeded random sample of that many
+    is drawn. Returns ``ax``."""
     from matplotlib import colormaps
 
+    if len(embedding) > SCATTER_MAX:
+        keep = np.sort(np.random.default_rng(0).choice(len(embedding), SCATTER_MAX, replace=False))
+        embedding, labels = embedding[keep], (labels[keep] if labels is not None else None)
     ax = new_axes((7, 7), ax)
     y = embedding[:, 1] if embedding.shape[1] > 1 else np.zeros(len(embedding))
     if labels is None:

@@ -11,7 +11,8 @@ import pytest
 from image_clustering import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("IMGCLUST_SHARED", ROOT.parent / "shared"))  # a worktree elsewhere: point it here
+# The shared photo sets sit beside the checkout; IMGCLUST_SHARED points elsewhere (git worktrees).
+SHARED = Path(os.environ.get("IMGCLUST_SHARED", ROOT.parent / "shared"))
 DATASETS = SHARED / "datasets"
 MODEL_DIR = ROOT / "models"
 

@@ -107,3 +107,18 @@ def test_each_config_key_is_declared_alike_everywhere():
         assert schema == fields == set(defaults) | required, section
         readme = (ROOT / "README.md").read_text()
         assert not [k for k in schema if f"`{section}.{k}`" not in readme], "keys missing from the README"
+
+
+def test_compute_section_defaults_values_and_override():
+    assert config_from_dict(BASE).compute.scheduler is None  # in-process unless asked
+    raw = {**BASE, "compute": {"scheduler": "tcp://head:8786", "workers": 4, "task_size": 64, "timeout": 3}}
+    compute = config_from_dict(raw).compute
+    assert (compute.scheduler, compute.workers, compute.task_size, compute.timeout) == ("tcp://head:8786", 4, 64, 3)
+    assert config_from_dict(BASE).with_scheduler("local").compute.scheduler == "local"
+    assert config_from_dict(raw).with_scheduler(None).compute.scheduler == "tcp://head:8786"
+    with pytest.raises(ImgclustError, match=r"^compute\.scheduler: must be null, \"local\" or a scheduler address"):
+        config_from_dict({**BASE, "compute": {"scheduler": "head"}})
+    with pytest.raises(ImgclustError, match=r"^--scheduler: 'head' is neither"):
+        config_from_dict(BASE).with_scheduler("head")
+    with pytest.raises(ImgclustError, match=r"compute\.workers"):
+        config_from_dict({**BASE, "compute": {"workers": 0}})
