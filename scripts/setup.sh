@@ -24,6 +24,7 @@ fi
 # Headless Chromium for the report's browser tests (Debian's package; Playwright downloads no browser).
 # Only as root and only when missing; without it those tests are skipped with the reason.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will be skipped"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) ||
+        echo "chromium not installed: browser tests will be skipped"
 fi
 echo "set-up done: run '.venv/bin/imgclust run' for the example, '.venv/bin/python -m pytest' for the tests"
