@@ -385,16 +385,24 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
     return None
 
 
+def read_failures(path: Path) -> dict[str, dict[str, str]]:
+    """``failures.csv`` as path → its row (column → cell); empty when there is none or it cannot
+    be read (the next run then retries every failed file)."""
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            header, *body = read_csv(f)  # the formula escaping of our CSV writer undone
+    except (OSError, ValueError, csv.Error):
+        return {}
+    if "path" not in header:
+        return {}
+    return {row[header.index("path")]: dict(zip(header, row)) for row in body}
+
+
 def _unchanged_failures(path: Path, image_dir: Path, candidates: set[ImageFile]) -> dict[ImageFile, str]:
     """The images of ``candidates`` that failed last time and have not changed since (same size,
     modification and status-change time, same decoders), with the reason they failed: not worth
     trying again (nor loading a network for)."""
-    try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            header, *body = read_csv(f)  # the formula escaping of our CSV writer undone
-        rows = {row[0]: dict(zip(header, row)) for row in body}
-    except (OSError, ValueError, KeyError, csv.Error):
-        return {}  # none, or from an older version without the size columns: retry everything
+    rows = read_failures(path)
     decoders, known = _decoders(), {}
     for image in candidates:
         row = rows.get(image.path)

@@ -402,19 +402,6 @@ def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
     atomic_write_text(path, json.dumps(log, indent=1))
 
 
-def _read_failures(path: Path) -> list[tuple[str, str]]:
-    from .atomic import read_csv
-
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-        header, *rows = read_csv(f) or [[]]
-    if not {"path", "reason"} <= set(header):
-        return []
-    at, why = header.index("path"), header.index("reason")
-    return [(row[at], row[why]) for row in rows]
-
-
 def _tags(config, paths: list[str]) -> list[list[str]] | None:
     from .errors import ImgclustError
     from .pipeline import _tag_table
@@ -487,7 +474,9 @@ def collection_report(config, progress: bool = False) -> Path:
                 run_log = json.loads((config.feature_dir / RUN_LOG).read_text())
             except ValueError:
                 pass
-        failures = _read_failures(config.layout.failures_csv)
+        from .features import read_failures
+
+        failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]
         counts = {"images in the feature store": len(paths), "failed (unreadable)": len(failures)}
         extract = run_log.get("extract", {})
         for name in ("computed", "reused", "removed"):
