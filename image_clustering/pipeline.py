@@ -334,14 +334,16 @@ def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> t
     """The collection as ``find-k`` sees it, from the caches where they are current.
 
     Returns:
-        (paths, float32 (N, D) features, their key (see :func:`features`), float32 (N, d)
-        embedding, the clustering-space points (N, d'), the :class:`KSweep` with its per-k ``labels``
-        — None when no sweep of these points is cached and ``fit`` is false).
+        (paths, float32 (N, D) features — a
+        :class:`~image_clustering.embedding.FeatureRows` read on demand above ``EMBED_SAMPLE``
+        images —, their key (see :func:`features`), float32 (N, d) embedding, the
+        clustering-space points (N, d'), the :class:`KSweep` with its per-k ``labels`` — None
+        when no sweep of these points is cached and ``fit`` is false).
 
     Raises:
         ImgclustError: no feature vectors yet.
     """
-    paths, vectors, key = features(config)
+    paths, vectors, key = _clustering_input(config)
     embedding = embed(config, vectors, key)
     points, space_key = _space(config, vectors, embedding, key)
     return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit)

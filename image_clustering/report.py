@@ -44,12 +44,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .atomic import atomic_path, atomic_write_text
+from .embedding import FeatureRows, sample_index
 
 logger = logging.getLogger(__name__)
 ASSETS = ("report.js", "report.css")
 ATLAS_SIDE = 2048  # pixels: a texture size every WebGL device supports (most allow 4096 or more)
 ATLAS_QUALITY = 80  # JPEG quality of the atlases: 10,000 64-pixel thumbnails take about 30 MB
 MAX_TAGS = 5  # label words per photo carried into the page
+REPORT_SAMPLE = 100_000  # photos shown at most; larger collections show a seeded sample
 
 
 def cell_size(n: int) -> int:
@@ -422,6 +424,17 @@ def _config_doc(config) -> dict:
     return json.loads(json.dumps(asdict(config), default=lambda v: display_text(str(v))))
 
 
+def _report_sample(n: int, seed: int) -> np.ndarray | None:
+    """Rows shown when a collection has more than :data:`REPORT_SAMPLE` photos (a seeded sample,
+    ascending), else None: the page was measured usable up to 10^5 points, and every photo
+    costs a thumbnail and a neighbour search."""
+    if n <= REPORT_SAMPLE:
+        return None
+    logger.warning(f"report: {n:,} photos; it shows a seeded sample of {REPORT_SAMPLE:,} of them "
+                   "(labels and links hold every photo)")
+    return sample_index(n, REPORT_SAMPLE, seed)
+
+
 def collection_report(config, progress: bool = False) -> Path:
     """``imgclust report``: the report of the collection as the last ``cluster`` left it, in
     ``<plot_dir>/<object_name>/report/index.html``.
@@ -446,11 +459,17 @@ def collection_report(config, progress: bool = False) -> Path:
     m = config.model
     with exclusive_lock(config.feature_dir, "report"):
         paths, vectors, key, embedding, points, sweep = current_sweep(config, progress, fit=False)
+        every = set(paths)
+        shown = _report_sample(len(paths), m.seed)
+        if shown is not None:
+            paths, embedding, points = [paths[i] for i in shown], embedding[shown], points[shown]
+            vectors = vectors.take(shown) if isinstance(vectors, FeatureRows) else vectors[shown]
+            key += f"-sample{len(shown)}-{m.seed}"
         clusterings = []
         label_csv = config.layout.labels_csv()
         if label_csv.is_file():
             saved = read_labels(label_csv)
-            if set(saved) == set(paths):
+            if set(saved) == every:
                 result = by_size(points, np.array([saved[p] for p in paths]))
                 how = {"kmeans": "k-means", "agglomerative": f"{m.linkage} linkage", "hdbscan": "HDBSCAN"}[m.algorithm]
                 clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
@@ -458,7 +477,8 @@ def collection_report(config, progress: bool = False) -> Path:
             else:
                 logger.info(f"report: {label_csv} is older than the feature store; run `imgclust cluster` to show it")
         if sweep is not None:
-            for k, labels in zip(sweep.ks, np.asarray(sweep.labels)):
+            per_k = np.asarray(sweep.labels if shown is None else sweep.labels[:, shown])
+            for k, labels in zip(sweep.ks, per_k):
                 result = by_size(points, labels)
                 clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
         else:
@@ -477,7 +497,9 @@ def collection_report(config, progress: bool = False) -> Path:
         from .features import read_failures
 
         failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]
-        counts = {"images in the feature store": len(paths), "failed (unreadable)": len(failures)}
+        counts = {"images in the feature store": len(every), "failed (unreadable)": len(failures)}
+        if shown is not None:
+            counts["shown in this report (seeded sample)"] = len(shown)
         extract = run_log.get("extract", {})
         for name in ("computed", "reused", "removed"):
             if name in extract:

@@ -7,8 +7,9 @@ their compacted form (one shard each, as ``extract`` leaves them) with cluster s
 Gaussian clusters of unequal size in a shared latent space, mapped into both networks), and the
 photo folder holds N symbolic links to one real photo (``find-k``/``cluster`` check every photo
 still exists; ``cluster`` links them and draws contact sheets). Then ``imgclust find-k`` and
-``imgclust cluster`` run as separate processes under ``/usr/bin/time`` (wall seconds, peak
-resident memory), default settings. Prints one Markdown table row per N, with the NMI of the
+``imgclust cluster`` (which also writes the report, of a seeded sample of 100,000 photos above
+that many) run as separate processes under ``/usr/bin/time`` (wall seconds, peak resident
+memory), default settings. Prints one Markdown table row per N, with the NMI of the
 clusters against the 50 generating clusters.
 
     PYTHONPATH=. python scripts/bench_million.py --n 100000 300000 1000000 [--out /tmp/imgclust-million]
@@ -111,6 +112,7 @@ def main() -> None:
             "model": {"object_name": name}}))
         cli = [sys.executable, "-m", "image_clustering.cli"]
         fk = timed([*cli, "find-k", "--config", str(config), "-q"])
+        print(f"(find-k: {fk[0]:.0f} s, peak {fk[1]:.0f} MB)", file=sys.stderr, flush=True)
         cl = timed([*cli, "cluster", "--config", str(config), "-q"])
         k = re.search(r"suggested k = (\d+)", fk[2]).group(1)
         with open(args.out / "labels" / f"{name}.csv", newline="") as f:

@@ -5,6 +5,7 @@ InceptionV3, then opened from disk in headless Chromium with the network cut off
 Run the browser tests alone with ``pytest -m browser``; they skip when Chromium or Playwright is
 missing. ``IMGCLUST_SCREENSHOT=docs/report.png`` also saves the screenshot the README shows.
 """
+import base64
 import json
 import os
 import shutil
@@ -301,6 +302,29 @@ def test_label_word_clustering_report(browser, collection):
     assert page.locator("#k-charts svg").count() == 2
     assert page.locator("img.picture").evaluate_all("imgs => imgs.map(i => i.naturalWidth > 100)") == [True, True]
     page.context.close()
+
+
+def test_large_collection_shows_a_seeded_sample(collection, monkeypatch, caplog):
+    """Above REPORT_SAMPLE photos the report shows a seeded sample (here 20 of 50): the map, the
+    current clustering and every k of the sweep restricted to the same photos, neighbours among
+    them, and the run section saying how many of how many are shown."""
+    from image_clustering import report as report_mod
+
+    config, index = collection
+    monkeypatch.setattr(report_mod, "REPORT_SAMPLE", 20)
+    with caplog.at_level("WARNING", logger="image_clustering"):
+        pipeline.report(config)
+    assert f"{N_PHOTOS:,} photos; it shows a seeded sample of 20" in caplog.text
+    data = (index.parent / "data.js").read_text()
+    doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
+    saved = {p: c for c, members in label_doc(config)["clusters"].items() for p in members}
+    assert doc["n"] == 20 and len(set(doc["paths"])) == 20 and set(doc["paths"]) <= set(saved)
+    assert len(doc["clusterings"]) == 1 + 20  # the clustering of `cluster` and k = 1..20 of the sweep
+    assert np.frombuffer(base64.b64decode(doc["neighbours"]["index"]), "<i4").max() < 20
+    html = index.read_text()
+    assert "shown in this report (seeded sample)" in html and f"<td>{N_PHOTOS}</td>" in html
+    monkeypatch.undo()
+    pipeline.report(config)  # the whole collection again, for the tests after this one
 
 
 def test_report_after_cluster_without_a_sweep(collection, caplog):
