@@ -1,7 +1,12 @@
 """Stage 3: points (embedding, PCA features or full features) → clusters: the k-means sweep behind
-``find-k``, and the clustering algorithms — k-means, agglomerative (SciPy linkage) at k clusters or
-cut at a similarity level, and HDBSCAN. Cluster ``-1`` means "unclustered" (HDBSCAN noise, or a
-cluster below the minimum size of a similarity cut).
+``find-k``, and the clustering algorithms — spectral clustering of a nearest-neighbour graph of the
+feature vectors, k-means, agglomerative (SciPy linkage) at k clusters or cut at a similarity level,
+and HDBSCAN. Cluster ``-1`` means "unclustered" (HDBSCAN noise, or a cluster below the minimum size
+of a similarity cut).
+
+k is chosen where the criterion is reliable — the sweep of k-means on the t-SNE embedding — and
+spectral clustering (the default) then clusters at that k in the space that clusters best: the
+graph of each photo's nearest neighbours in every network's feature space (docs/benchmarks.md).
 
 k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations, best of
 ``n_init`` runs). Four criteria suggest k from the sweep (``model.k_criterion``):
@@ -16,15 +21,26 @@ k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations
 """
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.metrics import davies_bouldin_score, silhouette_score
+from sklearn.neighbors import NearestNeighbors
+
+log = logging.getLogger(__name__)
 
 SILHOUETTE_SAMPLE = 10_000  # silhouette is O(N²): above this many images it uses a random sample
 SWEEP_SAMPLE = 20_000  # the k sweep fits k-means 100 times: above this many images, on a random sample
+GRAPH_NEIGHBORS = 10  # neighbours per photo in the spectral clustering graph (15 and 30 measured no better)
+GRAPH_PCA = 50  # each network's vectors are reduced to this many PCA components before the neighbour search
+# Spectral clustering's neighbour search and eigenvectors grow faster than linearly; above this many
+# images ``spectral`` is k-means in the clustering space instead (logged).
+SPECTRAL_LIMIT = 20_000
 
 
 @dataclass
@@ -255,6 +271,71 @@ def by_size(x: np.ndarray, raw_labels: np.ndarray, min_size: int = 1) -> Cluster
 PAIRWISE_LIMIT = 20_000  # all-pairs distances of N images take 8·N²/2 bytes (1.6 GB at this N)
 
 
+def graph_neighbors(n: int, k: int, most: int = GRAPH_NEIGHBORS) -> int:
+    """Neighbours per photo in the spectral graph of ``n`` photos to be cut into ``k`` clusters:
+    ``most``, but no more than half a cluster of average size (at least 3, below ``n``), so that
+    most of a photo's neighbours can lie in its own cluster even when clusters hold a few photos."""
+    return int(max(1, min(most, max(3, n // (2 * k)), n - 1)))
+
+
+def knn_affinity(views: list[np.ndarray], n_neighbors: int, seed: int = 0) -> sparse.csr_matrix:
+    """The nearest-neighbour graph spectral clustering cuts: for each view (one network's feature
+    vectors), the vectors L2-normalised and reduced by PCA to :data:`GRAPH_PCA` components, each
+    photo joined to its ``n_neighbors`` nearest by cosine distance, the graph made symmetric
+    (A + Aᵀ)/2; the views' graphs are summed, so a pair close in both networks weighs twice
+    (several representation spaces, as in Gadetsky et al. 2024, TURTLE).
+
+    Args:
+        views: float arrays (N, D_i), rows aligned.
+        n_neighbors: neighbours per photo (below N).
+        seed: PCA's random state.
+
+    Returns:
+        float64 sparse (N, N) symmetric affinity, values in {0, 0.5, 1} per view.
+    """
+    from .embedding import pca_features
+
+    total = None
+    for view in views:
+        unit = np.asarray(view, dtype=np.float32)
+        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        reduced = pca_features(unit, GRAPH_PCA, seed, standardize=False)
+        graph = NearestNeighbors(n_neighbors=n_neighbors + 1, metric="cosine").fit(reduced).kneighbors_graph(reduced)
+        graph.setdiag(0)  # each photo is its own nearest neighbour
+        graph.eliminate_zeros()
+        graph = 0.5 * (graph + graph.T)
+        total = graph if total is None else total + graph
+    return sparse.csr_matrix(total)
+
+
+def cluster_spectral(x: np.ndarray, k: int, views: list[np.ndarray] | None = None, seed: int = 0,
+                     n_neighbors: int = GRAPH_NEIGHBORS) -> Clustering:
+    """Spectral clustering (Shi & Malik 2000; Ng, Jordan & Weiss 2002; scikit-learn's
+    ``SpectralClustering`` with the QR-based assignment of Damle, Minden & Ying 2019, which needs
+    no random restarts) of the :func:`knn_affinity` graph of ``views`` into ``k`` clusters.
+
+    Args:
+        x: float32 (N, d) points the centres and distances are given in (the clustering space).
+        k: clusters.
+        views: per network, float (N, D_i) feature vectors; None: ``[x]``.
+        n_neighbors: the graph's largest neighbourhood (see :func:`graph_neighbors`).
+
+    Raises:
+        ValueError: k above N.
+    """
+    n = x.shape[0]
+    if k > n:
+        raise ValueError(f"k = {k} is larger than the number of images ({n})")
+    if k == 1 or k == n:  # nothing to cut, or every photo its own cluster
+        return by_size(x, np.zeros(n, dtype=int) if k == 1 else np.arange(n))
+    affinity = knn_affinity(views if views is not None else [x], graph_neighbors(n, k, n_neighbors), seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "graph is not fully connected": the components become clusters
+        raw = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
+                                 random_state=seed).fit_predict(affinity)
+    return by_size(x, raw)
+
+
 def check_pairwise(n: int, what: str) -> None:
     """Raise ValueError when ``what`` would hold all pair distances of more than :data:`PAIRWISE_LIMIT` images."""
     if n > PAIRWISE_LIMIT:
@@ -406,15 +487,18 @@ def cluster_hdbscan(x: np.ndarray, min_cluster_size: int = 5, metric: str = "euc
 class AutoKClustering(BaseEstimator, ClusterMixin):
     """Clustering that can choose its own number of clusters, as a scikit-learn estimator: with
     ``n_clusters="auto"`` it sweeps k-means over k = 1..``k_max`` (:func:`sweep_k`) and takes the
-    ``criterion``'s k, then clusters with ``algorithm`` at that k. HDBSCAN and a similarity cut
-    (``sim``) find the number of clusters themselves. Clusters are numbered by size, 0 the largest;
+    ``criterion``'s k, then clusters with ``algorithm`` at that k — ``spectral`` in its own
+    nearest-neighbour graph of the feature vectors (``views``), the others in ``X``. HDBSCAN and a
+    similarity cut (``sim``) find the number of clusters themselves. Clusters are numbered by size, 0 the largest;
     -1 is unclustered. Parameters take the names of the config keys.
 
     Parameters:
         n_clusters: int, or ``"auto"``.
         criterion: ``silhouette``, ``davies_bouldin``, ``elbow`` or ``lmethod`` (see the module
             docstring).
-        algorithm: ``kmeans``, ``agglomerative`` or ``hdbscan``.
+        algorithm: ``spectral`` (:func:`cluster_spectral`; k-means above :data:`SPECTRAL_LIMIT`
+            images), ``kmeans``, ``agglomerative`` or ``hdbscan``.
+        graph_neighbors: the spectral graph's neighbours per photo (see :func:`graph_neighbors`).
         k_max, n_init, seed: the sweep's largest k, k-means restarts, random state.
         linkage, metric, sim, min_cluster_size, time_weight: see :func:`cluster_hierarchical` and
             :func:`cluster_hdbscan` (``min_cluster_size`` None: 2 for a ``sim`` cut, 5 for HDBSCAN).
@@ -429,9 +513,11 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
         cut_: the tree's cut height for ``agglomerative``, else None.
     """
 
-    def __init__(self, n_clusters: int | str = "auto", criterion: str = "silhouette", algorithm: str = "kmeans",
+    def __init__(self, n_clusters: int | str = "auto", criterion: str = "silhouette", algorithm: str = "spectral",
                  k_max: int = 100, n_init: int = 4, seed: int = 0, linkage: str = "ward", metric: str = "euclidean",
-                 sim: float | None = None, min_cluster_size: int | None = None, time_weight: float = 0.0):
+                 sim: float | None = None, min_cluster_size: int | None = None, time_weight: float = 0.0,
+                 graph_neighbors: int = GRAPH_NEIGHBORS):
+        self.graph_neighbors = graph_neighbors
         self.n_clusters = n_clusters
         self.criterion = criterion
         self.algorithm = algorithm
@@ -448,10 +534,13 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
         """True when the method chooses the number of clusters (HDBSCAN, a similarity cut)."""
         return self.algorithm == "hdbscan" or self.sim is not None
 
-    def fit(self, X, y=None, times: np.ndarray | None = None, sweep: KSweep | None = None):
+    def fit(self, X, y=None, times: np.ndarray | None = None, sweep: KSweep | None = None,
+            views: list[np.ndarray] | None = None):
         """Cluster ``X``, float array of shape (n_samples, n_features); ``y`` is ignored.
 
         Args:
+            views: for ``spectral``, per network the feature vectors, float (n_samples, D_i), whose
+                neighbour graph is cut (None: ``X``'s).
             times: float (n_samples,) photo times in seconds, needed when ``time_weight`` > 0.
             sweep: a :class:`KSweep` of ``X`` computed before (the workflow caches it), used
                 instead of sweeping again when ``n_clusters="auto"``.
@@ -473,16 +562,22 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
                 k = self.sweep_.suggested_k
             else:
                 k = int(self.n_clusters)
-        if self.algorithm == "kmeans":
+        algorithm = self.algorithm
+        if algorithm == "spectral" and len(x) > SPECTRAL_LIMIT:
+            log.warning(f"spectral clustering is limited to {SPECTRAL_LIMIT:,} images; k-means for these {len(x):,}")
+            algorithm = "kmeans"
+        if algorithm == "spectral":
+            result = cluster_spectral(x, k, views, self.seed, self.graph_neighbors)
+        elif algorithm == "kmeans":
             result = cluster_kmeans(x, k, self.n_init, self.seed)
-        elif self.algorithm == "hdbscan":
+        elif algorithm == "hdbscan":
             result = cluster_hdbscan(x, self.min_cluster_size or 5, self.metric, times, self.time_weight)
-        elif self.algorithm == "agglomerative":
+        elif algorithm == "agglomerative":
             result, self.tree_, self.cut_ = cluster_hierarchical(
                 x, self.linkage, self.metric, k=k, sim=self.sim, min_cluster_size=self.min_cluster_size or 2,
                 times=times, time_weight=self.time_weight)
         else:
-            raise ValueError(f"unknown algorithm {self.algorithm!r}; one of kmeans, agglomerative, hdbscan")
+            raise ValueError(f"unknown algorithm {algorithm!r}; one of spectral, kmeans, agglomerative, hdbscan")
         self.labels_, self.distances_, self.cluster_centers_ = result.labels, result.distances, result.centers
         self.n_clusters_ = result.k
         self.clustering_ = result

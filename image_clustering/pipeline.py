@@ -29,7 +29,7 @@ from .config import Config
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
-from .networks import load_network
+from .networks import NETWORKS, load_network
 from .networks import source as weight_source
 from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
 from .plots import (
@@ -236,7 +236,8 @@ def clustering_estimator(model, n_clusters: int | str | None = None) -> AutoKClu
     return AutoKClustering(n_clusters=model.k if n_clusters is None else n_clusters, criterion=model.k_criterion,
                            algorithm=model.algorithm, k_max=model.k_max, n_init=model.n_init, seed=model.seed,
                            linkage=model.linkage, metric=model.metric, sim=model.sim,
-                           min_cluster_size=model.min_cluster_size, time_weight=model.time_weight)
+                           min_cluster_size=model.min_cluster_size, time_weight=model.time_weight,
+                           graph_neighbors=model.graph_neighbors)
 
 
 def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
@@ -476,7 +477,7 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
         logger.info(f"k = {sweep.suggested_k} (suggested by {m.k_criterion})")
     times = _photo_times(config, paths) if m.time_weight > 0 else None
     try:
-        estimator.fit(points, times=times, sweep=sweep)
+        estimator.fit(points, times=times, sweep=sweep, views=_views(config, vectors))
     except ValueError as exc:
         raise ImgclustError(f"model.algorithm: {exc}") from None
     result = estimator.clustering_
@@ -497,9 +498,25 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
                          embedding, label_files, link_root, kinds)
 
 
+def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray] | None:
+    """Each network's columns of the combined feature matrix, the views spectral clustering
+    cuts; None where they are not needed or the matrix is not in memory (above EMBED_SAMPLE
+    images spectral clustering is k-means anyway)."""
+    if config.model.algorithm != "spectral" or isinstance(vectors, FeatureRows):
+        return None
+    ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])
+    return np.split(vectors, ends[:-1], axis=1)
+
+
+def algorithm_name(model) -> str:
+    """How ``model.algorithm`` reads in plot titles and the report."""
+    return {"spectral": "spectral clustering", "kmeans": "k-means", "agglomerative": f"{model.linkage} linkage",
+            "hdbscan": "HDBSCAN"}[model.algorithm]
+
+
 def _cluster_plots(config: Config, paths, estimator: AutoKClustering, embedding, progress: bool) -> None:
     m, layout, result = config.model, config.layout, estimator.clustering_
-    how = {"kmeans": "k-means", "agglomerative": f"{m.linkage} linkage", "hdbscan": "HDBSCAN"}[m.algorithm]
+    how = algorithm_name(m)
     ax = plot_scatter(embedding, result.labels, f"{m.object_name}: {how}, {result.k} clusters")
     save_figure(ax.figure, layout.plot(f"clusters_{m.reduced_dimension}D.png"))
     dendrogram = layout.plot("dendrogram.png")

@@ -453,7 +453,7 @@ def collection_report(config, progress: bool = False) -> Path:
     from .errors import ImgclustError
     from .neighbours import cached_neighbours
     from .outputs import read_labels
-    from .pipeline import current_sweep
+    from .pipeline import algorithm_name, current_sweep
 
     started = time.perf_counter()
     m = config.model
@@ -471,7 +471,7 @@ def collection_report(config, progress: bool = False) -> Path:
             saved = read_labels(label_csv)
             if set(saved) == every:
                 result = by_size(points, np.array([saved[p] for p in paths]))
-                how = {"kmeans": "k-means", "agglomerative": f"{m.linkage} linkage", "hdbscan": "HDBSCAN"}[m.algorithm]
+                how = algorithm_name(m)
                 clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
                                                     result.distances, current=True))
             else:

@@ -28,7 +28,7 @@ BEGIN, END = "<!-- bench_quality:begin -->", "<!-- bench_quality:end -->"
 INCEPTION = "inception_v3"
 BOTH = ["inception_v3", "efficientnet_lite0"]
 DEV_SETS = ["imagenette_val200", "clothing10_testval", "ukbench_groups14"]
-ORIGINAL = {"extractor": INCEPTION, "standardize": True, "perplexity": 30}
+ORIGINAL = {"extractor": INCEPTION, "standardize": True, "perplexity": 30, "algorithm": "kmeans"}
 COSINE_FEATURES = {"space": "features", "metric": "cosine", "algorithm": "agglomerative", "linkage": "average"}
 # Row name → model keys on top of the defaults. Rows sharing an embedding are kept together so
 # each embedding is computed once per set. "TRUE_K" is replaced by the set's number of classes.

@@ -203,3 +203,59 @@ def test_sweep_cache_keeps_one_sweep_per_space_and_ignores_unrelated_keys(tmp_pa
     assert len(calls) == 2 and again.suggestions == first.suggestions == {**first.suggestions, "silhouette": 3}
     sweep(features, "store-b")  # new vectors: swept again
     assert len(calls) == 3
+
+
+def directions(k=4, per=25, dim=64, seed=0, spread=0.15):
+    """Photo-like feature vectors: non-negative, one random direction per group, cosine structure."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 1, (k, dim))
+    x = np.concatenate([np.abs(c + rng.normal(0, spread, (per + 3 * i, dim))) for i, c in enumerate(centres)])
+    return x.astype(np.float32), np.repeat(np.arange(k), [per + 3 * i for i in range(k)])
+
+
+def test_graph_neighbours_shrink_for_small_clusters():
+    from image_clustering.clustering import graph_neighbors
+
+    assert graph_neighbors(2000, 10) == 10  # clusters of 200: the full neighbourhood
+    assert graph_neighbors(56, 14) == 3  # ukbench: 14 groups of 4 photos
+    assert graph_neighbors(4, 2) == 3 and graph_neighbors(3, 2) == 2  # always below N
+
+
+def test_knn_affinity_is_symmetric_and_sums_the_views():
+    from image_clustering.clustering import knn_affinity
+
+    x, _ = directions()
+    one = knn_affinity([x], 5)
+    assert (one != one.T).nnz == 0 and one.diagonal().sum() == 0
+    assert (np.diff(one.indptr) >= 5).all() and set(np.unique(one.data)) <= {0.5, 1.0}
+    two = knn_affinity([x, x * 3], 5)  # a second view with the same neighbours: every weight doubles
+    np.testing.assert_allclose(two.toarray(), 2 * one.toarray())
+
+
+def test_spectral_clustering_recovers_groups_numbered_by_size():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering.clustering import AutoKClustering, cluster_spectral
+
+    x, truth = directions()
+    result = cluster_spectral(x, 4, seed=0)
+    assert normalized_mutual_info_score(truth, result.labels) == pytest.approx(1.0)
+    assert list(result.sizes) == sorted(result.sizes, reverse=True) and result.centers.shape == (4, x.shape[1])
+    np.testing.assert_array_equal(result.labels, cluster_spectral(x, 4, seed=0).labels)  # seeded
+    assert (cluster_spectral(x, 1).labels == 0).all() and cluster_spectral(x[:5], 5).k == 5
+    # k chosen on 2-D points, the graph cut in the views: X need not be the features
+    points = pca_features(x, 2, 0)
+    model = AutoKClustering(n_clusters="auto", k_max=10).fit(points, views=[x[:, :32], x[:, 32:]])
+    assert model.n_clusters_ == model.sweep_.suggested_k
+    assert model.cluster_centers_.shape == (model.n_clusters_, 2)
+
+
+def test_spectral_above_its_limit_is_kmeans(monkeypatch, caplog):
+    from image_clustering import clustering
+
+    x, _ = blobs(k=3)
+    monkeypatch.setattr(clustering, "SPECTRAL_LIMIT", 50)
+    with caplog.at_level("WARNING", logger="image_clustering"):
+        model = clustering.AutoKClustering(n_clusters=3, algorithm="spectral").fit(x)
+    assert "spectral clustering is limited to 50 images; k-means" in caplog.text
+    np.testing.assert_array_equal(model.labels_, clustering.cluster_kmeans(x, 3, 4, 0).labels)

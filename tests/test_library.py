@@ -29,7 +29,7 @@ def test_folder_to_clusters_and_an_inline_figure(real_weights, lite0_weights):
 
     embedding = FeatureEmbedding(perplexity=10).fit_transform(found.vectors)
     assert embedding.shape == (40, 2)
-    model = AutoKClustering(n_clusters="auto", k_max=20).fit(embedding)
+    model = AutoKClustering(n_clusters="auto", k_max=20).fit(embedding, views=[found.vectors])
     truth = [p.parent.name for p in found.paths]
     assert model.n_clusters_ == 10 and model.sweep_.suggested_k == 10
     assert normalized_mutual_info_score(truth, model.labels_) == pytest.approx(1.0)
@@ -52,7 +52,7 @@ def test_estimators_follow_scikit_learn_conventions():
     assert "n_neighbors" not in embedding.cache_key() and "perplexity" in embedding.cache_key()
     assert "perplexity" not in embedding.set_params(reducer="umap").cache_key()
 
-    for params in ({"n_clusters": 3}, {"n_clusters": "auto", "k_max": 8},
+    for params in ({"n_clusters": 3}, {"n_clusters": "auto", "k_max": 8}, {"algorithm": "kmeans", "n_clusters": 3},
                    {"algorithm": "agglomerative", "linkage": "average", "n_clusters": 3},
                    {"algorithm": "hdbscan", "min_cluster_size": 10}):
         model = AutoKClustering(**params)
