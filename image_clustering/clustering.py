@@ -1,12 +1,13 @@
 """Stage 3: points (embedding, PCA features or full features) → clusters: the k-means sweep behind
-``find-k``, and the clustering algorithms — spectral clustering of a nearest-neighbour graph of the
-feature vectors, k-means, agglomerative (SciPy linkage) at k clusters or cut at a similarity level,
-and HDBSCAN. Cluster ``-1`` means "unclustered" (HDBSCAN noise, or a cluster below the minimum size
-of a similarity cut).
+``find-k``, and the clustering algorithms — Leiden communities or spectral clustering of a
+nearest-neighbour graph of the feature vectors, k-means, agglomerative (SciPy linkage) at k
+clusters or cut at a similarity level, and HDBSCAN. Cluster ``-1`` means "unclustered" (HDBSCAN
+noise, or a cluster below the minimum size of a similarity cut).
 
 k is chosen where the criterion is reliable — the sweep of k-means on the t-SNE embedding — and
-spectral clustering (the default) then clusters at that k in the space that clusters best: the
-graph of each photo's nearest neighbours in every network's feature space (docs/benchmarks.md).
+Leiden community detection (the default) then clusters at that k in the space that clusters
+best: the graph of each photo's nearest neighbours in every network's feature space
+(docs/benchmarks.md).
 
 k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations, best of
 ``n_init`` runs). Four criteria suggest k from the sweep (``model.k_criterion``):
@@ -36,11 +37,12 @@ log = logging.getLogger(__name__)
 
 SILHOUETTE_SAMPLE = 10_000  # silhouette is O(N²): above this many images it uses a random sample
 SWEEP_SAMPLE = 20_000  # the k sweep fits k-means 100 times: above this many images, on a random sample
-GRAPH_NEIGHBORS = 10  # neighbours per photo in the spectral clustering graph (15 and 30 measured no better)
+GRAPH_NEIGHBORS = 10  # neighbours per photo in the clustering graph (15 and 30 measured no better)
 GRAPH_PCA = 50  # each network's vectors are reduced to this many PCA components before the neighbour search
-# Spectral clustering's neighbour search and eigenvectors grow faster than linearly; above this many
-# images ``spectral`` is k-means in the clustering space instead (logged).
-SPECTRAL_LIMIT = 20_000
+# The graph's exact neighbour search (and spectral clustering's eigenvectors) grow faster than
+# linearly; above this many images ``leiden`` and ``spectral`` are k-means in the clustering space
+# instead (logged).
+GRAPH_LIMIT = 20_000
 
 
 @dataclass
@@ -272,14 +274,14 @@ PAIRWISE_LIMIT = 20_000  # all-pairs distances of N images take 8·N²/2 bytes (
 
 
 def graph_neighbors(n: int, k: int, most: int = GRAPH_NEIGHBORS) -> int:
-    """Neighbours per photo in the spectral graph of ``n`` photos to be cut into ``k`` clusters:
+    """Neighbours per photo in the clustering graph of ``n`` photos to be cut into ``k`` clusters:
     ``most``, but no more than half a cluster of average size (at least 3, below ``n``), so that
     most of a photo's neighbours can lie in its own cluster even when clusters hold a few photos."""
     return int(max(1, min(most, max(3, n // (2 * k)), n - 1)))
 
 
 def knn_affinity(views: list[np.ndarray], n_neighbors: int, seed: int = 0) -> sparse.csr_matrix:
-    """The nearest-neighbour graph spectral clustering cuts: for each view (one network's feature
+    """The nearest-neighbour graph Leiden and spectral clustering cut: for each view (one network's feature
     vectors), the vectors L2-normalised and reduced by PCA to :data:`GRAPH_PCA` components, each
     photo joined to its ``n_neighbors`` nearest by cosine distance, the graph made symmetric
     (A + Aᵀ)/2; the views' graphs are summed, so a pair close in both networks weighs twice
@@ -323,17 +325,61 @@ def cluster_spectral(x: np.ndarray, k: int, views: list[np.ndarray] | None = Non
     Raises:
         ValueError: k above N.
     """
+    return _cut_graph(x, k, views, seed, n_neighbors, leiden=False)
+
+
+def cluster_leiden(x: np.ndarray, k: int, views: list[np.ndarray] | None = None, seed: int = 0,
+                   n_neighbors: int = GRAPH_NEIGHBORS) -> Clustering:
+    """Leiden community detection (Traag, Waltman & van Eck 2019, *Sci. Rep.* 9, 5233; the
+    ``leidenalg`` library on python-igraph) of the :func:`knn_affinity` graph of ``views``, with
+    the resolution of the Reichardt–Bornholdt configuration model searched (:func:`leiden_k`) so
+    that it finds exactly ``k`` communities; where no resolution does, spectral clustering of the
+    same graph (:func:`cluster_spectral`, logged). Arguments, result and errors as
+    :func:`cluster_spectral`."""
+    return _cut_graph(x, k, views, seed, n_neighbors, leiden=True)
+
+
+def _cut_graph(x, k, views, seed, n_neighbors, leiden: bool) -> Clustering:
     n = x.shape[0]
     if k > n:
         raise ValueError(f"k = {k} is larger than the number of images ({n})")
     if k == 1 or k == n:  # nothing to cut, or every photo its own cluster
         return by_size(x, np.zeros(n, dtype=int) if k == 1 else np.arange(n))
     affinity = knn_affinity(views if views is not None else [x], graph_neighbors(n, k, n_neighbors), seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "graph is not fully connected": the components become clusters
-        raw = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
-                                 random_state=seed).fit_predict(affinity)
+    raw = leiden_k(affinity, k, seed) if leiden else None
+    if leiden and raw is None:
+        log.info(f"Leiden found no resolution giving exactly {k} communities; spectral clustering instead")
+    if raw is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "graph is not fully connected": the components become clusters
+            raw = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
+                                     random_state=seed).fit_predict(affinity)
     return by_size(x, raw)
+
+
+LEIDEN_STEPS = 40  # bisection steps over the resolution (log scale, 10^-3..10^3)
+
+
+def leiden_k(affinity: sparse.spmatrix, k: int, seed: int = 0) -> np.ndarray | None:
+    """Leiden communities of the weighted graph ``affinity`` (N, N), at the resolution γ of the
+    RB configuration model found by bisection on log γ so that there are exactly ``k`` (more
+    communities as γ grows); int (N,) labels, or None when no tried γ gave exactly ``k``."""
+    import igraph
+    import leidenalg
+
+    a = sparse.triu(affinity, k=1).tocoo()
+    graph = igraph.Graph(n=affinity.shape[0], edges=np.column_stack([a.row, a.col]).tolist(),
+                         edge_attrs={"weight": a.data.tolist()})
+    low, high = -3.0, 3.0
+    for _ in range(LEIDEN_STEPS):
+        middle = (low + high) / 2
+        partition = leidenalg.find_partition(graph, leidenalg.RBConfigurationVertexPartition, weights="weight",
+                                             resolution_parameter=10**middle, seed=seed)
+        found = len(partition)
+        if found == k:
+            return np.asarray(partition.membership)
+        low, high = (middle, high) if found < k else (low, middle)
+    return None
 
 
 def check_pairwise(n: int, what: str) -> None:
@@ -484,11 +530,14 @@ def cluster_hdbscan(x: np.ndarray, min_cluster_size: int = 5, metric: str = "euc
     return by_size(x, raw)
 
 
+GRAPH_ALGORITHMS = {"leiden": cluster_leiden, "spectral": cluster_spectral}
+
+
 class AutoKClustering(BaseEstimator, ClusterMixin):
     """Clustering that can choose its own number of clusters, as a scikit-learn estimator: with
     ``n_clusters="auto"`` it sweeps k-means over k = 1..``k_max`` (:func:`sweep_k`) and takes the
-    ``criterion``'s k, then clusters with ``algorithm`` at that k — ``spectral`` in its own
-    nearest-neighbour graph of the feature vectors (``views``), the others in ``X``. HDBSCAN and a
+    ``criterion``'s k, then clusters with ``algorithm`` at that k — ``leiden`` and ``spectral`` in
+    their own nearest-neighbour graph of the feature vectors (``views``), the others in ``X``. HDBSCAN and a
     similarity cut (``sim``) find the number of clusters themselves. Clusters are numbered by size, 0 the largest;
     -1 is unclustered. Parameters take the names of the config keys.
 
@@ -496,9 +545,10 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
         n_clusters: int, or ``"auto"``.
         criterion: ``silhouette``, ``davies_bouldin``, ``elbow`` or ``lmethod`` (see the module
             docstring).
-        algorithm: ``spectral`` (:func:`cluster_spectral`; k-means above :data:`SPECTRAL_LIMIT`
-            images), ``kmeans``, ``agglomerative`` or ``hdbscan``.
-        graph_neighbors: the spectral graph's neighbours per photo (see :func:`graph_neighbors`).
+        algorithm: ``leiden`` (:func:`cluster_leiden`) or ``spectral`` (:func:`cluster_spectral`),
+            both k-means above :data:`GRAPH_LIMIT` images; ``kmeans``, ``agglomerative`` or
+            ``hdbscan``.
+        graph_neighbors: the graph's neighbours per photo (see :func:`graph_neighbors`).
         k_max, n_init, seed: the sweep's largest k, k-means restarts, random state.
         linkage, metric, sim, min_cluster_size, time_weight: see :func:`cluster_hierarchical` and
             :func:`cluster_hdbscan` (``min_cluster_size`` None: 2 for a ``sim`` cut, 5 for HDBSCAN).
@@ -513,7 +563,7 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
         cut_: the tree's cut height for ``agglomerative``, else None.
     """
 
-    def __init__(self, n_clusters: int | str = "auto", criterion: str = "silhouette", algorithm: str = "spectral",
+    def __init__(self, n_clusters: int | str = "auto", criterion: str = "silhouette", algorithm: str = "leiden",
                  k_max: int = 100, n_init: int = 4, seed: int = 0, linkage: str = "ward", metric: str = "euclidean",
                  sim: float | None = None, min_cluster_size: int | None = None, time_weight: float = 0.0,
                  graph_neighbors: int = GRAPH_NEIGHBORS):
@@ -539,7 +589,7 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
         """Cluster ``X``, float array of shape (n_samples, n_features); ``y`` is ignored.
 
         Args:
-            views: for ``spectral``, per network the feature vectors, float (n_samples, D_i), whose
+            views: for ``leiden`` and ``spectral``, per network the feature vectors, float (n_samples, D_i), whose
                 neighbour graph is cut (None: ``X``'s).
             times: float (n_samples,) photo times in seconds, needed when ``time_weight`` > 0.
             sweep: a :class:`KSweep` of ``X`` computed before (the workflow caches it), used
@@ -563,11 +613,11 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
             else:
                 k = int(self.n_clusters)
         algorithm = self.algorithm
-        if algorithm == "spectral" and len(x) > SPECTRAL_LIMIT:
-            log.warning(f"spectral clustering is limited to {SPECTRAL_LIMIT:,} images; k-means for these {len(x):,}")
+        if algorithm in GRAPH_ALGORITHMS and len(x) > GRAPH_LIMIT:
+            log.warning(f"{algorithm} clustering is limited to {GRAPH_LIMIT:,} images; k-means for these {len(x):,}")
             algorithm = "kmeans"
-        if algorithm == "spectral":
-            result = cluster_spectral(x, k, views, self.seed, self.graph_neighbors)
+        if algorithm in GRAPH_ALGORITHMS:
+            result = GRAPH_ALGORITHMS[algorithm](x, k, views, self.seed, self.graph_neighbors)
         elif algorithm == "kmeans":
             result = cluster_kmeans(x, k, self.n_init, self.seed)
         elif algorithm == "hdbscan":
@@ -577,7 +627,7 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
                 x, self.linkage, self.metric, k=k, sim=self.sim, min_cluster_size=self.min_cluster_size or 2,
                 times=times, time_weight=self.time_weight)
         else:
-            raise ValueError(f"unknown algorithm {algorithm!r}; one of spectral, kmeans, agglomerative, hdbscan")
+            raise ValueError(f"unknown algorithm {algorithm!r}; one of leiden, spectral, kmeans, agglomerative, hdbscan")
         self.labels_, self.distances_, self.cluster_centers_ = result.labels, result.distances, result.centers
         self.n_clusters_ = result.k
         self.clustering_ = result

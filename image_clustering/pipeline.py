@@ -499,10 +499,10 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
 
 
 def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray] | None:
-    """Each network's columns of the combined feature matrix, the views spectral clustering
-    cuts; None where they are not needed or the matrix is not in memory (above EMBED_SAMPLE
-    images spectral clustering is k-means anyway)."""
-    if config.model.algorithm != "spectral" or isinstance(vectors, FeatureRows):
+    """Each network's columns of the combined feature matrix, the views whose neighbour graph
+    Leiden or spectral clustering cuts; None where they are not needed or the matrix is not in
+    memory (above EMBED_SAMPLE images those are k-means anyway)."""
+    if config.model.algorithm not in ("leiden", "spectral") or isinstance(vectors, FeatureRows):
         return None
     ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])
     return np.split(vectors, ends[:-1], axis=1)
@@ -510,7 +510,8 @@ def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray
 
 def algorithm_name(model) -> str:
     """How ``model.algorithm`` reads in plot titles and the report."""
-    return {"spectral": "spectral clustering", "kmeans": "k-means", "agglomerative": f"{model.linkage} linkage",
+    return {"leiden": "Leiden communities", "spectral": "spectral clustering", "kmeans": "k-means",
+            "agglomerative": f"{model.linkage} linkage",
             "hdbscan": "HDBSCAN"}[model.algorithm]
 
 

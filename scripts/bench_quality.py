@@ -36,7 +36,9 @@ GRID = {
     "original pipeline, true k (baseline)": {**ORIGINAL, "k": "TRUE_K"},
     "original pipeline, k auto (silhouette)": ORIGINAL,
     "default, true k": {"k": "TRUE_K"},
-    "default: spectral on the feature graph, k by silhouette on t-SNE 2": {},
+    "default: Leiden on the feature graph, k by silhouette on t-SNE 2": {},
+    "spectral on the feature graph, k by silhouette on t-SNE 2": {"algorithm": "spectral"},
+    "spectral, true k": {"k": "TRUE_K", "algorithm": "spectral"},
     "k-means on t-SNE 2 (perplexity 20), k by silhouette (previous default)": {"algorithm": "kmeans"},
     "k-means on t-SNE 2, perplexity 30, k by silhouette": {"perplexity": 30, "algorithm": "kmeans"},
     "k-means on t-SNE 2, k by Davies-Bouldin": {"k_criterion": "davies_bouldin", "algorithm": "kmeans"},
@@ -53,7 +55,7 @@ GRID = {
     "average/cosine on L2 features, sim 0.5 (imagecluster)": {**COSINE_FEATURES, "sim": 0.5},
     "average/cosine on L2 features, sim 0.4": {**COSINE_FEATURES, "sim": 0.4},
     "k-means on UMAP 10, k by silhouette": {"reducer": "umap", "reduced_dimension": 10, "algorithm": "kmeans"},
-    "spectral at the k of UMAP 10 (silhouette)": {"reducer": "umap", "reduced_dimension": 10},
+    "spectral at the k of UMAP 10 (silhouette)": {"reducer": "umap", "reduced_dimension": 10, "algorithm": "spectral"},
     "HDBSCAN on UMAP 10": {"reducer": "umap", "reduced_dimension": 10, "algorithm": "hdbscan"},
 }
 

@@ -254,8 +254,27 @@ def test_spectral_above_its_limit_is_kmeans(monkeypatch, caplog):
     from image_clustering import clustering
 
     x, _ = blobs(k=3)
-    monkeypatch.setattr(clustering, "SPECTRAL_LIMIT", 50)
+    monkeypatch.setattr(clustering, "GRAPH_LIMIT", 50)
     with caplog.at_level("WARNING", logger="image_clustering"):
         model = clustering.AutoKClustering(n_clusters=3, algorithm="spectral").fit(x)
     assert "spectral clustering is limited to 50 images; k-means" in caplog.text
     np.testing.assert_array_equal(model.labels_, clustering.cluster_kmeans(x, 3, 4, 0).labels)
+
+
+def test_leiden_finds_exactly_k_communities_or_falls_back_to_spectral(caplog):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering import clustering
+
+    x, truth = directions(k=5)
+    result = clustering.cluster_leiden(x, 5, seed=0)
+    assert result.k == 5 and normalized_mutual_info_score(truth, result.labels) == pytest.approx(1.0)
+    np.testing.assert_array_equal(result.labels, clustering.cluster_leiden(x, 5, seed=0).labels)  # seeded
+    affinity = clustering.knn_affinity([x], 10)
+    assert len(np.unique(clustering.leiden_k(affinity, 5))) == 5
+    # five groups with no edge between them cannot form 2 communities at any resolution: spectral
+    # clustering of the same graph takes over and still gives 2 clusters
+    assert clustering.leiden_k(affinity, 2) is None
+    with caplog.at_level("INFO", logger="image_clustering"):
+        fallback = clustering.cluster_leiden(x, 2, seed=0)
+    assert "no resolution giving exactly 2 communities" in caplog.text and fallback.k == 2
