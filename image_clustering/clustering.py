@@ -22,6 +22,7 @@ k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -32,11 +33,13 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
 SILHOUETTE_SAMPLE = 10_000  # silhouette is O(N²): above this many images it uses a random sample
 SWEEP_SAMPLE = 20_000  # the k sweep fits k-means 100 times: above this many images, on a random sample
+SMALL_SWEEP = 20_000  # values (N × d) up to which the sweep runs single-threaded (10,000 photos in 2-D)
 GRAPH_NEIGHBORS = 10  # neighbours per photo in the clustering graph (15 and 30 measured no better)
 GRAPH_PCA = 50  # each network's vectors are reduced to this many PCA components before the neighbour search
 # The graph's exact neighbour search (and spectral clustering's eigenvectors) grow faster than
@@ -179,10 +182,13 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
                 if progress:
                     progress(int(k))
     else:
-        for i, k in enumerate(ks):
-            inertia[i], silhouette[i], davies_bouldin[i], labels[i] = _score_k(x, x_all, int(k), n_init, seed)
-            if progress:
-                progress(int(k))
+        # On a small embedding each fit is microseconds of work; OpenMP's thread start-up and, on a
+        # busy machine, its waiting dominate: one thread made the sweep of 713 photos 2.5× faster.
+        with threadpool_limits(1) if x.size <= SMALL_SWEEP else contextlib.nullcontext():
+            for i, k in enumerate(ks):
+                inertia[i], silhouette[i], davies_bouldin[i], labels[i] = _score_k(x, x_all, int(k), n_init, seed)
+                if progress:
+                    progress(int(k))
     inertia = inertia * n_all / n  # the curve in the full data's units
     scored = np.isfinite(silhouette).any()
     suggestions = {
