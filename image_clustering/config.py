@@ -130,7 +130,7 @@ DEFAULT_MODEL = {
     "k_criterion": "silhouette",
     "space": "embedding",
     # Leiden communities of the feature vectors' neighbour graph at the k chosen on the t-SNE
-    # embedding: +0.027 mean NMI over the dev sets at three seeds, no set worse (docs/benchmarks.md).
+    # embedding: +0.026 mean NMI over the dev sets at three seeds, no set worse (docs/benchmarks.md).
     "algorithm": "leiden",
     "graph_neighbors": 10,
     "sim": None,
