@@ -301,13 +301,11 @@ def knn_affinity(views: list[np.ndarray], n_neighbors: int, seed: int = 0) -> sp
     Returns:
         float64 sparse (N, N) symmetric affinity, values in {0, 0.5, 1} per view.
     """
-    from .embedding import pca_features
+    from .embedding import pca_features, unit_rows
 
     total = None
     for view in views:
-        unit = np.asarray(view, dtype=np.float32)
-        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        reduced = pca_features(unit, GRAPH_PCA, seed, standardize=False)
+        reduced = pca_features(unit_rows(view), GRAPH_PCA, seed, standardize=False)
         graph = NearestNeighbors(n_neighbors=n_neighbors + 1, metric="cosine").fit(reduced).kneighbors_graph(reduced)
         graph.setdiag(0)  # each photo is its own nearest neighbour
         graph.eliminate_zeros()

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 TSNE_SKLEARN_LIMIT = 10_000
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 rows of ``x`` (N, D) scaled to length 1 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def combine(blocks: list[np.ndarray]) -> np.ndarray:
     """One network's vectors as they are; several networks' L2-normalised and concatenated.
 
@@ -37,8 +43,7 @@ def combine(blocks: list[np.ndarray]) -> np.ndarray:
     """
     if len(blocks) == 1:
         return np.asarray(blocks[0], dtype=np.float32)
-    unit = [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in map(np.asarray, blocks)]
-    return np.concatenate(unit, axis=1).astype(np.float32, copy=False)
+    return np.concatenate([unit_rows(b) for b in blocks], axis=1)
 
 
 # Above this many images the embedding is fitted on a seeded sample of this size and the other
@@ -98,9 +103,13 @@ class FeatureRows:
         for start in range(0, self.n, size):
             yield start, self.take(np.arange(start, min(start + size, self.n)))
 
+    def views(self) -> list[np.ndarray]:
+        """Each network's selected rows in memory, as stored: float32 (N, D_i)."""
+        return [np.asarray(b if r is None else np.asarray(b)[r], np.float32) for b, r in zip(self.blocks, self.rows)]
+
     def array(self) -> np.ndarray:
-        """The whole matrix in memory, float32 (N, D): as :func:`combine` of the selected rows."""
-        return combine([b if r is None else np.asarray(b)[r] for b, r in zip(self.blocks, self.rows)])
+        """The whole matrix in memory, float32 (N, D): :func:`combine` of :meth:`views`."""
+        return combine(self.views())
 
 
 def sample_index(n: int, size: int, seed: int) -> np.ndarray:
@@ -356,6 +365,5 @@ def clustering_space(vectors: np.ndarray, embedding: np.ndarray, space: str = "e
     if space == "raw":
         return np.asarray(vectors, dtype=np.float32)
     if space == "features":
-        x = np.asarray(vectors, dtype=np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return unit_rows(vectors)
     raise ValueError(f"unknown clustering space {space!r}")

@@ -14,16 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .embedding import unit_rows
 
 CACHE = "neighbours.npz"
 DEFAULT_NEIGHBOURS = 12
 EXACT_LIMIT = 20_000  # brute force is N² dot products: 10^4 photos take about a second
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """float32 rows of ``x`` (N, D) scaled to length 1 (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def nearest_neighbours(vectors: np.ndarray, n_neighbors: int = DEFAULT_NEIGHBOURS,

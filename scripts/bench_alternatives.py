@@ -32,7 +32,7 @@ from image_clustering.evaluation import folder_truth
 
 def views_of(config) -> tuple[list[str], list[np.ndarray]]:
     paths, rows, _ = pipeline.feature_rows(config)
-    return paths, [np.asarray(b if r is None else np.asarray(b)[r], np.float32) for b, r in zip(rows.blocks, rows.rows)]
+    return paths, rows.views()
 
 
 def mirrored(dataset: Path, out: Path) -> list[np.ndarray] | None:
