@@ -3,14 +3,16 @@ default chooses (silhouette of k-means on t-SNE 2): each set's NMI for k-means o
 (the previous default), spectral clustering of the per-network neighbour graph, of one graph of
 the combined features, Leiden community detection on the per-network graph (the default;
 ``--leiden``), a SCAN-style clustering head trained in Keras on the stored features (``--scan``),
-the default's features power-normalised (square root) or PCA-whitened, and test-time
-augmentation (each network's vector averaged with its mirror image's; ``--tta``).
+the default's features power-normalised (square root) or PCA-whitened, test-time
+augmentation (each network's vector averaged with its mirror image's; ``--tta``), and the
+neighbour vote that finishes Leiden and spectral clustering, after k-means and left out
+(``--vote``).
 
 Uses the feature stores of ``scripts/bench_quality.py`` (run it first, same ``--out``); ``--tta``
 writes mirrored copies of the photos (lossless PNG, EXIF orientation applied) under
 ``<out>/mirror`` and extracts them once.
 
-    python scripts/bench_alternatives.py [--sets ...] [--seeds 0 1 2] [--tta] [--scan] [--leiden]
+    python scripts/bench_alternatives.py [--sets ...] [--seeds 0 1 2] [--tta] [--scan] [--leiden] [--vote]
 """
 from __future__ import annotations
 
@@ -25,7 +27,14 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
 from image_clustering import pipeline
-from image_clustering.clustering import AutoKClustering
+from image_clustering.clustering import (
+    AutoKClustering,
+    cluster_leiden,
+    cluster_spectral,
+    graph_neighbors,
+    knn_affinity,
+    neighbour_vote,
+)
 from image_clustering.embedding import FeatureEmbedding, combine
 from image_clustering.evaluation import folder_truth
 
@@ -93,6 +102,11 @@ def rows(views, truth, seed, args, mirror) -> dict[str, float]:
     if args.leiden:
         scores["Leiden on the per-network graph (default)"] = nmi(truth, AutoKClustering(algorithm="leiden", seed=seed).fit(
             embedding, sweep=sweep, views=views).labels_)
+    if args.vote:
+        graph = knn_affinity(views, graph_neighbors(len(x), k), seed)
+        scores["k-means on t-SNE 2, then the neighbour vote"] = nmi(truth, neighbour_vote(graph, base.labels_))
+        for name, cut in (("Leiden", cluster_leiden), ("spectral", cluster_spectral)):
+            scores[f"{name} without the neighbour vote"] = nmi(truth, cut(embedding, k, views, seed, vote_sweeps=0).labels)
     for name, transform in (("square root", lambda v: [np.sqrt(np.maximum(b, 0)) for b in v]), ("PCA-whitened", None)):
         if transform:
             alt = transform(views)
@@ -124,6 +138,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--scan", action="store_true")
     parser.add_argument("--leiden", action="store_true")
+    parser.add_argument("--vote", action="store_true", help="the neighbour vote after k-means, and Leiden/spectral without it")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table: dict[str, dict[str, list[float]]] = {}

@@ -278,3 +278,24 @@ def test_leiden_finds_exactly_k_communities_or_falls_back_to_spectral(caplog):
     with caplog.at_level("INFO", logger="image_clustering"):
         fallback = clustering.cluster_leiden(x, 2, seed=0)
     assert "no resolution giving exactly 2 communities" in caplog.text and fallback.k == 2
+
+
+def test_neighbour_vote_settles_boundary_photos_without_emptying_a_cluster():
+    from scipy import sparse
+
+    from image_clustering.clustering import neighbour_vote
+
+    # two triangles joined by one edge (2–3); photo 2 wrongly in the second cluster
+    edges = [(0, 1), (0, 2), (1, 2), (2, 3), (3, 4), (3, 5), (4, 5)]
+    rows, cols = zip(*edges)
+    affinity = sparse.coo_matrix((np.ones(len(edges)), (rows, cols)), shape=(6, 6))
+    affinity = (affinity + affinity.T).tocsr()
+    np.testing.assert_array_equal(neighbour_vote(affinity, np.array([0, 0, 1, 1, 1, 1])), [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(neighbour_vote(affinity, np.array([0, 0, 1, 1, 1, 1]), sweeps=0), [0, 0, 1, 1, 1, 1])
+    # a photo with as much weight in each cluster stays where it is
+    path = sparse.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float))
+    np.testing.assert_array_equal(neighbour_vote(path, np.array([0, 1, 1])), [0, 1, 1])
+    # a vote that would leave a cluster empty is not taken: every cluster keeps a photo
+    np.testing.assert_array_equal(neighbour_vote(affinity, np.array([0, 0, 0, 1, 1, 2])), [0, 0, 0, 1, 1, 2])
+    # labels need not be 0..k-1
+    np.testing.assert_array_equal(neighbour_vote(affinity, np.array([7, 7, 9, 9, 9, 9])), [0, 0, 0, 1, 1, 1])
