@@ -129,8 +129,8 @@ DEFAULT_MODEL = {
     "k_max": 100,
     "k_criterion": "silhouette",
     "space": "embedding",
-    # Leiden communities of the feature vectors' neighbour graph at the k chosen on the t-SNE
-    # embedding: +0.026 mean NMI over the dev sets at three seeds, no set worse (docs/benchmarks.md).
+    # Leiden communities of the feature vectors' neighbour graph (then a neighbour vote) at the k chosen
+    # on the t-SNE embedding: +0.028 mean NMI over the dev sets at three seeds, no set worse (docs/benchmarks.md).
     "algorithm": "leiden",
     "graph_neighbors": 10,
     "sim": None,
