@@ -5,24 +5,25 @@ the combined features, Leiden community detection on the per-network graph (the 
 ``--leiden``), a SCAN-style clustering head trained in Keras on the stored features (``--scan``),
 the default's features power-normalised (square root) or PCA-whitened, test-time
 augmentation (each network's vector averaged with its mirror image's; ``--tta``), and the
-neighbour vote that finishes Leiden and spectral clustering, after k-means and left out
-(``--vote``).
+neighbour vote that finishes Leiden and spectral clustering, after k-means, left out and on
+wider graphs (``--vote``), and Lite0's intermediate stages as further views (``--stages``).
 
 Uses the feature stores of ``scripts/bench_quality.py`` (run it first, same ``--out``); ``--tta``
 writes mirrored copies of the photos (lossless PNG, EXIF orientation applied) under
 ``<out>/mirror`` and extracts them once.
 
-    python scripts/bench_alternatives.py [--sets ...] [--seeds 0 1 2] [--tta] [--scan] [--leiden] [--vote]
+    python scripts/bench_alternatives.py [--sets ...] [--seeds 0 1 2] [--tta] [--scan] [--leiden] [--vote] [--stages]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_quality import BOTH, DEV_SETS, config_for, dataset_dir
+from bench_quality import BOTH, DEV_SETS, ROOT, config_for, dataset_dir
 from sklearn.decomposition import PCA
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
@@ -60,6 +61,29 @@ def mirrored(dataset: Path, out: Path) -> list[np.ndarray] | None:
     return views_of(config)
 
 
+# Lite0 layers ending its stages 5, 6 and 7 (112, 192, 320 channels), pooled like the 1280-d head.
+STAGES = {"stage 5": "block10_add", "stage 6": "block14_add", "stage 7": "block15_project_bn"}
+
+
+@functools.cache
+def lite0_stages(dataset: Path, paths: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Global-average-pooled outputs of Lite0's last three stages for ``paths`` (rows in that
+    order): intermediate features of the same network as further graph views."""
+    from image_clustering import extractor, images
+
+    keras = extractor._keras()
+    model = extractor.build_efficientnet_lite0()
+    with np.load(ROOT / "models" / "efficientnet_lite0_google-2020.npz") as arrays:
+        extractor.set_lite0_weights(model, dict(arrays))
+    pooled = keras.Model(model.input, [keras.layers.GlobalAveragePooling2D()(model.get_layer(name).output)
+                                       for name in STAGES.values()])
+    outputs = []
+    for i in range(0, len(paths), 32):
+        batch = np.stack([images.load_rgb(dataset / p, 224) for p in paths[i:i + 32]])
+        outputs.append([np.asarray(o) for o in pooled.predict_on_batch(extractor.preprocess(batch, 127.0, 128.0))])
+    return {stage: np.concatenate([o[j] for o in outputs]) for j, stage in enumerate(STAGES)}
+
+
 def scan_head(x: np.ndarray, k: int, seed: int, neighbours: int = 20, epochs: int = 60) -> np.ndarray:
     """SCAN's clustering step (Van Gansbeke et al. 2020) on stored vectors: a softmax head trained so
     that each photo and a random one of its ``neighbours`` nearest agree, with SCAN's entropy
@@ -90,7 +114,7 @@ def scan_head(x: np.ndarray, k: int, seed: int, neighbours: int = 20, epochs: in
     return head.predict(x, verbose=0, batch_size=1024).argmax(1)
 
 
-def rows(views, truth, seed, args, mirror) -> dict[str, float]:
+def rows(views, truth, seed, args, mirror, stages=None) -> dict[str, float]:
     x = combine(views)
     embedding = FeatureEmbedding(seed=seed).fit_transform(x)
     base = AutoKClustering(algorithm="kmeans", seed=seed).fit(embedding)
@@ -107,6 +131,12 @@ def rows(views, truth, seed, args, mirror) -> dict[str, float]:
         scores["k-means on t-SNE 2, then the neighbour vote"] = nmi(truth, neighbour_vote(graph, base.labels_))
         for name, cut in (("Leiden", cluster_leiden), ("spectral", cluster_spectral)):
             scores[f"{name} without the neighbour vote"] = nmi(truth, cut(embedding, k, views, seed, vote_sweeps=0).labels)
+        unvoted = cluster_leiden(embedding, k, views, seed, vote_sweeps=0).labels
+        for most in (20, 30):
+            wide = knn_affinity(views, graph_neighbors(len(x), k, most), seed)
+            scores[f"Leiden, the vote on a {most}-neighbour graph"] = nmi(truth, neighbour_vote(wide, unvoted))
+    for stage, extra in (stages or {}).items():
+        scores[f"Leiden, Lite0 {stage} as a third view"] = nmi(truth, cluster_leiden(embedding, k, views + [extra], seed).labels)
     for name, transform in (("square root", lambda v: [np.sqrt(np.maximum(b, 0)) for b in v]), ("PCA-whitened", None)):
         if transform:
             alt = transform(views)
@@ -139,6 +169,7 @@ def main() -> None:
     parser.add_argument("--scan", action="store_true")
     parser.add_argument("--leiden", action="store_true")
     parser.add_argument("--vote", action="store_true", help="the neighbour vote after k-means, and Leiden/spectral without it")
+    parser.add_argument("--stages", action="store_true", help="Lite0's intermediate stages as a third graph view")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table: dict[str, dict[str, list[float]]] = {}
@@ -152,7 +183,7 @@ def main() -> None:
             order = {p: i for i, p in enumerate(mirror_paths)}
             mirror = [m[[order[p] for p in paths]] for m in mirror_views]
         for seed in args.seeds:
-            scores = rows(views, truth, seed, args, mirror)
+            scores = rows(views, truth, seed, args, mirror, lite0_stages(dataset, tuple(paths)) if args.stages else None)
             print(name, seed, " ".join(f"{key}: {value:.3f}" for key, value in scores.items()), flush=True)
             for key, value in scores.items():
                 table.setdefault(key, {}).setdefault(dataset.name, []).append(value)
