@@ -4,6 +4,7 @@ Original photos are only ever read: links point at them, copies are made from th
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -105,8 +106,11 @@ def _place(source: Path, target: Path, mode: str) -> str:
             else:
                 shutil.copy2(source, target)
             return kind
-        except (OSError, NotImplementedError):
+        except (OSError, NotImplementedError) as exc:
             if kind == "copy":
+                # A full disk is the copy's, not the photo's: shutil names the photo (sendfile) or no file.
+                if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or exc.filename is None):
+                    raise OSError(exc.errno, exc.strerror, str(target)) from exc
                 raise
     raise AssertionError("unreachable")
 
