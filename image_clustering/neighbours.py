@@ -81,10 +81,19 @@ def cached_neighbours(feature_dir: Path, key: str, vectors: np.ndarray,
     return index, sim
 
 
-def most_similar(query: np.ndarray, vectors: np.ndarray, n: int, exclude: int | None = None) -> list[tuple[int, float]]:
-    """The ``n`` rows of ``vectors`` (N, D) most cosine-similar to ``query`` (D,), best first, as
-    (row, similarity); ``exclude`` (the query's own row) is left out."""
-    sims = unit_rows(vectors) @ unit_rows(query[None])[0]
+def most_similar(query: np.ndarray, vectors, n: int, exclude: int | None = None) -> list[tuple[int, float]]:
+    """The ``n`` rows of ``vectors`` most cosine-similar to ``query`` (D,), best first, as
+    (row, similarity); ``exclude`` (the query's own row) is left out.
+
+    Args:
+        vectors: float (N, D) array, or a :class:`~image_clustering.embedding.FeatureRows` read a
+            chunk at a time (memory: N similarities plus one chunk, at any N).
+    """
+    direction = unit_rows(query[None])[0]
+    if isinstance(vectors, np.ndarray):
+        sims = unit_rows(vectors) @ direction
+    else:
+        sims = np.concatenate([unit_rows(chunk) @ direction for _, chunk in vectors.chunks()] or [np.empty(0)])
     if exclude is not None:
         sims[exclude] = -np.inf
     n = min(n, len(sims) - (exclude is not None))

@@ -860,7 +860,7 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
     from .images import open_rgb, square
     from .neighbours import most_similar
 
-    paths, vectors, _ = features(config)
+    paths, rows, _ = feature_rows(config)  # read a chunk at a time: the matrix may not fit in memory
     photo = Path(photo).resolve()
     try:
         rel = photo.relative_to(config.paths.image_dir.resolve()).as_posix()
@@ -868,7 +868,7 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
         rel = None
     row = {p: i for i, p in enumerate(paths)}.get(rel)
     if row is not None:
-        query = np.asarray(vectors[row])
+        query = rows.take(np.array([row]))[0]
     else:
         if not photo.is_file():
             raise ImgclustError(f"{photo}: no such photo")
@@ -882,4 +882,4 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
                 raise ImgclustError(f"{photo}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
             blocks.append(network.run(pixels[None])["features"])
         query = combine(blocks)[0]
-    return [(paths[i], s) for i, s in most_similar(query, np.asarray(vectors), n, exclude=row)]
+    return [(paths[i], s) for i, s in most_similar(query, rows, n, exclude=row)]

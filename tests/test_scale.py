@@ -65,3 +65,17 @@ def test_features_space_refused_above_the_sample_size(monkeypatch):
     with pytest.raises(ValueError, match="features space"):
         clustering_space(FeatureRows([x]), None, "features")
     assert clustering_space(FeatureRows([x]), None, "pca", pca_dimension=4).shape == (300, 4)
+
+
+def test_most_similar_reads_feature_rows_chunk_by_chunk_like_the_matrix():
+    from image_clustering.neighbours import most_similar
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=(40_000, 8)).astype(np.float32), rng.normal(size=(40_000, 4)).astype(np.float32)]
+    rows = FeatureRows(blocks)  # 40,000 rows: three chunks of at most 16,384
+    matrix = combine(blocks)
+    query = matrix[31_000] + 0.01
+    expected = most_similar(query, matrix, 5, exclude=31_000)
+    got = most_similar(query, rows, 5, exclude=31_000)
+    assert [i for i, _ in got] == [i for i, _ in expected] and 31_000 not in [i for i, _ in got]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-5)
