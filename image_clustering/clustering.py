@@ -6,8 +6,8 @@ noise, or a cluster below the minimum size of a similarity cut).
 
 k is chosen where the criterion is reliable — the sweep of k-means on the t-SNE embedding — and
 Leiden community detection (the default) then clusters at that k in the space that clusters
-best: the graph of each photo's nearest neighbours in every network's feature space
-(docs/benchmarks.md).
+best: the graph of each photo's nearest neighbours in every network's feature space, its
+boundaries settled by a neighbour vote (docs/benchmarks.md).
 
 k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations, best of
 ``n_init`` runs). Four criteria suggest k from the sweep (``model.k_criterion``):
@@ -366,32 +366,40 @@ def _cut_graph(x, k, views, seed, n_neighbors, leiden: bool, sweeps: int) -> Clu
 
 def neighbour_vote(affinity: sparse.spmatrix, labels: np.ndarray, sweeps: int = VOTE_SWEEPS) -> np.ndarray:
     """Move each photo to the cluster that holds most of its neighbours' edge weight, staying put on
-    ties, all photos at once per sweep, until no photo moves, a move would empty a cluster, or
-    after ``sweeps`` sweeps (simultaneous moves can swap two neighbours back and forth for ever).
+    ties, all photos at once per sweep; the members of a cluster that would lose every photo stay
+    put that sweep. Stops when no photo moves, when the moves only undo the previous sweep's (two
+    photos swapping places back and forth), or after ``sweeps`` sweeps.
 
-    The label-propagation rule of Raghavan, Albert & Kumara (2007, *Phys. Rev. E* 76, 036106),
-    started from a finished partition instead of one cluster per photo: it settles photos on the
-    boundary between two communities, which modularity's null model leaves to cluster size.
-    Measured in docs/benchmarks.md: it raises NMI after Leiden, spectral clustering and k-means.
+    Label propagation (Raghavan, Albert & Kumara 2007, *Phys. Rev. E* 76, 036106) started from a
+    finished partition instead of one cluster per photo, in its synchronous form with ties kept
+    (theirs updates one photo at a time and breaks ties at random), so the result is
+    deterministic. It settles the photos on the boundary between two communities, which
+    modularity's null model leaves to cluster size. Measured in docs/benchmarks.md: it raises NMI
+    after Leiden, spectral clustering and k-means.
 
     Args:
         affinity: float (N, N) symmetric edge weights (:func:`knn_affinity`).
-        labels: int (N,) cluster of each photo, 0..k-1 (every cluster non-empty).
+        labels: int (N,) cluster of each photo, N ≥ 1, any integers (every value is a cluster;
+            they are renumbered 0..k-1 in sorted order).
 
     Returns:
-        int (N,) labels with the same clusters, none of them empty.
+        int (N,) labels 0..k-1: the same number k of clusters, none of them empty.
     """
     _, labels = np.unique(labels, return_inverse=True)
-    k = int(labels.max()) + 1
-    rows = np.arange(len(labels))
+    n, k = len(labels), int(labels.max()) + 1
+    rows = np.arange(n)
+    before = None
     for _ in range(sweeps):
-        weight = np.asarray(affinity @ np.eye(k)[labels])  # (N, k): each photo's edge weight into each cluster
-        moved = weight.argmax(axis=1)
-        stay = weight[rows, labels] >= weight[rows, moved]
+        members = sparse.csr_matrix((np.ones(n), (rows, labels)), shape=(n, k))
+        weight = sparse.csr_matrix(affinity @ members)  # (N, k): each photo's edge weight into each cluster
+        moved = np.asarray(weight.argmax(axis=1)).ravel()
+        stay = np.asarray(weight[rows, labels]).ravel() >= np.asarray(weight[rows, moved]).ravel()
         moved[stay] = labels[stay]
-        if (moved == labels).all() or len(np.unique(moved)) < k:
+        emptied = np.bincount(labels[moved == labels], minlength=k) == 0
+        moved[emptied[labels]] = labels[emptied[labels]]  # a cluster keeps its photos rather than vanish
+        if (moved == labels).all() or (before is not None and (moved == before).all()):
             break
-        labels = moved
+        before, labels = labels, moved
     return labels
 
 
@@ -575,7 +583,8 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
     """Clustering that can choose its own number of clusters, as a scikit-learn estimator: with
     ``n_clusters="auto"`` it sweeps k-means over k = 1..``k_max`` (:func:`sweep_k`) and takes the
     ``criterion``'s k, then clusters with ``algorithm`` at that k — ``leiden`` and ``spectral`` in
-    their own nearest-neighbour graph of the feature vectors (``views``), the others in ``X``. HDBSCAN and a
+    their own nearest-neighbour graph of the feature vectors (``views``), finished by
+    :func:`neighbour_vote`, the others in ``X``. HDBSCAN and a
     similarity cut (``sim``) find the number of clusters themselves. Clusters are numbered by size, 0 the largest;
     -1 is unclustered. Parameters take the names of the config keys.
 

@@ -1,6 +1,7 @@
 """EfficientNet-Lite0 at a smaller input than its 224 px: photos/s of the network alone and the NMI
 of Leiden clustering at the true k on its feature vectors, per input size — the price of the
-one route to a faster network with the same weights (docs/performance.md, "Against fastdup").
+one route to a faster network with the same weights (docs/performance.md, "Re-measured on the
+idle machine").
 
     PYTHONPATH=. python scripts/bench_resolution.py [--sets imagenette_val200 clothing10_testval] [--sizes 224 160 128]
 """
@@ -47,7 +48,7 @@ def main() -> None:
         model = lite0_at(size)
         for name in args.sets:
             root = DATASETS / name
-            files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+            files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in images.EXTENSIONS]
             paths = [p.relative_to(root).as_posix() for p in files]
             batch = np.stack([images.load_rgb(p, size) for p in files])
             model.predict_on_batch(extractor.preprocess(batch[:32], 127.0, 128.0))  # trace once

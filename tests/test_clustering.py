@@ -292,10 +292,22 @@ def test_neighbour_vote_settles_boundary_photos_without_emptying_a_cluster():
     affinity = (affinity + affinity.T).tocsr()
     np.testing.assert_array_equal(neighbour_vote(affinity, np.array([0, 0, 1, 1, 1, 1])), [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(neighbour_vote(affinity, np.array([0, 0, 1, 1, 1, 1]), sweeps=0), [0, 0, 1, 1, 1, 1])
-    # a photo with as much weight in each cluster stays where it is
-    path = sparse.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float))
-    np.testing.assert_array_equal(neighbour_vote(path, np.array([0, 1, 1])), [0, 1, 1])
-    # a vote that would leave a cluster empty is not taken: every cluster keeps a photo
-    np.testing.assert_array_equal(neighbour_vote(affinity, np.array([0, 0, 0, 1, 1, 2])), [0, 0, 0, 1, 1, 2])
-    # labels need not be 0..k-1
-    np.testing.assert_array_equal(neighbour_vote(affinity, np.array([7, 7, 9, 9, 9, 9])), [0, 0, 0, 1, 1, 1])
+    # photos with as much weight in each cluster stay where they are (0-1-2-3, cut in the middle of 1-2)
+    path = sparse.diags([np.ones(3), np.ones(3)], [1, -1], shape=(4, 4)).tocsr()
+    np.testing.assert_array_equal(neighbour_vote(path, np.array([1, 1, 0, 0])), [1, 1, 0, 0])
+    # a cluster that would lose every photo keeps them, and the other moves of the sweep still happen:
+    # photo 6, alone in cluster 2 and joined to 4 and 5, stays; photo 2 still joins its triangle
+    seven = sparse.lil_matrix((7, 7))
+    for i, j in edges + [(4, 6), (5, 6)]:
+        seven[i, j] = seven[j, i] = 1
+    np.testing.assert_array_equal(neighbour_vote(seven.tocsr(), np.array([0, 0, 1, 1, 1, 1, 2])), [0, 0, 0, 1, 1, 1, 2])
+    # photos 0 and 1, tied to each other (weight 2) more than to their own cluster's anchors (2–3
+    # and 4–5, weight 1), would swap places for ever: the vote stops, whatever the number of sweeps
+    swap = sparse.lil_matrix((6, 6))
+    for i, j, w in [(0, 1, 2), (0, 2, 1), (2, 3, 5), (1, 4, 1), (4, 5, 5)]:
+        swap[i, j] = swap[j, i] = w
+    assert {tuple(neighbour_vote(swap.tocsr(), np.array([0, 1, 0, 0, 1, 1]), sweeps=s)) for s in (1, 2, 3, 10)} == {
+        (1, 0, 0, 0, 1, 1)}
+    # labels need not be 0..k-1; a photo without neighbours stays where it is
+    lone = sparse.block_diag([affinity, sparse.csr_matrix((1, 1))]).tocsr()
+    np.testing.assert_array_equal(neighbour_vote(lone, np.array([7, 7, 9, 9, 9, 9, 7])), [0, 0, 0, 1, 1, 1, 0])
