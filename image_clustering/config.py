@@ -56,6 +56,7 @@ SCHEMA = {
                 "batch_size": {**_INT, "minimum": 1, "maximum": 1024},
                 "backend": {"oneOf": [{"type": "null"}, {"enum": ["tensorflow", "jax", "torch"]}]},
                 "precision": {"enum": ["float32", "mixed_bfloat16", "mixed_float16"]},
+                "resize": {"enum": ["squash", "pad"]},
                 "pca_dimension": {**_INT, "minimum": 1, "maximum": 2048},
                 "reducer": {"enum": ["tsne", "umap"]},
                 "reduced_dimension": {**_INT, "minimum": 1, "maximum": 100},
@@ -118,6 +119,9 @@ DEFAULT_MODEL = {
     # float32: vectors match the reference outputs; bfloat16 moves them (cosine 0.9993) for 1.56x on
     # an AVX512-BF16 CPU and 5-18 % on an H100 (docs/performance.md).
     "precision": "float32",
+    # pad: aspect kept, black bars (+0.022 NMI on portrait photos, none lost elsewhere: docs/benchmarks.md);
+    # squash: stretched to the square, as the original tool.
+    "resize": "pad",
     "pca_dimension": 50,
     "reducer": "tsne",
     "reduced_dimension": 2,
@@ -185,6 +189,7 @@ class ModelConfig:
     batch_size: int
     backend: str | None
     precision: str
+    resize: str
     pca_dimension: int
     reducer: str
     reduced_dimension: int

@@ -134,7 +134,7 @@ def _networks(manifests: dict[str, dict], batch_size: int, threads: int | None) 
 
 
 def extract_task(files: list[tuple[str, int, int]], wanted: dict[str, list[bool]], image_dir: str,
-                 manifests: dict[str, dict], batch_size: int, threads: int | None) -> dict:
+                 manifests: dict[str, dict], batch_size: int, threads: int | None, resize: str = "pad") -> dict:
     """One extraction task, run on a worker: decode ``files`` and run the networks on them.
 
     Args:
@@ -144,6 +144,7 @@ def extract_task(files: list[tuple[str, int, int]], wanted: dict[str, list[bool]
         manifests: network name → weights manifest (:func:`image_clustering.weights.load_manifest`).
         batch_size: images per network call (short batches are padded, as in-process).
         threads: TensorFlow threads (see :func:`worker_threads`).
+        resize: how each photo becomes a square input (:func:`image_clustering.images.square`).
 
     Returns:
         ``{"failures": [(path, reason)], "rows": {network: (files, {array name: (n, ...) array})}}``,
@@ -156,7 +157,7 @@ def extract_task(files: list[tuple[str, int, int]], wanted: dict[str, list[bool]
     networks = _networks({n: manifests[n] for n in wanted if todo[n]}, batch_size, threads)
     sizes = tuple(sorted({NETWORKS[n].input_size for n in networks}))
     failures, rows, parts = [], {n: [] for n in networks}, {n: [] for n in networks}
-    for batch, inputs in _prefetched_batches(images, Path(image_dir), sizes, batch_size):
+    for batch, inputs in _prefetched_batches(images, Path(image_dir), sizes, batch_size, resize):
         failures += [(f.path, x) for f, x in zip(batch, inputs) if isinstance(x, str)]
         for name, network in networks.items():
             ok = [(f, x) for f, x in zip(batch, inputs) if isinstance(x, dict) and f in todo[name]]
@@ -175,14 +176,14 @@ def dask_runner(manifests: dict[str, dict], compute: ComputeConfig) -> Callable:
     appends each finished task's rows as shards (see the module docstring). At most two tasks per
     worker thread are in flight, so results never pile up faster than the client writes them.
     """
-    def run(jobs, todo: list[ImageFile], image_dir: Path, batch_size: int, progress: bool):
+    def run(jobs, todo: list[ImageFile], image_dir: Path, batch_size: int, progress: bool, resize: str = "pad"):
         with client(compute) as dask_client:
-            return _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress)
+            return _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress, resize)
 
     return run
 
 
-def _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress):
+def _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress, resize):
     """:func:`dask_runner`'s work on a connected client: submit, gather, append; returns the failures."""
     from dask.distributed import as_completed
     from distributed.client import FutureCancelledError
@@ -200,7 +201,7 @@ def _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_siz
         chunk = tasks[i]
         wanted = {name: [f in t for f in chunk] for name, t in job_todo.items()}
         return dask_client.submit(extract_task, [(f.path, f.size, f.mtime_ns) for f in chunk], wanted,
-                                  str(image_dir), used, batch_size, threads, pure=False,
+                                  str(image_dir), used, batch_size, threads, resize, pure=False,
                                   key=f"imgclust-extract-{run_id}-{i}")
 
     failures, done_images, start = [], 0, time.perf_counter()

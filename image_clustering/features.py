@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -229,11 +230,12 @@ def drop_unlisted(store_dir: Path, shards: list[str]) -> None:
             old.unlink(missing_ok=True)
 
 
-def _safe_load(path: Path, sizes: tuple[int, ...]):
-    """Network inputs of one image, size → uint8 array; or the reason it cannot be read."""
+def _safe_load(path: Path, sizes: tuple[int, ...], resize: str = "pad"):
+    """Network inputs of one image, size → uint8 array (:func:`~image_clustering.images.square`
+    with ``resize``); or the reason it cannot be read."""
     try:
         im = open_rgb(path, max(sizes))
-        return {s: square(im, s) for s in sizes}
+        return {s: square(im, s, resize) for s in sizes}
     except Exception as exc:  # any decoder error means "skip this file and say why"
         return " ".join(f"{type(exc).__name__}: {exc}".split())
 
@@ -248,7 +250,8 @@ def decode_threads() -> int:
     return int(os.environ.get("IMGCLUST_DECODE_THREADS", default))
 
 
-def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[int, ...], batch_size: int):
+def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[int, ...], batch_size: int,
+                        resize: str = "pad"):
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
     from . import decode
@@ -256,13 +259,13 @@ def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[in
 
     processes = decode.workers(gpu_count)
     if processes:  # worker processes (decode.py), several batches ahead: with a GPU, or when asked
-        yield from decode.process_batches(files, image_dir, sizes, batch_size, _safe_load, processes)
+        yield from decode.process_batches(files, image_dir, sizes, batch_size, partial(_safe_load, resize=resize), processes)
         return
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     pool = ThreadPoolExecutor(max_workers=decode_threads())
     try:
         def submit(batch):
-            return [pool.submit(_safe_load, image_dir / f.path, sizes) for f in batch]
+            return [pool.submit(_safe_load, image_dir / f.path, sizes, resize) for f in batch]
 
         pending = submit(batches[0]) if batches else []
         for i, batch in enumerate(batches):
@@ -439,7 +442,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
             from another identity are recomputed.
         progress: show a progress bar (on a terminal).
         runner: computes the images elsewhere instead of in this process:
-            ``runner(jobs, todo, image_dir, batch_size, progress)`` gets the :class:`_Job` of each
+            ``runner(jobs, todo, image_dir, batch_size, progress, resize)`` gets the :class:`_Job` of each
             network and the sorted images to compute, appends rows with ``job.writer.append``
             (counting them in ``job.computed``) and returns the failures ``[(path, reason)]``; see
             :func:`image_clustering.distributed.dask_runner`. The lock, planning, compaction and
@@ -470,7 +473,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
         new_failures: list[tuple[str, str]] = []
         load_seconds = 0.0
         if todo and runner is not None:  # elsewhere (image_clustering.distributed): it appends the shards
-            new_failures = runner(jobs, todo, image_dir, config.model.batch_size, progress)
+            new_failures = runner(jobs, todo, image_dir, config.model.batch_size, progress, config.model.resize)
         elif todo:
             for job in jobs:
                 if job.todo:
@@ -478,7 +481,7 @@ def extract_features(config: Config, networks: dict[str, tuple[Callable, dict]],
                     warm_up = np.zeros((config.model.batch_size, job.network.input_size, job.network.input_size, 3), np.uint8)
                     job.network.run(warm_up)  # the first call traces the graph: part of building the network
             load_seconds = time.perf_counter() - start
-            new_failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress)
+            new_failures = _extract_batches(jobs, todo, image_dir, config.model.batch_size, progress, config.model.resize)
         failed = {path for path, _ in new_failures} | {f.path for f in known}
         for job in jobs:
             if job.dirty or job.computed:
@@ -503,7 +506,7 @@ def _write_failures(path: Path, image_dir: Path, files: list[ImageFile], known: 
 
 
 def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, batch_size: int,
-                     progress: bool) -> list[tuple[str, str]]:
+                     progress: bool, resize: str = "pad") -> list[tuple[str, str]]:
     """Run every job's network over the images it needs, one shard per batch; returns failures."""
     failures = []
     sizes = tuple(sorted({NETWORKS[job.name].input_size for job in jobs if job.todo}))
@@ -517,7 +520,7 @@ def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, b
     with tqdm(total=len(todo), unit="img", desc="extract", disable=not progress or None) as bar, \
             ThreadPoolExecutor(max_workers=1) as storer:
         stored = None
-        for batch, inputs in _prefetched_batches(todo, image_dir, sizes, batch_size):
+        for batch, inputs in _prefetched_batches(todo, image_dir, sizes, batch_size, resize):
             failures += [(f.path, x) for f, x in zip(batch, inputs) if isinstance(x, str)]
             shards = []
             for job in jobs:
@@ -552,13 +555,14 @@ class Vectors:
 
 
 def extract_vectors(image_paths, networks=("inception_v3", "efficientnet_lite0"), model_dir="models",
-                    batch_size: int = 32, progress: bool = False) -> Vectors:
+                    batch_size: int = 32, progress: bool = False, resize: str = "pad") -> Vectors:
     """Photos → feature vectors, with no store, no config and no cache: the library call behind
     ``imgclust extract`` for a notebook.
 
     Weights are fetched (checksum-verified) into ``model_dir`` when they are not there yet; each
     photo is decoded as :func:`image_clustering.images.open_rgb` does (EXIF orientation, any mode,
-    size limit) and squashed to each network's input.
+    size limit) and brought to each network's input as ``resize`` says
+    (:func:`image_clustering.images.square`).
 
     Args:
         image_paths: photo files (str or Path).
@@ -581,7 +585,7 @@ def extract_vectors(image_paths, networks=("inception_v3", "efficientnet_lite0")
     sizes = tuple(sorted({n.input_size for n in loaded}))
     rows, blocks, failures = [], [[] for _ in loaded], {}
     with tqdm(total=len(files), unit="img", desc="extract", disable=not progress or None) as bar:
-        for batch, inputs in _prefetched_batches(files, Path(""), sizes, batch_size):
+        for batch, inputs in _prefetched_batches(files, Path(""), sizes, batch_size, resize):
             ok = [(f, x) for f, x in zip(batch, inputs) if isinstance(x, dict)]
             failures.update({Path(f.path): x for f, x in zip(batch, inputs) if isinstance(x, str)})
             if ok:

@@ -140,15 +140,29 @@ def open_rgb(path: Path, min_side: int) -> Image.Image:
             return _to_rgb(ImageOps.exif_transpose(im))
 
 
-def square(im: Image.Image, size: int) -> np.ndarray:
-    """Squash ``im`` to ``size``×``size`` (antialiased bilinear, as the original tool squashed
-    photos to the network input): uint8 (size, size, 3)."""
-    return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+def square(im: Image.Image, size: int, resize: str = "pad") -> np.ndarray:
+    """``im`` as the network's ``size``×``size`` input, uint8 (size, size, 3), antialiased bilinear.
+
+    Args:
+        resize: ``"pad"`` (default): scaled to fit inside the square, aspect kept, the rest
+            black (letterbox: a portrait photo keeps its shape; measured in docs/benchmarks.md);
+            ``"squash"``: stretched to the square whatever its aspect ratio (what the original
+            tool and Keras' ``load_img(target_size=…)`` do).
+
+    Raises:
+        ValueError: an unknown ``resize``.
+    """
+    if resize == "squash":
+        return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    if resize == "pad":
+        return np.asarray(ImageOps.pad(im, (size, size), Image.Resampling.BILINEAR, color=(0, 0, 0)), dtype=np.uint8)
+    raise ValueError(f"unknown resize {resize!r}; 'squash' or 'pad'")
 
 
-def load_rgb(path: Path, size: int) -> np.ndarray:
-    """Decode one photo into a ``size``×``size`` RGB uint8 array (H, W, 3); see :func:`open_rgb`."""
-    return square(open_rgb(path, size), size)
+def load_rgb(path: Path, size: int, resize: str = "pad") -> np.ndarray:
+    """Decode one photo into a ``size``×``size`` RGB uint8 array (H, W, 3); see :func:`open_rgb`
+    and :func:`square`."""
+    return square(open_rgb(path, size), size, resize)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -75,6 +75,8 @@ def _network(config: Config, name: str):
     identity = {"network": name, "source": manifest["source"], "sha256": manifest["sha256"]}
     if config.model.precision != "float32":  # reduced precision moves the vectors: never mix them
         identity["precision"] = config.model.precision
+    if config.model.resize != "squash":  # other pixels, other vectors (squash: stores made before the key)
+        identity["resize"] = config.model.resize
     # The backend is not part of the identity: its vectors agree to float32 round-off (README).
     backend.select(config.model.backend)
 
@@ -877,7 +879,7 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
             load, _identity = _network(config, name)
             network = load()
             try:
-                pixels = square(open_rgb(photo, network.input_size), network.input_size)
+                pixels = square(open_rgb(photo, network.input_size), network.input_size, config.model.resize)
             except Exception as exc:  # any decoder error: the user named an unreadable file
                 raise ImgclustError(f"{photo}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
             blocks.append(network.run(pixels[None])["features"])

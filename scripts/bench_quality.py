@@ -28,7 +28,7 @@ BEGIN, END = "<!-- bench_quality:begin -->", "<!-- bench_quality:end -->"
 INCEPTION = "inception_v3"
 BOTH = ["inception_v3", "efficientnet_lite0"]
 DEV_SETS = ["imagenette_val200", "clothing10_testval", "ukbench_groups14"]
-ORIGINAL = {"extractor": INCEPTION, "standardize": True, "perplexity": 30, "algorithm": "kmeans"}
+ORIGINAL = {"extractor": INCEPTION, "resize": "squash", "standardize": True, "perplexity": 30, "algorithm": "kmeans"}
 COSINE_FEATURES = {"space": "features", "metric": "cosine", "algorithm": "agglomerative", "linkage": "average"}
 # Row name → model keys on top of the defaults. Rows sharing an embedding are kept together so
 # each embedding is computed once per set. "TRUE_K" is replaced by the set's number of classes.
@@ -37,9 +37,10 @@ GRID = {
     "original pipeline, k auto (silhouette)": ORIGINAL,
     "default, true k": {"k": "TRUE_K"},
     "default: Leiden on the feature graph, k by silhouette on t-SNE 2": {},
+    "default with photos squashed to the square (resize squash; the 2026-12-07 default)": {"resize": "squash"},
     "spectral on the feature graph, k by silhouette on t-SNE 2": {"algorithm": "spectral"},
     "spectral, true k": {"k": "TRUE_K", "algorithm": "spectral"},
-    "k-means on t-SNE 2 (perplexity 20), k by silhouette (previous default)": {"algorithm": "kmeans"},
+    "k-means on t-SNE 2 (perplexity 20), k by silhouette (previous default)": {"algorithm": "kmeans", "resize": "squash"},
     "k-means on t-SNE 2, perplexity 30, k by silhouette": {"perplexity": 30, "algorithm": "kmeans"},
     "k-means on t-SNE 2, k by Davies-Bouldin": {"k_criterion": "davies_bouldin", "algorithm": "kmeans"},
     "k-means on t-SNE 2, k by elbow knee": {"k_criterion": "elbow", "algorithm": "kmeans"},
@@ -87,7 +88,11 @@ def run_row(dataset: Path, out: Path, model: dict, classes: int) -> dict:
     model = {key: (classes if value == "TRUE_K" else value) for key, value in model.items()}
     if "k" in model and isinstance(model["k"], int):
         model["k_max"] = max(100, model["k"])
-    config = config_for(dataset, out, **model)
+    if "resize" in model:  # other pixels, other vectors: their own stores beside the others, extracted first
+        config = config_for(dataset, out / f"resize-{model['resize']}", **model)
+        pipeline.extract(config, progress=False)
+    else:
+        config = config_for(dataset, out, **model)
     start = time.perf_counter()
     result = pipeline.cluster(config, progress=False)
     row = score(folder_truth(result.paths), result.labels)

@@ -115,8 +115,8 @@ def imagenette_subset(tmp_path_factory):
     return subset
 
 
-@pytest.mark.parametrize("setting", [{}, {"extractor": "inception_v3", "standardize": True, "perplexity": 30,
-                                          "algorithm": "kmeans"}],
+@pytest.mark.parametrize("setting", [{}, {"extractor": "inception_v3", "resize": "squash", "standardize": True,
+                                          "perplexity": 30, "algorithm": "kmeans"}],
                          ids=["default", "original-tool"])
 @pytest.mark.shared
 def test_imagenette_subset_with_auto_k_and_a_corrupt_file(weights, make_config, shared_vectors, imagenette_subset,

@@ -138,3 +138,21 @@ def test_vgg16_fc2_and_resnet50_extract_side_by_side(photos, make_config):
         assert store.extractor == {"network": name, "source": "random-test"}
     assert not np.allclose(load_store(config.feature_dir / "vgg16").vectors[0],
                            load_store(config.feature_dir / "vgg16").vectors[1])
+
+
+def test_resize_pad_reaches_the_network_and_is_part_of_the_store_identity(photos, make_config, random_extractor):
+    from image_clustering import pipeline
+
+    seen = []
+    (loader, identity), = random_extractor.values()
+
+    def recording_loader():
+        network = loader()
+        return dataclasses.replace(network, run=lambda x: seen.append(x.copy()) or network.run(x))
+
+    config = make_config(photos, resize="pad")
+    extract_features(config, {"inception_v3": (recording_loader, identity)}, progress=False)
+    first = seen[1][:4]  # (seen[0] is the all-zero warm-up) 80×60 photos: 299 wide, 224 tall, bars above and below
+    assert (first[:, :30] == 0).all() and (first[:, -30:] == 0).all() and first[:, 100:200].any(axis=(1, 2, 3)).all()
+    assert pipeline._network(config, "inception_v3")[1]["resize"] == "pad"
+    assert "resize" not in pipeline._network(make_config(photos, resize="squash"), "inception_v3")[1]  # as before the key

@@ -72,3 +72,16 @@ def test_corrupt_files_raise(tmp_path):
     for name in ("text.jpg", "cut.jpg"):
         with pytest.raises((OSError, ValueError)):  # PIL's UnidentifiedImageError is an OSError
             load_rgb(tmp_path / name, 32)
+
+
+def test_pad_keeps_the_aspect_ratio_inside_black_bars_and_squash_stretches():
+    from image_clustering.images import square
+
+    portrait = Image.new("RGB", (60, 120), (200, 10, 10))  # half as wide as tall
+    padded = square(portrait, 100, "pad")
+    assert padded.shape == (100, 100, 3) and padded.dtype == np.uint8
+    assert (padded[:, :20] == 0).all() and (padded[:, -20:] == 0).all()  # 25 px bars, black
+    assert (padded[:, 30:70] == (200, 10, 10)).all()  # the photo, 50 px wide, centred
+    assert (square(portrait, 100, "squash") == (200, 10, 10)).all()  # stretched over the whole square
+    with pytest.raises(ValueError, match="unknown resize 'crop'"):
+        square(portrait, 100, "crop")
