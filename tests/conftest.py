@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,23 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.weights)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk("512k")``: a real tmpfs of that size, mounted at a new folder under tmp_path
+    and unmounted afterwards (the test is skipped where mounting is not allowed: not root)."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

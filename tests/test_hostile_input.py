@@ -370,24 +370,17 @@ except OSError as exc:
 """
 
 
-def test_compacting_on_a_really_full_disk_fails_cleanly(tmp_path):
+def test_compacting_on_a_really_full_disk_fails_cleanly(small_disk):
     """A real 512 KiB tmpfs: the shards fit, their compacted copy does not (8 KiB per row)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        store_dir = disk / "vectors" / "inception_v3"
-        run = subprocess.run([sys.executable, "-c", COMPACT_ON_SMALL_DISK, str(store_dir), "40"], capture_output=True,
-                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(MODEL_DIR.parent)})
-        assert run.returncode == 0, f"exit {run.returncode} (SIGBUS is -7): {run.stderr[-500:]}"
-        kind, code, filename, rows = run.stdout.strip().split("|")
-        assert (kind, int(code), int(rows)) == ("OSError", errno.ENOSPC, 40)
-        assert filename.startswith(str(store_dir)) and filename.endswith(".features.npy")
-        assert leftovers(disk) == []
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    disk = small_disk("512k")
+    store_dir = disk / "vectors" / "inception_v3"
+    run = subprocess.run([sys.executable, "-c", COMPACT_ON_SMALL_DISK, str(store_dir), "40"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(MODEL_DIR.parent)})
+    assert run.returncode == 0, f"exit {run.returncode} (SIGBUS is -7): {run.stderr[-500:]}"
+    kind, code, filename, rows = run.stdout.strip().split("|")
+    assert (kind, int(code), int(rows)) == ("OSError", errno.ENOSPC, 40)
+    assert filename.startswith(str(store_dir)) and filename.endswith(".features.npy")
+    assert leftovers(disk) == []
 
 
 def test_a_failed_write_names_the_file_it_was_writing(tmp_path):

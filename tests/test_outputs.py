@@ -87,34 +87,26 @@ def test_unclustered_images_get_their_own_folder_and_label(tmp_path):
     assert [p.name for p in (tmp_path / "links" / "unclustered").iterdir()] == ["c.jpg"]
 
 
-def test_copies_on_a_really_full_disk_name_the_file_and_keep_the_previous_links(tmp_path, monkeypatch):
+def test_copies_on_a_really_full_disk_name_the_file_and_keep_the_previous_links(tmp_path, monkeypatch, small_disk):
     """A real 256 KiB tmpfs holds the link folders; copying four 100 KiB photos there fills it."""
     import errno
-    import subprocess
 
     import pytest
 
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        images = tmp_path / "photos"
-        names = [f"{i}.jpg" for i in range(4)]
-        for i, name in enumerate(names):
-            (images / name).parent.mkdir(parents=True, exist_ok=True)
-            (images / name).write_bytes(bytes([i]) * 100_000)
-        root = disk / "links"
-        build_link_folders(root, images, names, np.array([0, 0, 1, 1]), 2)  # symlinks: they fit
-        monkeypatch.setattr(os, "symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("no links")))
-        monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError("no links")))
-        with pytest.raises(OSError) as info:
-            build_link_folders(root, images, names, np.array([0, 1, 0, 1]), 2)
-        assert info.value.errno == errno.ENOSPC
-        assert info.value.filename.startswith(str(disk)) and info.value.filename.endswith(".jpg")
-        assert sorted(p.name for p in root.iterdir()) == [MARKER, "0_2", "1_2"]  # the previous links, intact
-        assert [p.name for p in disk.iterdir()] == ["links"]  # the half-built copy tree is gone
-        assert os.readlink(root / "1_2" / "3.jpg") == str(images / "3.jpg")
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    disk = small_disk("256k")
+    images = tmp_path / "photos"
+    names = [f"{i}.jpg" for i in range(4)]
+    for i, name in enumerate(names):
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        (images / name).write_bytes(bytes([i]) * 100_000)
+    root = disk / "links"
+    build_link_folders(root, images, names, np.array([0, 0, 1, 1]), 2)  # symlinks: they fit
+    monkeypatch.setattr(os, "symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("no links")))
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError("no links")))
+    with pytest.raises(OSError) as info:
+        build_link_folders(root, images, names, np.array([0, 1, 0, 1]), 2)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename.startswith(str(disk)) and info.value.filename.endswith(".jpg")
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "0_2", "1_2"]  # the previous links, intact
+    assert [p.name for p in disk.iterdir()] == ["links"]  # the half-built copy tree is gone
+    assert os.readlink(root / "1_2" / "3.jpg") == str(images / "3.jpg")
