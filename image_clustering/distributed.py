@@ -134,7 +134,7 @@ def _networks(manifests: dict[str, dict], batch_size: int, threads: int | None) 
 
 
 def extract_task(files: list[tuple[str, int, int]], wanted: dict[str, list[bool]], image_dir: str,
-                 manifests: dict[str, dict], batch_size: int, threads: int | None, resize: str = "pad") -> dict:
+                 manifests: dict[str, dict], batch_size: int, threads: int | None, resize: str) -> dict:
     """One extraction task, run on a worker: decode ``files`` and run the networks on them.
 
     Args:
@@ -176,7 +176,7 @@ def dask_runner(manifests: dict[str, dict], compute: ComputeConfig) -> Callable:
     appends each finished task's rows as shards (see the module docstring). At most two tasks per
     worker thread are in flight, so results never pile up faster than the client writes them.
     """
-    def run(jobs, todo: list[ImageFile], image_dir: Path, batch_size: int, progress: bool, resize: str = "pad"):
+    def run(jobs, todo: list[ImageFile], image_dir: Path, batch_size: int, progress: bool, resize: str):
         with client(compute) as dask_client:
             return _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_size, progress, resize)
 

@@ -251,7 +251,7 @@ def decode_threads() -> int:
 
 
 def _prefetched_batches(files: list[ImageFile], image_dir: Path, sizes: tuple[int, ...], batch_size: int,
-                        resize: str = "pad"):
+                        resize: str):
     """Yield (files, inputs-or-error-strings) per batch; the next batch decodes in worker threads
     while the caller runs the networks on the current one (Pillow releases the GIL while decoding)."""
     from . import decode
@@ -506,7 +506,7 @@ def _write_failures(path: Path, image_dir: Path, files: list[ImageFile], known: 
 
 
 def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, batch_size: int,
-                     progress: bool, resize: str = "pad") -> list[tuple[str, str]]:
+                     progress: bool, resize: str) -> list[tuple[str, str]]:
     """Run every job's network over the images it needs, one shard per batch; returns failures."""
     failures = []
     sizes = tuple(sorted({NETWORKS[job.name].input_size for job in jobs if job.todo}))

@@ -85,7 +85,7 @@ def test_the_hook_uses_processes_when_asked(tmp_path, monkeypatch):
     names = _odd_photos(tmp_path)
     files = [ImageFile(n, 0, 0) for n in names]
     monkeypatch.setenv(decode.ENV, "2")
-    seen = [r for _, results in _prefetched_batches(files, tmp_path, SIZES, 4) for r in results]
+    seen = [r for _, results in _prefetched_batches(files, tmp_path, SIZES, 4, "pad") for r in results]
     for name, result in zip(names, seen):
         _assert_same(result, _expected(tmp_path / name))
 
