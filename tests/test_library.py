@@ -1,7 +1,6 @@
 """The library as a notebook uses it: arrays in, arrays and figures out, no config file."""
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -64,14 +63,14 @@ def test_estimators_follow_scikit_learn_conventions():
 
 
 def test_imgclust_help_answers_without_loading_the_heavy_libraries():
-    code = ("import sys, time; t = time.perf_counter(); from image_clustering.cli import main; "
-            "heavy = [m for m in ('sklearn', 'tensorflow', 'matplotlib', 'keras') if m in sys.modules]; "
-            "print(heavy)")
+    """Importing the CLI and answering --help load none of the heavy libraries (what makes --help
+    instant; its speed itself is no test's business: it depends on the machine)."""
+    code = ("import sys\nfrom image_clustering.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('sklearn', 'tensorflow', 'matplotlib', 'keras') if m in sys.modules]\n"
+            "print(heavy, file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]"
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "image_clustering.cli", "--help"], capture_output=True, check=True, cwd=ROOT)
-    assert time.perf_counter() - start < 5  # about 0.3 s here; generous for a loaded machine
+    assert "Usage:" in out.stdout and out.stderr.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))

@@ -19,6 +19,7 @@ from image_clustering.atomic import exclusive_lock
 from image_clustering.cli import main
 from image_clustering.features import extract_features, load_store
 from tests.conftest import ROOT, noise_photo
+from tests.golden import network_tolerance
 
 noise = noise_photo
 
@@ -171,4 +172,6 @@ def test_kill_9_during_extract_loses_at_most_a_batch(lite0_weights, tmp_path, ma
     assert CliRunner().invoke(main, ["extract", "--config", str(fresh.source), "-q"]).exit_code == 0
     clean = load_store(tmp_path / "clean" / "test" / "efficientnet_lite0")
     assert clean.paths == store.paths
-    np.testing.assert_allclose(np.asarray(clean.vectors), np.asarray(store.vectors), atol=1e-4)
+    # other batches, other tiling of the sums: equal up to float32 reordering (tests/golden.py)
+    assert np.abs(np.asarray(clean.vectors) - np.asarray(store.vectors)).max() <= network_tolerance(
+        "efficientnet_lite0", np.asarray(clean.vectors))
