@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .networks import NETWORKS, load_network
 from .networks import source as weight_source
-from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
+from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, remove_link_tree, write_labels
 from .plots import (
     contact_sheet,
     plot_boxed_dendrogram,
@@ -746,7 +745,7 @@ def cluster_by_tags(config: Config, label_file: Path | None = None) -> TagCluste
     _log_not_local(n, photos, config.paths.image_dir, "clustered, not linked")
     stale = config.layout.link_root(of_tags=True)
     if not local and is_link_folder(stale):  # an earlier run's links; nothing to link now
-        shutil.rmtree(stale)
+        remove_link_tree(stale)  # only what imgclust made: a user's files stay
         logger.info(f"{stale}: link folders of an earlier run removed (no row of the table is a local photo)")
     if song:  # the R code's curve is 1 − separation
         figure = plot_tag_k(choice.ks, 1.0 - choice.separation, choice.knee,

@@ -82,11 +82,14 @@ def test_a_folder_imgclust_did_not_make_is_never_replaced(tmp_path):
         build_link_folders(own, photos, names, np.array([0, 1]), 2)
     assert (own / "mine.jpg").is_file() and not [p for p in own.parent.iterdir() if p.name.startswith(".")]
 
-    legacy = tmp_path / "links" / "legacy"  # made by an imgclust without the marker: only folders of links
+    # Only folders of links, as link folders made before the marker were, and as a hand-made album
+    # is (issue 21 D1): nothing proves imgclust made it, so it is refused too.
+    legacy = tmp_path / "links" / "legacy"
     (legacy / "0_1").mkdir(parents=True)
     os.symlink(photos / "a.jpg", legacy / "0_1" / "a.jpg")
-    build_link_folders(legacy, photos, names, np.array([0, 0]), 1)
-    assert sorted(p.name for p in legacy.iterdir()) == [MARKER, "0_2"]
+    with pytest.raises(ImgclustError, match="not made by imgclust"):
+        build_link_folders(legacy, photos, names, np.array([0, 0]), 1)
+    assert os.readlink(legacy / "0_1" / "a.jpg") == str(photos / "a.jpg")
     assert digests(photos).keys() == set(names)
 
 
