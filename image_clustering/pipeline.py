@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 import zipfile
 from dataclasses import dataclass
@@ -182,8 +183,9 @@ def _clustering_input(config: Config) -> tuple[list[str], np.ndarray | FeatureRo
 
 
 def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[str]:
-    """Paths of ``paths`` whose photo no longer exists; warns about them and about photos whose
-    size or modification time changed since their vectors were computed."""
+    """Paths of ``paths`` whose photo no longer exists — or is no longer a file (a folder or a FIFO
+    put in its place: nothing to link or read); warns about them and about photos whose size or
+    modification time changed since their vectors were computed."""
     gone, changed = set(), []
     for image in store.images:
         if image.path not in paths:
@@ -193,10 +195,14 @@ def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[st
         except OSError:
             gone.add(image.path)
             continue
+        if not stat.S_ISREG(st.st_mode):
+            gone.add(image.path)
+            continue
         if (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
             changed.append(image.path)
     if gone:
-        logger.warning(f"warning: {len(gone)} photos were deleted since `imgclust extract` (e.g. {min(gone)}); "
+        logger.warning(f"warning: {len(gone)} photos were deleted since `imgclust extract`, or are no longer files "
+            f"(e.g. {min(gone)}); "
             "left out of this run — run `imgclust extract` to update the store")
     if changed:
         logger.warning(f"warning: {len(changed)} photos changed since `imgclust extract` (e.g. {changed[0]}); their old "
