@@ -191,6 +191,10 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
     previous = None
     if link_root.exists() or link_root.is_symlink():
         previous = read_manifest(link_root)
+        if previous is None and _old_marker(link_root):
+            raise ImgclustError(f"{link_root}: made by an imgclust from before ownership manifests, or a copy of such a "
+                                f"folder (its {MARKER} is the old marker, which proves nothing); delete it if it holds "
+                                "only imgclust's links, or move it away — imgclust only replaces what it can prove it made")
         if previous is None:
             raise ImgclustError(f"{link_root}: exists and was not made by imgclust (no {MARKER} manifest written "
                                 "for this folder: a copy, a backup or a folder made by hand); move it away or choose "
@@ -201,7 +205,7 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
     building = writer.root
     try:
         kept = _carry(link_root, previous, writer) if previous else []
-        made = _fill(writer, image_dir, folders, mode)
+        made = _fill(writer, link_root, image_dir, folders, mode)
         writer.close()
         if before_swap is not None:
             before_swap()
@@ -249,6 +253,15 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
     return write_link_tree(link_root, image_dir, folders, mode, before_swap).made
 
 
+def _old_marker(folder: Path) -> bool:
+    """Whether ``folder`` carries the plain marker file of imgclust before the manifest."""
+    try:
+        with open(folder / MARKER, "rb") as f:
+            return f.read(64).startswith(b"made by imgclust:")
+    except OSError:
+        return False
+
+
 def _clear(tree: Path, live: Path) -> None:
     left = remove_owned(tree, live=live)
     if left:
@@ -267,9 +280,9 @@ def _record(writer: ManifestWriter, rel: str, kind: str, target: str | None = No
         raise
 
 
-def _ensure_dir(writer: ManifestWriter, rel: str, kind: str = "dir") -> None:
+def _ensure_dir(writer: ManifestWriter, rel: str, link_root: Path, kind: str = "dir") -> None:
     """Make the folder ``rel`` of the tree being built, and its missing parents (recorded as ``kind``
-    and ``dir``); a file in the way is an error naming it."""
+    and ``dir``); a file kept in the way is an error naming it where it is, under ``link_root``."""
     parts = rel.split("/")
     for i in range(len(parts)):
         sub = "/".join(parts[:i + 1])
@@ -280,7 +293,7 @@ def _ensure_dir(writer: ManifestWriter, rel: str, kind: str = "dir") -> None:
         try:
             path.mkdir()
         except FileExistsError:
-            raise ImgclustError(f"{path.relative_to(writer.root.parent)}: a file imgclust did not make is where the "
+            raise ImgclustError(f"{link_root / sub}: a file imgclust did not make is where the "
                                 f"folder {sub} goes; move it away and run again") from None
         _record(writer, sub, kind if i == len(parts) - 1 else "dir")
 
@@ -289,12 +302,17 @@ def _carry(link_root: Path, previous, writer: ManifestWriter) -> list[str]:
     """Give each entry of ``link_root`` that ``previous`` does not prove imgclust's a second name at
     the same place in the tree being built (folders are made anew); returns their relative paths."""
     kept = []
-    for rel, st in foreign(link_root, previous):
+    try:
+        entries = foreign(link_root, previous)
+    except OSError as exc:
+        raise ImgclustError(f"{exc.filename}: cannot be read ({exc.strerror}), so imgclust cannot tell what in it is "
+                            f"yours to keep; make it readable or move it out of {link_root}") from None
+    for rel, st in entries:
         if stat.S_ISDIR(st.st_mode):
-            _ensure_dir(writer, rel, "kept")
+            _ensure_dir(writer, rel, link_root, "kept")
         else:
             if "/" in rel:
-                _ensure_dir(writer, rel.rsplit("/", 1)[0])
+                _ensure_dir(writer, rel.rsplit("/", 1)[0], link_root)
             writer.intend([(rel, "kept", None)])
             try:
                 os.link(link_root / rel, writer.root / rel, follow_symlinks=False)
@@ -306,10 +324,11 @@ def _carry(link_root: Path, previous, writer: ManifestWriter) -> list[str]:
     return kept
 
 
-def _fill(writer: ManifestWriter, image_dir: Path, folders: Mapping[str, Sequence[str]], mode: str) -> dict[str, int]:
+def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Mapping[str, Sequence[str]],
+          mode: str) -> dict[str, int]:
     made: dict[str, int] = {}
     for name, members in folders.items():
-        _ensure_dir(writer, name)
+        _ensure_dir(writer, name, link_root)
         links, taken = [], set()
         for rel in members:
             flat = _flat_name(rel)

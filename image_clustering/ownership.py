@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +51,29 @@ class ManifestWriter:
     def __init__(self, root: Path, manifest: str = MANIFEST):
         self.root = Path(root)
         self.root.mkdir()
-        st = os.lstat(self.root)
-        self._file = open(self.root / manifest, "x", encoding="ascii")
-        self._line({"manifest": _HEADER, "version": 1, **_identity(st)}, flush=True)
+        try:
+            st = os.lstat(self.root)
+            self._file = open(self.root / manifest, "x", encoding="ascii")
+            self._line({"manifest": _HEADER, "version": 1, **_identity(st)}, flush=True)
+        except BaseException:  # a full disk, say: nothing unprovable is left behind
+            if hasattr(self, "_file"):
+                with suppress(OSError):  # its buffered header cannot be written either
+                    self._file.close()
+            (self.root / manifest).unlink(missing_ok=True)
+            self.root.rmdir()
+            raise
 
     def _line(self, doc: dict, flush: bool = False) -> None:
         # ensure_ascii: names that are not UTF-8 (lone surrogates) round-trip as \udcXX escapes
-        self._file.write(json.dumps(doc) + "\n")
-        if flush:
-            self._file.flush()
+        self._write(json.dumps(doc) + "\n", flush)
+
+    def _write(self, text: str = "", flush: bool = True) -> None:
+        try:
+            self._file.write(text)
+            if flush:
+                self._file.flush()
+        except OSError as exc:  # a failed write() (ENOSPC) names no file: name the manifest
+            raise OSError(exc.errno, exc.strerror, self._file.name) from exc
 
     def intend(self, items) -> None:
         """Record, before making them, the entries about to be made: ``(rel, kind, source)`` with
@@ -67,7 +82,7 @@ class ManifestWriter:
         (:meth:`Manifest.half_made`)."""
         for rel, kind, source in items:
             self._line({"path": rel, "intent": kind, "source": source})
-        self._file.flush()
+        self._write()
 
     def record(self, rel: str, kind: str, target: str | None = None) -> None:
         """Record the entry just made at ``root / rel`` (POSIX separators) as imgclust's.
@@ -89,7 +104,7 @@ class ManifestWriter:
         """Write the manifest through to the disk and close it (idempotent)."""
         if not self._file.closed:
             try:
-                self._file.flush()
+                self._write()
                 os.fsync(self._file.fileno())
             finally:
                 self._file.close()
@@ -98,39 +113,40 @@ class ManifestWriter:
 @dataclass(frozen=True)
 class Manifest:
     """A tree's manifest whose header matches the root it was read from (see :func:`read_manifest`):
-    ``entries`` maps each relative path to its recorded line, ``intents`` to its line written
-    before it was made."""
+    ``entries`` maps each recorded relative path to ``(kind, dev, ino, size, mtime_ns, target)``
+    (size and time of a copy, target of a symbolic link, else None), ``intents`` each path announced
+    but never recorded to ``(kind, source)``."""
 
     root: Path
     name: str
-    entries: dict[str, dict]
-    intents: dict[str, dict]
+    entries: dict[str, tuple]
+    intents: dict[str, tuple]
 
     def owns(self, rel: str, st: os.stat_result | None = None) -> bool:
         """Whether the entry at ``root / rel`` is provably one imgclust made: recorded, and the disk
         shows the same inode (a copy with its size and time, a symbolic link with its target; a
         hard link to a photo only while the photo has another name, so no photo is ever lost)."""
         doc = self.entries.get(rel)
-        if doc is None or doc["kind"] == "kept":
+        if doc is None or doc[0] == "kept":
             return False
+        kind, dev, ino, size, mtime_ns, target = doc
         try:
             st = st or os.lstat(self.root / rel)
         except OSError:
             return False
-        if (st.st_dev, st.st_ino) != (doc["dev"], doc["ino"]):
+        if (st.st_dev, st.st_ino) != (dev, ino):
             return False
-        kind = doc["kind"]
         if kind == "dir":
             return stat.S_ISDIR(st.st_mode)
         if kind == "symlink":
             try:
-                return stat.S_ISLNK(st.st_mode) and os.readlink(self.root / rel) == doc["target"]
+                return stat.S_ISLNK(st.st_mode) and os.readlink(self.root / rel) == target
             except OSError:
                 return False
         if kind == "hardlink":
             return stat.S_ISREG(st.st_mode) and st.st_nlink >= 2
         if kind == "copy":
-            return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (doc["size"], doc["mtime_ns"])
+            return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
         return False
 
     def half_made(self, rel: str, st: os.stat_result) -> bool:
@@ -141,12 +157,12 @@ class Manifest:
         doc = self.intents.get(rel)
         if doc is None or rel in self.entries:
             return False
-        if doc["intent"] == "dir":
+        intent, source = doc
+        if intent == "dir":
             return stat.S_ISDIR(st.st_mode)
-        source = doc.get("source")
         if stat.S_ISLNK(st.st_mode):
             try:
-                return doc["intent"] == "link" and os.readlink(self.root / rel) == source
+                return intent == "link" and os.readlink(self.root / rel) == source
             except OSError:
                 return False
         if not stat.S_ISREG(st.st_mode):
@@ -154,7 +170,7 @@ class Manifest:
         if st.st_nlink >= 2:
             return True
         try:
-            return doc["intent"] == "link" and isinstance(source, str) and st.st_size <= os.stat(source).st_size
+            return intent == "link" and isinstance(source, str) and st.st_size <= os.stat(source).st_size
         except OSError:
             return False
 
@@ -164,6 +180,7 @@ def read_manifest(root: Path, manifest: str = MANIFEST) -> Manifest | None:
     and inode: a copy of the folder, manifest included, proves nothing), else None.
 
     Lines that cannot be read (a crash mid-line, an edit) are skipped: their entries stay unproven.
+    Read line by line, each line bounded, so an edited file cannot exhaust memory.
     """
     root = Path(root)
     try:
@@ -171,44 +188,64 @@ def read_manifest(root: Path, manifest: str = MANIFEST) -> Manifest | None:
         if not stat.S_ISDIR(st.st_mode):
             return None
         with open(root / manifest, encoding="ascii", errors="replace") as f:
-            lines = f.read(64 << 20).splitlines()  # bounded: a hostile file cannot exhaust memory
+            header = _parse(f.readline(_LINE))
+            if header is None or header.get("manifest") != _HEADER or \
+                    (header.get("dev"), header.get("ino")) != (st.st_dev, st.st_ino):
+                return None
+            entries, intents = {}, {}
+            for line in iter(lambda: f.readline(_LINE), ""):
+                doc = _parse(line)
+                if doc is None or not isinstance(doc.get("path"), str):
+                    continue
+                rel = doc["path"]
+                if doc.get("intent") in ("dir", "link", "kept"):
+                    intents[rel] = (doc["intent"], doc.get("source"))
+                elif isinstance(doc.get("dev"), int) and isinstance(doc.get("ino"), int) \
+                        and doc.get("kind") in ("dir", "symlink", "hardlink", "copy", "kept"):
+                    intents.pop(rel, None)  # recorded: the announcement is no longer needed
+                    entries[rel] = (doc["kind"], doc["dev"], doc["ino"], doc.get("size"), doc.get("mtime_ns"),
+                                    doc.get("target"))
     except OSError:
         return None
-    docs = []
-    for line in lines:
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            docs.append(doc)
-    if not docs or docs[0].get("manifest") != _HEADER or (docs[0].get("dev"), docs[0].get("ino")) != (st.st_dev, st.st_ino):
-        return None
-    entries, intents = {}, {}
-    for doc in docs[1:]:
-        if not isinstance(doc.get("path"), str):
-            continue
-        if doc.get("intent") in ("dir", "link", "kept"):
-            intents[doc["path"]] = doc
-        elif isinstance(doc.get("dev"), int) and isinstance(doc.get("ino"), int) \
-                and doc.get("kind") in ("dir", "symlink", "hardlink", "copy", "kept"):
-            entries[doc["path"]] = doc
     return Manifest(root, manifest, entries, intents)
 
 
-def walk(root: Path, manifest: str = MANIFEST):
+_LINE = 1 << 16  # longest manifest line read whole (a path is at most 4096 bytes)
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def walk(root: Path, manifest: str = MANIFEST, skip_unreadable: bool = False):
     """Every entry under ``root`` but the top-level manifest, parents before children, as
-    ``(relative POSIX path, lstat result)``; symbolic links are not followed."""
+    ``(relative POSIX path, lstat result)``; symbolic links are not followed.
+
+    Raises:
+        OSError: a folder cannot be read (unless ``skip_unreadable``: its content is then left out).
+    """
     stack = [""]
     while stack:
         rel_dir = stack.pop()
-        with os.scandir(root / rel_dir if rel_dir else root) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        try:
+            with os.scandir(root / rel_dir if rel_dir else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            if skip_unreadable:
+                continue
+            raise
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if rel == manifest:
                 continue
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # gone since the folder was listed
+                continue
             yield rel, st
             if stat.S_ISDIR(st.st_mode):
                 stack.append(rel)
@@ -216,7 +253,11 @@ def walk(root: Path, manifest: str = MANIFEST):
 
 def foreign(root: Path, owned: Manifest) -> list[tuple[str, os.stat_result]]:
     """The entries under ``root`` that ``owned`` does not prove imgclust made (files a user added or
-    edited, folders a user made), parents before children."""
+    edited, folders a user made), parents before children.
+
+    Raises:
+        OSError: a folder under ``root`` cannot be read.
+    """
     return [(rel, st) for rel, st in walk(root, owned.name) if not owned.owns(rel, st)]
 
 
@@ -238,7 +279,7 @@ def remove_owned(root: Path, live: Path | None = None, manifest: str = MANIFEST)
     owned = read_manifest(root, manifest)
     if owned is None:
         return ["."] if root.exists() or root.is_symlink() else []
-    entries = list(walk(root, manifest))
+    entries = list(walk(root, manifest, skip_unreadable=True))  # what cannot be read is not proven: kept
     left = []
     for rel, st in reversed(entries):  # children before their folder
         path = root / rel

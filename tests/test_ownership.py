@@ -71,7 +71,7 @@ def test_a_hidden_backup_beside_the_link_folder_survives(tmp_path, photos, how):
     assert (backups[0] / "0_3" / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("mode", ["copy", "symlink"])
+@pytest.mark.parametrize("mode", ["copy", "symlink", "hardlink"])
 def test_files_a_user_adds_to_a_cluster_folder_survive_every_later_run(tmp_path, photos, mode):
     """Two photos and a captions.txt added to ``0_3/``, a copy the user edited, a file named like a
     link imgclust would make: kept in place (same inode, same bytes) through two more runs."""
@@ -199,3 +199,22 @@ def test_folder_names_are_checked_and_any_name_works(tmp_path, photos):
         with pytest.raises(ImgclustError, match="cannot be a folder name"):
             write_link_tree(root, photos, {bad: ["a.jpg"]})
     assert sorted(p.name for p in root.iterdir()) == [MARKER, "Beach 2024", "café", "empty"]
+
+
+def test_a_link_folder_of_an_older_imgclust_is_refused_saying_so(tmp_path, photos):
+    root = tmp_path / "links" / "holiday"
+    (root / "0_1").mkdir(parents=True)
+    (root / MARKER).write_text("made by imgclust: one folder of links per cluster; safe to delete\n")
+    os.symlink(photos / "a.jpg", root / "0_1" / "a.jpg")
+    with pytest.raises(ImgclustError, match="from before ownership manifests"):
+        run(root, photos)
+    assert os.readlink(root / "0_1" / "a.jpg") == str(photos / "a.jpg")
+
+
+def test_a_users_file_where_a_cluster_folder_goes_is_one_line_naming_it(tmp_path, photos):
+    root = tmp_path / "links" / "holiday"
+    run(root, photos)
+    (root / "1_3").write_text("mine")
+    with pytest.raises(ImgclustError, match=f"^{root / '1_3'}: a file imgclust did not make is where the folder"):
+        run(root, photos, (0, 1, 1, 1))
+    assert (root / "1_3").read_text() == "mine" and sorted(p.name for p in root.parent.iterdir()) == ["holiday"]
