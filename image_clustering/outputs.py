@@ -102,7 +102,7 @@ def _flat_name(rel_path: str) -> str:
             tail = tail[1:]
 
 
-def _place(source: Path, target: Path, mode: str) -> str:
+def _place(source: str | Path, target: str | Path, mode: str) -> str:
     """Create ``target`` as a symlink, hard link or copy of ``source``, falling back in that order;
     returns the kind made."""
     order = ["symlink", "hardlink", "copy"]
@@ -202,7 +202,7 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
     parent = link_root.parent
     parent.mkdir(parents=True, exist_ok=True)
     writer = ManifestWriter(parent / f".{link_root.name}{_TEMP}{uuid.uuid4().hex}")
-    building = writer.root
+    building, swapped = writer.root, False
     try:
         kept = _carry(link_root, previous, writer) if previous else []
         made = _fill(writer, link_root, image_dir, folders, mode)
@@ -210,10 +210,11 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
         if before_swap is not None:
             before_swap()
         _swap_in(building, link_root)
+        swapped = True
     finally:
         with suppress(OSError):  # closed already, or a full disk: the manifest's last line is lost at worst
             writer.close()
-        _clear(building, link_root)  # after the swap it holds the old tree
+        _clear(building, link_root, previous if swapped else None)  # after the swap it holds the old tree
     pattern = re.compile(rf"\.{re.escape(link_root.name)}{re.escape(_TEMP)}[0-9a-f]{{32}}(-old)?")
     for stale in os.listdir(parent):  # leftovers of crashed runs
         if pattern.fullmatch(stale):
@@ -262,8 +263,8 @@ def _old_marker(folder: Path) -> bool:
         return False
 
 
-def _clear(tree: Path, live: Path) -> None:
-    left = remove_owned(tree, live=live)
+def _clear(tree: Path, live: Path, owned=None) -> None:
+    left = remove_owned(tree, live=live, owned=owned)
     if left:
         log.warning(f"{tree}: kept, as it holds {len(left)} entries imgclust did not make (e.g. {left[0]})")
 
@@ -327,22 +328,24 @@ def _carry(link_root: Path, previous, writer: ManifestWriter) -> list[str]:
 def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Mapping[str, Sequence[str]],
           mode: str) -> dict[str, int]:
     made: dict[str, int] = {}
+    base, photos = os.fspath(writer.root), os.fspath(image_dir)  # strings, not pathlib: once per photo
     for name, members in folders.items():
+        existed = os.path.isdir(f"{base}/{name}")  # made to keep a user's files: their names are taken
         _ensure_dir(writer, name, link_root)
         links, taken = [], set()
         for rel in members:
             flat = _flat_name(rel)
             link, n = flat, 1
             # "a__b.jpg" and "a/b.jpg" flatten alike; a file kept from the previous tree keeps its name
-            while link in taken or os.path.lexists(writer.root / name / link):
+            while link in taken or (existed and os.path.lexists(f"{base}/{name}/{link}")):
                 stem, suffix = os.path.splitext(flat)
                 link = _flat_name(f"{stem}~{n}{suffix}")
                 n += 1
             taken.add(link)
-            links.append((f"{name}/{link}", os.fspath(image_dir / rel)))
+            links.append((f"{name}/{link}", f"{photos}/{rel}"))
         writer.intend([(entry, "link", source) for entry, source in links])
         for entry, source in links:
-            kind = _place(Path(source), writer.root / entry, mode)
+            kind = _place(source, f"{base}/{entry}", mode)
             _record(writer, entry, kind, source if kind == "symlink" else None)
             made[kind] = made.get(kind, 0) + 1
     return made

@@ -22,6 +22,7 @@ for the user (organise into folders, say) can record and remove through :class:`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -92,7 +93,7 @@ class ManifestWriter:
                 a hard link, for a file imgclust did not make; never removable on its own).
             target: a symbolic link's target as written.
         """
-        st = os.lstat(self.root / rel)
+        st = os.lstat(f"{self.root}/{rel}")  # strings, not pathlib: this runs once per photo
         doc = {"path": rel, "kind": kind, **_identity(st)}
         if kind == "copy":
             doc.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
@@ -121,6 +122,7 @@ class Manifest:
     name: str
     entries: dict[str, tuple]
     intents: dict[str, tuple]
+    identity: tuple[int, int]  # device and inode of the folder it proves
 
     def owns(self, rel: str, st: os.stat_result | None = None) -> bool:
         """Whether the entry at ``root / rel`` is provably one imgclust made: recorded, and the disk
@@ -131,7 +133,7 @@ class Manifest:
             return False
         kind, dev, ino, size, mtime_ns, target = doc
         try:
-            st = st or os.lstat(self.root / rel)
+            st = st or os.lstat(f"{self.root}/{rel}")
         except OSError:
             return False
         if (st.st_dev, st.st_ino) != (dev, ino):
@@ -140,7 +142,7 @@ class Manifest:
             return stat.S_ISDIR(st.st_mode)
         if kind == "symlink":
             try:
-                return stat.S_ISLNK(st.st_mode) and os.readlink(self.root / rel) == target
+                return stat.S_ISLNK(st.st_mode) and os.readlink(f"{self.root}/{rel}") == target
             except OSError:
                 return False
         if kind == "hardlink":
@@ -162,7 +164,7 @@ class Manifest:
             return stat.S_ISDIR(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
             try:
-                return intent == "link" and os.readlink(self.root / rel) == source
+                return intent == "link" and os.readlink(f"{self.root}/{rel}") == source
             except OSError:
                 return False
         if not stat.S_ISREG(st.st_mode):
@@ -207,7 +209,7 @@ def read_manifest(root: Path, manifest: str = MANIFEST) -> Manifest | None:
                                     doc.get("target"))
     except OSError:
         return None
-    return Manifest(root, manifest, entries, intents)
+    return Manifest(root, manifest, entries, intents, (st.st_dev, st.st_ino))
 
 
 _LINE = 1 << 16  # longest manifest line read whole (a path is at most 4096 bytes)
@@ -232,7 +234,7 @@ def walk(root: Path, manifest: str = MANIFEST, skip_unreadable: bool = False):
     while stack:
         rel_dir = stack.pop()
         try:
-            with os.scandir(root / rel_dir if rel_dir else root) as it:
+            with os.scandir(f"{root}/{rel_dir}" if rel_dir else root) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError:
             if skip_unreadable:
@@ -261,7 +263,8 @@ def foreign(root: Path, owned: Manifest) -> list[tuple[str, os.stat_result]]:
     return [(rel, st) for rel, st in walk(root, owned.name) if not owned.owns(rel, st)]
 
 
-def remove_owned(root: Path, live: Path | None = None, manifest: str = MANIFEST) -> list[str]:
+def remove_owned(root: Path, live: Path | None = None, manifest: str = MANIFEST,
+                 owned: Manifest | None = None) -> list[str]:
     """Remove from ``root`` what imgclust provably made there, and nothing else; the folder goes
     too once nothing else is left in it.
 
@@ -270,19 +273,27 @@ def remove_owned(root: Path, live: Path | None = None, manifest: str = MANIFEST)
     ``live`` is given — when ``live`` holds the very same inode at the same relative path (the
     user's file lives on there: it was given a second name in the new tree before this old one is
     cleared). Folders go only when empty (``rmdir``, never a recursive delete). Without a manifest
-    that matches ``root``, nothing is touched.
+    that matches ``root``, nothing is touched. ``owned``: the manifest already read for this folder
+    (under another name, before a rename), to save reading it again; it must prove ``root`` too.
 
     Returns:
         The relative paths left in place (empty when ``root`` is gone).
     """
     root = Path(root)
-    owned = read_manifest(root, manifest)
+    if owned is not None:
+        try:
+            st = os.lstat(root)
+            owned = dataclasses.replace(owned, root=root) if (st.st_dev, st.st_ino) == owned.identity else None
+        except OSError:
+            owned = None
+    if owned is None:
+        owned = read_manifest(root, manifest)
     if owned is None:
         return ["."] if root.exists() or root.is_symlink() else []
     entries = list(walk(root, manifest, skip_unreadable=True))  # what cannot be read is not proven: kept
     left = []
     for rel, st in reversed(entries):  # children before their folder
-        path = root / rel
+        path = f"{root}/{rel}"
         ours = owned.owns(rel, st) or owned.half_made(rel, st) or _twin(live, rel, st)
         try:
             if stat.S_ISDIR(st.st_mode):
@@ -310,7 +321,7 @@ def _twin(live: Path | None, rel: str, st: os.stat_result) -> bool:
     if live is None:
         return False
     try:
-        other = os.lstat(live / rel)
+        other = os.lstat(f"{live}/{rel}")
     except OSError:
         return False
     if stat.S_ISDIR(st.st_mode):
