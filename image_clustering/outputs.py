@@ -22,7 +22,7 @@ import numpy as np
 from .atomic import atomic_write_csv, atomic_write_json, exchange, read_csv
 from .clustering import UNCLUSTERED, Clustering
 from .errors import ImgclustError
-from .ownership import MANIFEST, ManifestWriter, foreign, read_manifest, remove_owned
+from .ownership import MANIFEST, ManifestWriter, foreign, open_regular, read_manifest, remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +257,8 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
 def _old_marker(folder: Path) -> bool:
     """Whether ``folder`` carries the plain marker file of imgclust before the manifest."""
     try:
-        with open(folder / MARKER, "rb") as f:
-            return f.read(64).startswith(b"made by imgclust:")
+        with open_regular(folder / MARKER) as f:
+            return f.read(64).startswith("made by imgclust:")
     except OSError:
         return False
 

@@ -189,7 +189,7 @@ def read_manifest(root: Path, manifest: str = MANIFEST) -> Manifest | None:
         st = os.lstat(root)
         if not stat.S_ISDIR(st.st_mode):
             return None
-        with open(root / manifest, encoding="ascii", errors="replace") as f:
+        with open_regular(root / manifest) as f:
             header = _parse(f.readline(_LINE))
             if header is None or header.get("manifest") != _HEADER or \
                     (header.get("dev"), header.get("ino")) != (st.st_dev, st.st_ino):
@@ -210,6 +210,20 @@ def read_manifest(root: Path, manifest: str = MANIFEST) -> Manifest | None:
     except OSError:
         return None
     return Manifest(root, manifest, entries, intents, (st.st_dev, st.st_ino))
+
+
+def open_regular(path: Path):
+    """Open ``path`` as ASCII text only if it is a regular file itself: never through a symbolic
+    link, and never blocking on a FIFO put in its place.
+
+    Raises:
+        OSError: missing, a link, or not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return open(fd, encoding="ascii", errors="replace")
 
 
 _LINE = 1 << 16  # longest manifest line read whole (a path is at most 4096 bytes)

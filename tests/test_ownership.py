@@ -218,3 +218,35 @@ def test_a_users_file_where_a_cluster_folder_goes_is_one_line_naming_it(tmp_path
     with pytest.raises(ImgclustError, match=f"^{root / '1_3'}: a file imgclust did not make is where the folder"):
         run(root, photos, (0, 1, 1, 1))
     assert (root / "1_3").read_text() == "mine" and sorted(p.name for p in root.parent.iterdir()) == ["holiday"]
+
+
+@pytest.mark.parametrize("swap", ["fifo", "symlink"])
+def test_a_manifest_swapped_for_a_fifo_or_a_link_is_refused_without_waiting(tmp_path, photos, swap):
+    root = tmp_path / "links" / "holiday"
+    run(root, photos)
+    real = (root / MARKER).read_bytes()
+    (root / MARKER).unlink()
+    if swap == "fifo":
+        os.mkfifo(root / MARKER)
+    else:
+        (tmp_path / "elsewhere").write_bytes(real)
+        os.symlink(tmp_path / "elsewhere", root / MARKER)
+    with pytest.raises(ImgclustError, match="not made by imgclust"):
+        run(root, photos)
+    assert len(list((root / "0_3").iterdir())) == 3
+
+
+def test_names_that_are_not_utf8_are_proven_and_kept_alike(tmp_path):
+    """A photo and a user's file whose names are Latin-1 bytes: imgclust's link to the first is
+    replaced on the next run (not kept as foreign), the second is kept."""
+    photos = tmp_path / "photos"
+    latin1 = os.fsdecode(b"caf\xe9.jpg")
+    noise_photo(photos / latin1, 0, (40, 32), format="JPEG")
+    noise_photo(photos / "b.jpg", 1, (40, 32), format="JPEG")
+    root = tmp_path / "links" / "set"
+    build_link_folders(root, photos, [latin1, "b.jpg"], np.array([0, 0]), 1)
+    mine = os.fsdecode(b"notes-\xff.txt")
+    (root / "0_2" / mine).write_text("mine")
+    build_link_folders(root, photos, [latin1, "b.jpg"], np.array([0, 1]), 2)
+    assert sorted(os.fsencode(p.name) for p in (root / "0_2").iterdir()) == [b"notes-\xff.txt"]
+    assert [os.fsencode(p.name) for p in (root / "0_1").iterdir()] == [b"caf\xe9.jpg"]
