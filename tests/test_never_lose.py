@@ -266,3 +266,28 @@ def test_a_photo_replaced_by_a_folder_or_a_fifo_is_left_out_like_a_deleted_one(c
     assert any("2 photos were deleted" in s for s in said) and not any("changed" in s for s in said)
     links = [p for p in result.link_root.rglob("*") if p.is_symlink()]
     assert len(links) == 4 and all(p.resolve().is_file() for p in links)
+
+
+def test_files_added_to_a_copied_cluster_folder_survive_the_next_cluster(tmp_path, make_config, random_extractor):
+    """Issue 21 D1 as reported: ``"link": "copy"``, cluster, add a photo and a captions file to a
+    cluster folder, cluster again with another k: both still there, byte for byte."""
+    photos = tmp_path / "photos"
+    for i in range(6):
+        photo(photos / f"p{i}.jpg", i)
+    config = make_config(photos, extractor="inception_v3", k=2, link="copy")
+    extract_features(config, random_extractor, progress=False)
+    result = CliRunner().invoke(main, ["cluster", "--config", str(config.source), "-q"])
+    assert result.exit_code == 0, result.output
+    folder = next(p for p in (config.paths.link_dir / "test").iterdir() if p.is_dir())
+    (folder / "captions.txt").write_text("p0: the beach\n")
+    photo(folder / "my_edit.jpg", 99)
+    added = digests(folder)
+    added = {name: added[name] for name in ("captions.txt", "my_edit.jpg")}
+    raw = json.loads(config.source.read_text())
+    raw["model"]["k"] = 3
+    config.source.write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["cluster", "--config", str(config.source)])
+    assert result.exit_code == 0, result.output
+    assert {name: digests(folder).get(name) for name in added} == added
+    copies = [p for p in (config.paths.link_dir / "test").rglob("*.jpg") if p.name.startswith("p")]
+    assert len(copies) == 6 and not any(p.is_symlink() for p in copies)
