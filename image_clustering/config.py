@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -494,7 +496,9 @@ def check_output_folders(paths: dict[str, Path], object_name: str) -> None:
 
     Rebuilding ``<link_dir>/<object_name>`` replaces that folder, so a link folder above the photos
     could replace the photo folder itself, and outputs inside it would be clustered as photos on
-    the next run. Paths must already be resolved (symbolic links followed).
+    the next run. Paths must already be resolved (symbolic links followed); folders that exist are
+    also compared by device and inode, so a second path to the photos (a bind mount, a share
+    mounted twice) is caught too.
 
     Raises:
         ImgclustError: one line naming both keys.
@@ -504,10 +508,35 @@ def check_output_folders(paths: dict[str, Path], object_name: str) -> None:
         inner = [object_name, f"{object_name}_labels"] if name == "link_dir" else [object_name]
         for folder in [paths[name], *((paths[name] / sub).resolve() for sub in inner)]:
             how = ("is" if folder == image_dir else "lies inside" if image_dir in folder.parents
-                   else "contains" if folder in image_dir.parents else None)
+                   else "contains" if folder in image_dir.parents else _same_folder_as(folder, image_dir))
             if how:
                 raise ImgclustError(f"paths.{name}: {folder} {how} paths.image_dir ({image_dir}); outputs must "
                                     "live outside the photo folder, where they can neither replace nor pass for photos")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _same_folder_as(folder: Path, image_dir: Path) -> str | None:
+    """How ``folder`` relates to ``image_dir`` when a second path leads to the same folder (a bind
+    mount, a share mounted twice), which path strings cannot tell: folders are compared by device
+    and inode. ``folder`` need not exist yet: its nearest existing parent decides."""
+    photos = _identity(image_dir)
+    if photos is None:
+        return None
+    mine = _identity(folder)
+    if mine == photos:
+        return "is"
+    if any(_identity(p) == photos for p in folder.parents):
+        return "lies inside"
+    if mine is not None and any(_identity(p) == mine for p in image_dir.parents):
+        return "contains"
+    return None
 
 
 def load_config(path) -> Config:

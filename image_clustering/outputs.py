@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
+import re
 import shutil
+import stat
 import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +22,9 @@ import numpy as np
 from .atomic import atomic_write_csv, atomic_write_json, exchange, read_csv
 from .clustering import UNCLUSTERED, Clustering
 from .errors import ImgclustError
+from .ownership import MANIFEST, ManifestWriter, foreign, open_regular, read_manifest, remove_owned
+
+log = logging.getLogger(__name__)
 
 UNCLUSTERED_NAME = "unclustered"
 
@@ -71,7 +80,7 @@ def read_labels(csv_path: Path) -> dict[str, int]:
 
 
 NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, XFS, btrfs, tmpfs)
-MARKER = ".imgclust-links"  # in every link folder imgclust makes; no marker, no replacing it
+MARKER = MANIFEST  # the manifest of what imgclust made, at the root of every link folder (see ownership.py)
 
 
 def _flat_name(rel_path: str) -> str:
@@ -93,7 +102,7 @@ def _flat_name(rel_path: str) -> str:
             tail = tail[1:]
 
 
-def _place(source: Path, target: Path, mode: str) -> str:
+def _place(source: str | Path, target: str | Path, mode: str) -> str:
     """Create ``target`` as a symlink, hard link or copy of ``source``, falling back in that order;
     returns the kind made."""
     order = ["symlink", "hardlink", "copy"]
@@ -108,6 +117,8 @@ def _place(source: Path, target: Path, mode: str) -> str:
             return kind
         except (OSError, NotImplementedError) as exc:
             if kind == "copy":
+                with suppress(OSError):  # a partial copy, made this instant in a folder of our own
+                    os.unlink(target)
                 # A full disk is the copy's, not the photo's: shutil names the photo (sendfile) or no file.
                 if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or exc.filename is None):
                     raise OSError(exc.errno, exc.strerror, str(target)) from exc
@@ -116,30 +127,107 @@ def _place(source: Path, target: Path, mode: str) -> str:
 
 
 def is_link_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a link folder imgclust made: it carries :data:`MARKER`, or (made
-    before the marker existed) holds nothing but folders of symbolic links."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    if (folder / MARKER).is_file():
-        return True
-    return all(sub.is_dir() and not sub.is_symlink() and all(f.is_symlink() for f in sub.iterdir())
-               for sub in folder.iterdir())
+    """Whether ``folder`` is a link folder imgclust provably made: its :data:`MARKER` manifest was
+    written for this very folder (:func:`~image_clustering.ownership.read_manifest`; a copy of the
+    folder, a backup or a folder made by hand never passes, marker or not)."""
+    return read_manifest(folder) is not None
 
 
-def _remove_link_folder(folder: Path) -> None:
-    # Only ever a folder we made: its files are links or copies, never the photos themselves.
-    if is_link_folder(folder):
-        shutil.rmtree(folder, ignore_errors=True)
+def remove_link_tree(link_root: Path) -> list[str]:
+    """Remove from ``link_root`` what imgclust provably made there (:func:`~image_clustering.ownership.remove_owned`);
+    files a user added stay, with the folders that hold them. Returns the relative paths left."""
+    left = remove_owned(link_root)
+    if left:
+        log.warning(f"{link_root}: kept {len(left)} entries imgclust did not make (e.g. {left[0]})")
+    return left
+
+
+@dataclass(frozen=True)
+class LinkTree:
+    """What :func:`write_link_tree` did: ``made`` counts each kind of link made (``{"symlink": 56}``),
+    ``kept`` lists the entries of the previous tree imgclust did not make, kept in place (relative
+    POSIX paths)."""
+
+    made: dict[str, int]
+    kept: list[str]
+
+
+_TEMP = ".imgclust-"  # <parent>/.<name>.imgclust-<32 hex>[-old]: the only names the leftover sweep looks at
+
+
+def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequence[str]], mode: str = "symlink",
+                    before_swap=None) -> LinkTree:
+    """Make ``link_root`` hold one folder per key of ``folders`` with a link to each of its photos,
+    replacing the previous tree only as far as imgclust provably made it.
+
+    The new tree is built beside the old one, under a uuid-tagged hidden name, each entry recorded
+    in its manifest (:mod:`image_clustering.ownership`) as it is made; then the two are exchanged in
+    one atomic step (:func:`~image_clustering.atomic.exchange`; two renames where the system cannot),
+    so a crash at any moment leaves a complete tree, the old or the new. What the previous tree's
+    manifest does not prove imgclust's — a file a user added to a folder, a copy the user edited, a
+    folder of the user's own links — is kept in place: it is given a second name (a hard link; the
+    same inode) at the same path in the new tree before the exchange, so it is never anywhere but
+    in its folder; a link that would take its name gets ``~1`` added instead. Only then is the old
+    tree cleared of imgclust's entries, and leftovers of crashed runs are cleared the same way.
+
+    Args:
+        link_root: the tree's folder, e.g. ``<link_dir>/<object_name>``.
+        image_dir: folder the relative photo paths start from (absolute).
+        folders: folder name (one path component) → photo paths relative to ``image_dir``; each
+            becomes a link named by :func:`_flat_name`. Empty folders are made too.
+        mode: first choice of ``symlink``, ``hardlink``, ``copy``; later ones are fallbacks.
+        before_swap: called once the new tree is complete, just before it replaces the old one.
+
+    Raises:
+        ImgclustError: ``link_root`` exists and imgclust cannot prove it made it; a folder name is
+            not one plain path component; a file imgclust did not make cannot be kept (a file
+            system without hard links, a mount inside the tree) or sits where a folder goes.
+        OSError: the links cannot be made (the previous tree is left as it was).
+    """
+    for name in folders:
+        if (not isinstance(name, str) or name in ("", ".", "..", MARKER) or "/" in name or "\0" in name
+                or len(os.fsencode(name)) > NAME_MAX):
+            raise ImgclustError(f"{link_root}: {name!r} cannot be a folder name (one path component, not . or ..)")
+    previous = None
+    if link_root.exists() or link_root.is_symlink():
+        previous = read_manifest(link_root)
+        if previous is None and _old_marker(link_root):
+            raise ImgclustError(f"{link_root}: made by an imgclust from before ownership manifests, or a copy of such a "
+                                f"folder (its {MARKER} is the old marker, which proves nothing); delete it if it holds "
+                                "only imgclust's links, or move it away — imgclust only replaces what it can prove it made")
+        if previous is None:
+            raise ImgclustError(f"{link_root}: exists and was not made by imgclust (no {MARKER} manifest written "
+                                "for this folder: a copy, a backup or a folder made by hand); move it away or choose "
+                                "another paths.link_dir — imgclust only replaces what it can prove it made")
+    parent = link_root.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    writer = ManifestWriter(parent / f".{link_root.name}{_TEMP}{uuid.uuid4().hex}")
+    building, swapped = writer.root, False
+    try:
+        kept = _carry(link_root, previous, writer) if previous else []
+        made = _fill(writer, link_root, image_dir, folders, mode)
+        writer.close()
+        if before_swap is not None:
+            before_swap()
+        _swap_in(building, link_root)
+        swapped = True
+    finally:
+        with suppress(OSError):  # closed already, or a full disk: the manifest's last line is lost at worst
+            writer.close()
+        _clear(building, link_root, previous if swapped else None)  # after the swap it holds the old tree
+    pattern = re.compile(rf"\.{re.escape(link_root.name)}{re.escape(_TEMP)}[0-9a-f]{{32}}(-old)?")
+    for stale in os.listdir(parent):  # leftovers of crashed runs
+        if pattern.fullmatch(stale):
+            _clear(parent / stale, link_root)
+    if kept:
+        log.info(f"{link_root}: kept {len(kept)} entries imgclust did not make where they were (e.g. {kept[0]})")
+    return LinkTree(made, kept)
 
 
 def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int,
                        mode: str = "symlink", before_swap=None) -> dict[str, int]:
-    """Rebuild ``link_root`` with one folder per cluster holding a link to each member photo.
-
-    The new tree is built beside the old one, then the two are exchanged in one atomic step
-    (:func:`~image_clustering.atomic.exchange`; two renames where the system cannot), so a crash
-    at any moment leaves a complete link folder, the old or the new. ``link_root`` is only replaced
-    when imgclust made it (:func:`is_link_folder`); files are named by :func:`_flat_name`.
+    """Rebuild ``link_root`` with one folder per cluster (:func:`folder_name`) holding a link to each
+    member photo, through :func:`write_link_tree` (atomic; only what imgclust made is replaced).
 
     Args:
         link_root: ``<link_dir>/<object_name>``.
@@ -154,50 +242,112 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
         Count of each kind of link made, e.g. ``{"symlink": 56}``.
 
     Raises:
-        ImgclustError: ``link_root`` exists and was not made by imgclust.
-        OSError: the links cannot be made (the previous folder is left as it was).
+        ImgclustError, OSError: as :func:`write_link_tree`.
     """
-    if (link_root.exists() or link_root.is_symlink()) and not is_link_folder(link_root):
-        raise ImgclustError(f"{link_root}: exists and was not made by imgclust (no {MARKER} file); move it "
-                            "away or choose another paths.link_dir — imgclust only replaces folders it made")
-    parent = link_root.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    building = parent / f".{link_root.name}.new-{uuid.uuid4().hex[:8]}"
-    building.mkdir()
-    try:
-        (building / MARKER).write_text("made by imgclust: one folder of links per cluster; safe to delete\n")
-        made = _fill(building, image_dir, paths, labels, k, mode)
-        if before_swap is not None:
-            before_swap()
-        _swap_in(building, link_root)
-    finally:
-        _remove_link_folder(building)  # after the swap it holds the old tree
-    # Leftovers of crashed runs (ours only: they carry the marker).
-    for stale in parent.glob(f".{link_root.name}.*"):
-        _remove_link_folder(stale)
-    return made
-
-
-def _fill(building: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int, mode: str) -> dict[str, int]:
+    labels = np.asarray(labels)
     sizes = np.bincount(labels[labels >= 0], minlength=k)
-    folders = {c: building / folder_name(c, int(sizes[c]), k) for c in range(k) if sizes[c]}  # no empty folders
+    folders: dict[str, list[str]] = {folder_name(c, int(sizes[c]), k): [] for c in range(k) if sizes[c]}
     if (labels == UNCLUSTERED).any():
-        folders[UNCLUSTERED] = building / UNCLUSTERED_NAME
-    for folder in folders.values():
-        folder.mkdir()
-    made: dict[str, int] = {}
-    used: set[Path] = set()
+        folders[UNCLUSTERED_NAME] = []
     for rel, c in zip(paths, labels):
-        flat = _flat_name(rel)
-        target = folders[c] / flat
-        n = 1
-        while target in used:  # "a__b.jpg" and "a/b.jpg" flatten alike
-            stem, suffix = os.path.splitext(flat)
-            target = folders[c] / _flat_name(f"{stem}~{n}{suffix}")
-            n += 1
-        used.add(target)
-        kind = _place(image_dir / rel, target, mode)
-        made[kind] = made.get(kind, 0) + 1
+        folders[folder_name(int(c), int(sizes[c]) if c >= 0 else 0, k)].append(rel)
+    return write_link_tree(link_root, image_dir, folders, mode, before_swap).made
+
+
+def _old_marker(folder: Path) -> bool:
+    """Whether ``folder`` carries the plain marker file of imgclust before the manifest."""
+    try:
+        with open_regular(folder / MARKER) as f:
+            return f.read(64).startswith("made by imgclust:")
+    except OSError:
+        return False
+
+
+def _clear(tree: Path, live: Path, owned=None) -> None:
+    left = remove_owned(tree, live=live, owned=owned)
+    if left:
+        log.warning(f"{tree}: kept, as it holds {len(left)} entries imgclust did not make (e.g. {left[0]})")
+
+
+def _record(writer: ManifestWriter, rel: str, kind: str, target: str | None = None) -> None:
+    """Record the entry just made; if the manifest cannot take it (a full disk), the entry goes
+    again, so that nothing unrecorded is left in the tree."""
+    try:
+        writer.record(rel, kind, target)
+    except BaseException:
+        path = writer.root / rel
+        with suppress(OSError):
+            os.rmdir(path) if path.is_dir() and not path.is_symlink() else os.unlink(path)
+        raise
+
+
+def _ensure_dir(writer: ManifestWriter, rel: str, link_root: Path, kind: str = "dir") -> None:
+    """Make the folder ``rel`` of the tree being built, and its missing parents (recorded as ``kind``
+    and ``dir``); a file kept in the way is an error naming it where it is, under ``link_root``."""
+    parts = rel.split("/")
+    for i in range(len(parts)):
+        sub = "/".join(parts[:i + 1])
+        path = writer.root / sub
+        if path.is_dir() and not path.is_symlink():
+            continue
+        writer.intend([(sub, "dir", None)])
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise ImgclustError(f"{link_root / sub}: a file imgclust did not make is where the "
+                                f"folder {sub} goes; move it away and run again") from None
+        _record(writer, sub, kind if i == len(parts) - 1 else "dir")
+
+
+def _carry(link_root: Path, previous, writer: ManifestWriter) -> list[str]:
+    """Give each entry of ``link_root`` that ``previous`` does not prove imgclust's a second name at
+    the same place in the tree being built (folders are made anew); returns their relative paths."""
+    kept = []
+    try:
+        entries = foreign(link_root, previous)
+    except OSError as exc:
+        raise ImgclustError(f"{exc.filename}: cannot be read ({exc.strerror}), so imgclust cannot tell what in it is "
+                            f"yours to keep; make it readable or move it out of {link_root}") from None
+    for rel, st in entries:
+        if stat.S_ISDIR(st.st_mode):
+            _ensure_dir(writer, rel, link_root, "kept")
+        else:
+            if "/" in rel:
+                _ensure_dir(writer, rel.rsplit("/", 1)[0], link_root)
+            writer.intend([(rel, "kept", None)])
+            try:
+                os.link(link_root / rel, writer.root / rel, follow_symlinks=False)
+            except OSError as exc:
+                raise ImgclustError(f"{link_root / rel}: imgclust did not make this file and cannot keep it in the new "
+                                    f"link folder ({exc.strerror}); move it out of {link_root} and run again") from None
+            _record(writer, rel, "kept")
+        kept.append(rel)
+    return kept
+
+
+def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Mapping[str, Sequence[str]],
+          mode: str) -> dict[str, int]:
+    made: dict[str, int] = {}
+    base, photos = os.fspath(writer.root), os.fspath(image_dir)  # strings, not pathlib: once per photo
+    for name, members in folders.items():
+        existed = os.path.isdir(f"{base}/{name}")  # made to keep a user's files: their names are taken
+        _ensure_dir(writer, name, link_root)
+        links, taken = [], set()
+        for rel in members:
+            flat = _flat_name(rel)
+            link, n = flat, 1
+            # "a__b.jpg" and "a/b.jpg" flatten alike; a file kept from the previous tree keeps its name
+            while link in taken or (existed and os.path.lexists(f"{base}/{name}/{link}")):
+                stem, suffix = os.path.splitext(flat)
+                link = _flat_name(f"{stem}~{n}{suffix}")
+                n += 1
+            taken.add(link)
+            links.append((f"{name}/{link}", f"{photos}/{rel}"))
+        writer.intend([(entry, "link", source) for entry, source in links])
+        for entry, source in links:
+            kind = _place(source, f"{base}/{entry}", mode)
+            _record(writer, entry, kind, source if kind == "symlink" else None)
+            made[kind] = made.get(kind, 0) + 1
     return made
 
 
@@ -206,8 +356,8 @@ def _swap_in(building: Path, link_root: Path) -> None:
     if not (link_root.exists() or link_root.is_symlink()):
         os.rename(building, link_root)
     elif not exchange(building, link_root):
-        # No atomic exchange here: two renames, with a window where only the .old twin exists.
-        old = building.with_name(building.name.replace(".new-", ".old-"))
+        # No atomic exchange here: two renames, with a window where only the -old twin exists.
+        old = building.with_name(building.name + "-old")
         os.rename(link_root, old)
         os.rename(building, link_root)
         os.rename(old, building)

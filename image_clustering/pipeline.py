@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import stat
 import time
 import zipfile
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .networks import NETWORKS, load_network
 from .networks import source as weight_source
-from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, write_labels
+from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, remove_link_tree, write_labels
 from .plots import (
     contact_sheet,
     plot_boxed_dendrogram,
@@ -183,8 +183,9 @@ def _clustering_input(config: Config) -> tuple[list[str], np.ndarray | FeatureRo
 
 
 def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[str]:
-    """Paths of ``paths`` whose photo no longer exists; warns about them and about photos whose
-    size or modification time changed since their vectors were computed."""
+    """Paths of ``paths`` whose photo no longer exists — or is no longer a file (a folder or a FIFO
+    put in its place: nothing to link or read); warns about them and about photos whose size or
+    modification time changed since their vectors were computed."""
     gone, changed = set(), []
     for image in store.images:
         if image.path not in paths:
@@ -194,10 +195,14 @@ def _gone_photos(config: Config, store: FeatureStore, paths: set[str]) -> set[st
         except OSError:
             gone.add(image.path)
             continue
+        if not stat.S_ISREG(st.st_mode):
+            gone.add(image.path)
+            continue
         if (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
             changed.append(image.path)
     if gone:
-        logger.warning(f"warning: {len(gone)} photos were deleted since `imgclust extract` (e.g. {min(gone)}); "
+        logger.warning(f"warning: {len(gone)} photos were deleted since `imgclust extract`, or are no longer files "
+            f"(e.g. {min(gone)}); "
             "left out of this run — run `imgclust extract` to update the store")
     if changed:
         logger.warning(f"warning: {len(changed)} photos changed since `imgclust extract` (e.g. {changed[0]}); their old "
@@ -746,7 +751,7 @@ def cluster_by_tags(config: Config, label_file: Path | None = None) -> TagCluste
     _log_not_local(n, photos, config.paths.image_dir, "clustered, not linked")
     stale = config.layout.link_root(of_tags=True)
     if not local and is_link_folder(stale):  # an earlier run's links; nothing to link now
-        shutil.rmtree(stale)
+        remove_link_tree(stale)  # only what imgclust made: a user's files stay
         logger.info(f"{stale}: link folders of an earlier run removed (no row of the table is a local photo)")
     if song:  # the R code's curve is 1 − separation
         figure = plot_tag_k(choice.ks, 1.0 - choice.separation, choice.knee,

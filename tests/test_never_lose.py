@@ -82,11 +82,14 @@ def test_a_folder_imgclust_did_not_make_is_never_replaced(tmp_path):
         build_link_folders(own, photos, names, np.array([0, 1]), 2)
     assert (own / "mine.jpg").is_file() and not [p for p in own.parent.iterdir() if p.name.startswith(".")]
 
-    legacy = tmp_path / "links" / "legacy"  # made by an imgclust without the marker: only folders of links
+    # Only folders of links, as link folders made before the marker were, and as a hand-made album
+    # is (issue 21 D1): nothing proves imgclust made it, so it is refused too.
+    legacy = tmp_path / "links" / "legacy"
     (legacy / "0_1").mkdir(parents=True)
     os.symlink(photos / "a.jpg", legacy / "0_1" / "a.jpg")
-    build_link_folders(legacy, photos, names, np.array([0, 0]), 1)
-    assert sorted(p.name for p in legacy.iterdir()) == [MARKER, "0_2"]
+    with pytest.raises(ImgclustError, match="not made by imgclust"):
+        build_link_folders(legacy, photos, names, np.array([0, 0]), 1)
+    assert os.readlink(legacy / "0_1" / "a.jpg") == str(photos / "a.jpg")
     assert digests(photos).keys() == set(names)
 
 
@@ -210,3 +213,81 @@ def test_cluster_notices_deleted_and_changed_photos(collection, random_extractor
     assert any("1 photos changed" in s and "p1.jpg" in s for s in said)
     links = [p for p in result.link_root.rglob("*") if p.is_symlink()]
     assert len(links) == 5 and all(p.resolve().is_file() for p in links)
+
+
+@pytest.fixture
+def bind_mount(tmp_path):
+    """``bind_mount(folder)``: a second path to ``folder`` (``mount --bind``), unmounted afterwards;
+    the test is skipped where mounting is not allowed (not root)."""
+    mounted = []
+
+    def bind(folder: Path) -> Path:
+        alias = tmp_path / f"alias{len(mounted)}"
+        alias.mkdir()
+        done = subprocess.run(["mount", "--bind", str(folder), str(alias)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {done.stderr.decode().strip()}")
+        mounted.append(alias)
+        return alias
+
+    yield bind
+    for alias in reversed(mounted):
+        subprocess.run(["umount", "-l", str(alias)], capture_output=True)
+
+
+@pytest.mark.parametrize("key", ["link_dir", "plot_dir", "vector_dir", "cluster_label_dir", "model_dir"])
+def test_outputs_in_the_photos_through_a_second_path_are_refused(tmp_path, bind_mount, key):
+    """Issue 21 D5: the photo folder reached through a bind mount (a share mounted twice) is the
+    same folder: same device and inode, whatever the path says."""
+    photos = tmp_path / "Photos"
+    photo(photos / "holiday" / "a.jpg", 0)
+    (photos / "holiday" / "plots").mkdir()
+    alias = bind_mount(photos)
+    holiday = photos / "holiday"
+    for folder, how in [(alias / "holiday", "is"), (alias / "holiday" / "plots", "lies inside"),
+                        (alias / "holiday" / "new" / "deeper", "lies inside"), (alias, "contains")]:
+        with pytest.raises(ImgclustError, match=rf"paths\.{key}: .* {how} paths\.image_dir"):
+            config_from_dict(raw_config(holiday, tmp_path, **{key: str(folder)}))
+    config_from_dict(raw_config(holiday, tmp_path, **{key: str(tmp_path / "elsewhere")}))  # still fine
+
+
+def test_a_photo_replaced_by_a_folder_or_a_fifo_is_left_out_like_a_deleted_one(collection, random_extractor,
+                                                                             caplog):
+    """Issue 21 D11: ``rm p.jpg; mkdir p.jpg`` (or a FIFO) after extract: not linked, not 'changed'."""
+    config, _ = collection
+    extract_features(config, random_extractor, progress=False)
+    (config.paths.image_dir / "p0.jpg").unlink()
+    (config.paths.image_dir / "p0.jpg").mkdir()
+    (config.paths.image_dir / "p2.jpg").unlink()
+    os.mkfifo(config.paths.image_dir / "p2.jpg")
+    result = pipeline.cluster(config, progress=False)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "p0.jpg" not in result.paths and "p2.jpg" not in result.paths and len(result.paths) == 4
+    assert any("2 photos were deleted" in s for s in said) and not any("changed" in s for s in said)
+    links = [p for p in result.link_root.rglob("*") if p.is_symlink()]
+    assert len(links) == 4 and all(p.resolve().is_file() for p in links)
+
+
+def test_files_added_to_a_copied_cluster_folder_survive_the_next_cluster(tmp_path, make_config, random_extractor):
+    """Issue 21 D1 as reported: ``"link": "copy"``, cluster, add a photo and a captions file to a
+    cluster folder, cluster again with another k: both still there, byte for byte."""
+    photos = tmp_path / "photos"
+    for i in range(6):
+        photo(photos / f"p{i}.jpg", i)
+    config = make_config(photos, extractor="inception_v3", k=2, link="copy")
+    extract_features(config, random_extractor, progress=False)
+    result = CliRunner().invoke(main, ["cluster", "--config", str(config.source), "-q"])
+    assert result.exit_code == 0, result.output
+    folder = next(p for p in (config.paths.link_dir / "test").iterdir() if p.is_dir())
+    (folder / "captions.txt").write_text("p0: the beach\n")
+    photo(folder / "my_edit.jpg", 99)
+    added = digests(folder)
+    added = {name: added[name] for name in ("captions.txt", "my_edit.jpg")}
+    raw = json.loads(config.source.read_text())
+    raw["model"]["k"] = 3
+    config.source.write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["cluster", "--config", str(config.source)])
+    assert result.exit_code == 0, result.output
+    assert {name: digests(folder).get(name) for name in added} == added
+    copies = [p for p in (config.paths.link_dir / "test").rglob("*.jpg") if p.name.startswith("p")]
+    assert len(copies) == 6 and not any(p.is_symlink() for p in copies)
