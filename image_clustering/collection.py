@@ -255,8 +255,8 @@ def apply_edits(paths: list[str], base: np.ndarray, edits: list[Edit], previous:
 
     ``move`` pins a photo to a cluster, ``exclude`` takes it out (-2), ``merge`` gives every photo
     of one cluster the other's id (the name of the first, else the second, stays), ``rename``
-    names a cluster, ``split`` gives each photo it recorded its piece and places the photos of the
-    cluster it did not see (added since) with the piece most of their graph neighbours are in
+    names a cluster, ``split`` gives each photo it recorded its piece (wherever the clustering put
+    it) and places the photos of the cluster it did not see (added since) with the piece most of their graph neighbours are in
     (``affinity``), else where they were (``previous``), else in the first piece (which keeps the
     cluster's id and name). Edits naming a photo that is gone are skipped and reported.
 
@@ -290,29 +290,26 @@ def apply_edits(paths: list[str], base: np.ndarray, edits: list[Edit], previous:
 
 
 def _apply_split(ids, paths, index, args, previous, affinity) -> None:
-    members = np.flatnonzero(ids == args["cluster"])
-    pieces = args["pieces"]
-    unseen = []
-    for i in members:
-        piece = pieces.get(paths[i])
-        if piece is None:
-            unseen.append(i)
-        else:
-            ids[i] = piece
+    # The photos the split saw stay in their pieces wherever a later clustering put them.
+    unseen = [i for i in np.flatnonzero(ids == args["cluster"]) if paths[i] not in args["pieces"]]
+    for p, piece in args["pieces"].items():
+        if p in index:
+            ids[index[p]] = piece
     if not unseen:
         return
     piece_ids = np.array(args["ids"])
-    recorded = np.array([index[p] for p in pieces if p in index], dtype=np.int64)
+    recorded = np.array([index[p] for p in args["pieces"] if p in index], dtype=np.int64)
+    affinity = None if affinity is None else sparse.csr_matrix(affinity)
     for i in unseen:
-        choice = args["cluster"]
+        choice = None
         if affinity is not None and len(recorded):
-            row = affinity[i].toarray().ravel()[recorded] if sparse.issparse(affinity) else affinity[i][recorded]
+            row = affinity[i].toarray().ravel()[recorded]
             weight = [row[ids[recorded] == c].sum() for c in piece_ids]
             if max(weight) > 0:
                 choice = int(piece_ids[int(np.argmax(weight))])
-        elif previous is not None and previous.get(paths[i]) in set(piece_ids.tolist()):
+        if choice is None and previous is not None and previous.get(paths[i]) in set(piece_ids.tolist()):
             choice = previous[paths[i]]
-        ids[i] = choice
+        ids[i] = args["cluster"] if choice is None else choice
 
 
 # ---------------------------------------------------------------- the state

@@ -13,8 +13,9 @@ made or removed; :func:`undo` removes what the journal lists. Safety rules:
 - a journal entry is removed only while it still is what was made: the same kind, the same
   inode, size and modification time (a copy the user edited, or a file put in its place, stays);
 - folders are removed only when this tool made them and they are empty.
-A crash between a file operation and its journal note leaves at most one file the journal does
-not know, which is then never removed (the safe side).
+Each file is noted as pending before it is made and completed after: a crash in between leaves
+a pending note, and the file is counted as made here only if it is exactly the photo's link or
+copy (same link target; same inode for a hard link; same bytes for a copy).
 """
 from __future__ import annotations
 
@@ -105,12 +106,28 @@ def matches(path: Path, entry: dict) -> bool:
     except OSError:
         return False
     kind = entry["kind"]
+    if entry["inode"] is None:  # pending: noted before it was made, the process died before completing it
+        return _is_made_from(path, kind, entry["source"], st)
     if kind == "dir":
         return os.path.isdir(path) and not os.path.islink(path) and st.st_ino == entry["inode"]
     if kind == "symlink":
         return os.path.islink(path) and os.readlink(path) == entry["source"] and st.st_ino == entry["inode"]
     return (not os.path.islink(path) and os.path.isfile(path) and st.st_ino == entry["inode"]
             and st.st_size == entry["size"] and st.st_mtime_ns == entry["mtime_ns"])
+
+
+def _is_made_from(path: Path, kind: str, source: str | None, st: os.stat_result) -> bool:
+    import filecmp
+
+    if kind == "symlink":
+        return os.path.islink(path) and os.readlink(path) == source
+    if kind == "dir":
+        return os.path.isdir(path) and not os.path.islink(path)
+    if os.path.islink(path) or not os.path.isfile(path) or source is None:
+        return False
+    if kind == "hardlink":
+        return os.stat(source).st_ino == st.st_ino
+    return os.path.getsize(source) == st.st_size and filecmp.cmp(source, path, shallow=False)
 
 
 def plan(folders: dict[str, list[str]], image_dir: Path, root: Path, mode: str, journal: dict[str, dict]) -> Plan:
@@ -134,6 +151,9 @@ def plan(folders: dict[str, list[str]], image_dir: Path, root: Path, mode: str, 
     changed: set[str] = set()
     for path, entry in sorted(journal.items()):
         if entry["kind"] == "dir":
+            continue
+        if not os.path.lexists(root / path):  # deleted since, or never made (a pending note): made again if wanted
+            result.steps.append(Step("forget", path, note="no longer there"))
             continue
         if path in want and entry["kind"] == mode and entry["source"] == sources[path] and matches(root / path, entry):
             keep.add(path)
@@ -204,7 +224,8 @@ def apply(p: Plan, state) -> dict[str, int]:
             state.record(p.root, step.path, None)
         elif step.action == "forget":
             state.record(p.root, step.path, None)
-            count("left")
+            if os.path.lexists(path):
+                count("left")
             continue
         elif step.action == "rmdir":
             try:
@@ -213,6 +234,7 @@ def apply(p: Plan, state) -> dict[str, int]:
                 pass
             state.record(p.root, step.path, None)
         elif step.action == "mkdir":
+            state.record(p.root, step.path, {"kind": "dir", "source": None})  # pending
             path.mkdir(parents=not step.path)
             state.record(p.root, step.path, _entry(path, "dir", None))
         elif step.action == "place":
@@ -222,6 +244,7 @@ def apply(p: Plan, state) -> dict[str, int]:
             if path.is_symlink() or path.exists():  # a stale entry of ours in the way
                 path.unlink()
                 state.record(p.root, step.path, None)
+            state.record(p.root, step.path, {"kind": p.mode, "source": step.source})  # pending
             _make(step.source, path, p.mode)
             state.record(p.root, step.path, _entry(path, p.mode, step.source))
         count(step.action)
@@ -242,7 +265,9 @@ def undo(root: str, state) -> dict[str, int]:
     dirs = sorted((p for p, e in journal.items() if e["kind"] == "dir"), key=lambda d: (-d.count("/"), -len(d)))
     for rel in [*sorted(files), *dirs]:
         entry, path = journal[rel], Path(root) / rel if rel else Path(root)
-        if matches(path, entry):
+        if not os.path.lexists(path):
+            pass
+        elif matches(path, entry):
             try:
                 path.rmdir() if entry["kind"] == "dir" else path.unlink()
                 done["removed"] += 1
