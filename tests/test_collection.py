@@ -57,6 +57,38 @@ def test_folder_names_are_safe_unique_and_fall_back_to_the_id():
     assert safe_folder_name("  church + monastery ") == "church + monastery"
 
 
+def test_the_state_refuses_a_foreign_file_and_a_newer_schema(tmp_path):
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ImgclustError, match="not a collection database"):
+        open_collection(tmp_path / "junk.sqlite")
+    with open_collection(tmp_path / "c.sqlite") as state:
+        state.db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(ImgclustError, match="newer imgclust"):
+        open_collection(tmp_path / "c.sqlite")
+
+
+def test_edits_on_the_state_name_clusters_by_id_or_name_and_undo_in_order(tmp_path):
+    paths = ["a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg", "c/\udce9.jpg"]  # one name that is not UTF-8
+    with open_collection(tmp_path / "c.sqlite") as state:
+        with pytest.raises(ImgclustError, match="no clusters yet"):
+            state.rename(0, "x")
+        state.recluster(paths, np.array([0, 0, 1, 1, 2]), None, "s", "first run")
+        state.rename(1, "Beach")
+        with pytest.raises(ImgclustError, match="already has it"):
+            state.rename(0, "Beach")
+        assert state.resolve_cluster("beach") == 1 and state.resolve_cluster("1") == 1
+        state.move("a/1.jpg", "Beach")
+        state.merge("Beach", 2)
+        assert state.labels() == {"a/1.jpg": 1, "a/2.jpg": 0, "b/1.jpg": 1, "b/2.jpg": 1, "c/\udce9.jpg": 1}
+        assert state.undo().op == "merge" and state.undo().op == "move"
+        assert state.labels()["a/1.jpg"] == 0 and state.names() == {1: "Beach"}
+        assert [e.undone for e in state.edits()] == [False, True, True, False, False]
+        state.undo()
+        with pytest.raises(ImgclustError, match="no edit to undo"):
+            state.undo()
+        assert state.check() == []
+
+
 # ------------------------------------------------------------ on real photos
 
 @pytest.fixture(scope="module")
