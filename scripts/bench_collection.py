@@ -121,7 +121,17 @@ def stability(args, photos, vectors, out, rels, first) -> dict:
     clear_caches(cfg)
     rre, tre = timed(cfg, recluster=True, name="recluster")
     re_after = dict(zip(rre.paths, rre.ids.tolist()))
-    return {"photos_first": len(first), "photos_all": len(rels),
+    subject = {}
+    if args.new_class:  # a subject absent from the first 70 %: does it become a cluster of its own?
+        new_ids = set(rinc.collection.new_clusters)
+        of_class = [c for p, c in after.items() if p.startswith(args.new_class + "/")]
+        in_new = [p for p, c in after.items() if c in new_ids]
+        subject = {"new_class": args.new_class, "new_class_photos": len(of_class),
+                   "new_class_in_new_clusters": float(np.mean([c in new_ids for c in of_class])),
+                   "new_cluster_sizes": [int(sum(c == i for c in after.values())) for i in sorted(new_ids)],
+                   "new_cluster_purity": float(np.mean([p.startswith(args.new_class + "/") for p in in_new]))
+                   if in_new else None}
+    return {**subject, "photos_first": len(first), "photos_all": len(rels),
             "kept_id_incremental": float(kept),
             "kept_id_recluster": float(np.mean([re_after[p] == c for p, c in before.items()])),
             "new_clusters_incremental": len(rinc.collection.new_clusters),
@@ -223,6 +233,8 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--k", default=10, type=lambda v: v if v == "auto" else int(v))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--new-class", help="leave this class (folder) out of the first 70 %% entirely")
+    parser.add_argument("--only-stability", action="store_true")
     args = parser.parse_args()
     args.name = args.name or args.set.split("_")[0]
     photos = SHARED / "datasets" / args.set
@@ -230,11 +242,16 @@ def main():
     order = rels[:]
     random.Random(args.seed).shuffle(order)
     first = sorted(order[:int(0.7 * len(order))])
+    if args.new_class:
+        first = [p for p in first if not p.startswith(args.new_class + "/")]
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.out / "grown", ignore_errors=True)
     report = {"set": args.set, "k": args.k, "seed": args.seed}
     report["stability"] = stability(args, photos, args.vectors, args.out, rels, first)
     print(json.dumps(report["stability"], indent=1), flush=True)
+    if args.only_stability:
+        (args.out / f"collection_{args.set}_{args.new_class}.json").write_text(json.dumps(report, indent=1))
+        return
     report["corrections"] = corrections(args, photos, args.vectors, args.out, rels, first)
     print(json.dumps(report["corrections"], indent=1), flush=True)
     report["organise"] = organise_check(args, photos, args.vectors, args.out)
