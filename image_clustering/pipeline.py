@@ -509,7 +509,7 @@ def _cluster(config: Config, progress: bool, write: bool, recluster: bool = Fals
         affinity = knn_rows(views, unplaced, graph_neighbors(len(paths), k_before, m.graph_neighbors), m.seed)
         estimator, embedding, points = None, None, None
         if reason is None:
-            placed = state.incremental(paths, affinity, settings, m.seed)
+            placed = state.incremental(paths, affinity, settings)
             logger.info(f"{placed.added} new photos placed, {placed.removed} gone, {len(placed.new_clusters)} new "
                         f"clusters; `imgclust cluster --recluster` clusters afresh")
         else:
