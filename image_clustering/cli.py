@@ -142,13 +142,119 @@ def _cluster_line(result) -> str:
 
 @main.command(cls=_Command)
 @_common
-def cluster(config_path, quiet):
-    """Cluster (model.algorithm) and link the images into one folder per cluster."""
+@click.option("--recluster", is_flag=True, help="Cluster all photos afresh (ids matched to the previous run's by "
+              "overlap, edits kept) instead of placing the new photos into the existing clusters.")
+def cluster(config_path, quiet, recluster):
+    """Cluster (model.algorithm) and link the images into one folder per cluster; later runs keep the clusters."""
     pipeline = _start(quiet)
     config = load_config(config_path)
-    result = pipeline.cluster(config, progress=not quiet)
+    result = pipeline.cluster(config, progress=not quiet, recluster=recluster)
     click.echo(_cluster_line(result))
     click.echo(f"report: {pipeline.report(config)}")
+
+
+@main.group(context_settings={"help_option_names": ["-h", "--help"]})
+def edit():
+    """Correct the clusters: every later `cluster` keeps these edits until undone.
+
+    CLUSTER is a cluster id or name; PHOTO the path as the labels CSV writes it."""
+
+
+def _edit(config_path, quiet, op, **args):
+    pipeline = _start(quiet)
+    for line in pipeline.edit(load_config(config_path), op, **args).lines:
+        click.echo(line)
+
+
+@edit.command("rename", cls=_Command)
+@_common
+@click.argument("cluster")
+@click.argument("name")
+def edit_rename(config_path, quiet, cluster, name):
+    """Name a cluster (its folders take the name)."""
+    _edit(config_path, quiet, "rename", cluster=cluster, name=name)
+
+
+@edit.command("move", cls=_Command)
+@_common
+@click.argument("photo")
+@click.argument("cluster")
+def edit_move(config_path, quiet, photo, cluster):
+    """Move PHOTO to CLUSTER and pin it there."""
+    _edit(config_path, quiet, "move", photo=photo, cluster=cluster)
+
+
+@edit.command("merge", cls=_Command)
+@_common
+@click.argument("into")
+@click.argument("other")
+def edit_merge(config_path, quiet, into, other):
+    """Merge cluster OTHER into cluster INTO (which keeps its id and name)."""
+    _edit(config_path, quiet, "merge", into=into, other=other)
+
+
+@edit.command("split", cls=_Command)
+@_common
+@click.argument("cluster")
+@click.option("--k", "k", default=2, show_default=True, type=click.IntRange(2), help="Into how many clusters.")
+def edit_split(config_path, quiet, cluster, k):
+    """Split a cluster in K by its photos' feature graph (the largest part keeps the id and name)."""
+    _edit(config_path, quiet, "split", cluster=cluster, k=k)
+
+
+@edit.command("exclude", cls=_Command)
+@_common
+@click.argument("photo")
+def edit_exclude(config_path, quiet, photo):
+    """Take PHOTO out of every cluster."""
+    _edit(config_path, quiet, "exclude", photo=photo)
+
+
+@edit.command("undo", cls=_Command)
+@_common
+def edit_undo(config_path, quiet):
+    """Undo the latest edit still in force."""
+    _edit(config_path, quiet, "undo")
+
+
+@edit.command("log", cls=_Command)
+@_common
+def edit_log(config_path, quiet):
+    """List the edits, oldest first."""
+    _edit(config_path, quiet, "log")
+
+
+@edit.command("apply", cls=_Command)
+@_common
+@click.argument("file", type=click.Path(dir_okay=False))
+def edit_apply(config_path, quiet, file):
+    """Apply a JSON list of edits (as the report exports them), all or none."""
+    _edit(config_path, quiet, "apply", file=file)
+
+
+@main.command(cls=_Command)
+@_common
+@click.option("--to", "to", type=click.Path(file_okay=False), help="Folder to lay the clusters out in.")
+@click.option("--mode", type=click.Choice(["copy", "hardlink", "symlink"]), default="copy", show_default=True,
+              help="Copies (editing them never changes a photo), hard links or symbolic links.")
+@click.option("--dry-run", is_flag=True, help="Print and write the plan; change nothing.")
+@click.option("--undo", is_flag=True, help="Remove what earlier organise runs made (under --to, else everywhere).")
+def organise(config_path, quiet, to, mode, dry_run, undo):
+    """Lay the photos out as one named folder per cluster under DIR; re-run after edits, undo any time."""
+    pipeline = _start(quiet)
+    config = load_config(config_path)
+    result = pipeline.organise(config, Path(to) if to else None, mode, dry_run, undo)
+    if undo:
+        click.echo(f"organise --undo: removed {result.done.get('removed', 0)}, left {result.done.get('left', 0)} "
+                   "(changed since they were made)")
+        return
+    if dry_run or not quiet:
+        for step in result.plan.steps:
+            click.echo(step.line())
+    counts = ", ".join(f"{a} {result.plan.count(a)}" for a in ("place", "remove", "mkdir", "rmdir", "conflict")
+                       if result.plan.count(a))
+    click.echo(f"organise{' (dry run)' if dry_run else ''}: {counts or 'nothing to do'} in {result.plan.root}; "
+               f"plan {result.plan_file}")
 
 
 @main.command(cls=_Command)

@@ -315,6 +315,40 @@ def knn_affinity(views: list[np.ndarray], n_neighbors: int, seed: int = 0) -> sp
     return sparse.csr_matrix(total)
 
 
+def knn_rows(views: list[np.ndarray], rows: np.ndarray, n_neighbors: int, seed: int = 0) -> sparse.csr_matrix:
+    """The rows ``rows`` of the :func:`knn_affinity` graph's directed half: each of those photos
+    joined (weight 0.5 per view) to its ``n_neighbors`` nearest among all photos, by the same
+    per-view PCA and cosine distance; the other rows are empty. What placing new photos into
+    existing clusters needs, at the cost of ``len(rows)`` queries instead of N.
+
+    Args:
+        views: float arrays (N, D_i), rows aligned.
+        rows: int indices of the photos to join.
+        n_neighbors: neighbours per photo (below N).
+
+    Returns:
+        float64 sparse (N, N), non-zero only in ``rows``.
+    """
+    from .embedding import pca_features, unit_rows
+
+    n = views[0].shape[0]
+    rows = np.asarray(rows, dtype=np.int64)
+    total = sparse.csr_matrix((n, n))
+    if not len(rows):
+        return total
+    for view in views:
+        reduced = pca_features(unit_rows(view), GRAPH_PCA, seed, standardize=False)
+        _, found = NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), metric="cosine").fit(reduced).kneighbors(
+            reduced[rows])
+        src, dst = [], []
+        for r, near in zip(rows, found):
+            near = [j for j in near if j != r][:n_neighbors]  # a photo is not its own neighbour
+            src.extend([r] * len(near))
+            dst.extend(near)
+        total = total + sparse.csr_matrix((np.full(len(src), 0.5), (src, dst)), shape=(n, n))
+    return sparse.csr_matrix(total)
+
+
 def cluster_spectral(x: np.ndarray, k: int, views: list[np.ndarray] | None = None, seed: int = 0,
                      n_neighbors: int = GRAPH_NEIGHBORS, vote_sweeps: int = VOTE_SWEEPS) -> Clustering:
     """Spectral clustering (Shi & Malik 2000; Ng, Jordan & Weiss 2002; scikit-learn's

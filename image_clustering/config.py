@@ -324,6 +324,17 @@ class Layout:
         return (folder / f"{self.name}_network.gexf", folder / f"{self.name}_edges.csv",
                 folder / f"{self.name}_nodes.csv")
 
+    @property
+    def collection_db(self) -> Path:
+        """The living collection's state (cluster ids, names, memberships, edits, organise
+        journals; :mod:`image_clustering.collection`), with the tables it stands behind."""
+        return self.paths.cluster_label_dir / f"{self.name}_collection.sqlite"
+
+    @property
+    def organise_plan(self) -> Path:
+        """The plan of the last ``imgclust organise`` (dry run or real)."""
+        return self.paths.cluster_label_dir / f"{self.name}_organise_plan.json"
+
     def link_root(self, of_tags: bool = False) -> Path:
         return self.paths.link_dir / self._labels_name(of_tags)
 

@@ -27,6 +27,9 @@ from .ownership import MANIFEST, ManifestWriter, foreign, open_regular, read_man
 log = logging.getLogger(__name__)
 
 UNCLUSTERED_NAME = "unclustered"
+EXCLUDED_NAME = "excluded"
+EXCLUDED = -2  # collection.EXCLUDED: a photo the user took out of every cluster
+RESERVED = {UNCLUSTERED_NAME, EXCLUDED_NAME}
 
 
 def cluster_id(cluster: int, k: int) -> str:
@@ -42,30 +45,92 @@ def folder_name(cluster: int, size: int, k: int) -> str:
 
 
 def write_labels(label_dir: Path, object_name: str, paths: list[str], clustering: Clustering,
-                 embedding: np.ndarray) -> tuple[Path, Path]:
-    """Write ``<object_name>.csv`` (path, cluster — -1 for unclustered —, distance to the cluster
-    centre in the clustering space's units, embedding coordinates) and ``<object_name>.json`` (k,
-    sizes, the member paths of each cluster nearest the centre first, and the unclustered paths).
+                 embedding: np.ndarray, ids: np.ndarray | None = None,
+                 names: dict[int, str] | None = None) -> tuple[Path, Path]:
+    """Write ``<object_name>.csv`` (path, cluster — -1 for unclustered —, name, distance to the
+    cluster centre in the clustering space's units, embedding coordinates) and
+    ``<object_name>.json`` (k, sizes, names, the member paths of each cluster nearest the centre
+    first, and the unclustered paths).
+
+    Args:
+        clustering: the partition (labels 0..k−1 by size, -1 unclustered) with its distances.
+        ids: int (N,) the stable cluster id of each photo (:mod:`image_clustering.collection`;
+            -1 unclustered, -2 excluded by the user, written as -1 named ``excluded``); None: the
+            labels of ``clustering``.
+        names: cluster id → name, written in the ``name`` column (empty for unnamed clusters).
 
     Returns:
         The two paths written.
     """
+    ids = np.asarray(clustering.labels if ids is None else ids)
+    names = names or {}
+    excluded = ids == EXCLUDED
+    column = np.where(excluded, UNCLUSTERED, ids)
+
+    def name(c: int, out: bool) -> str:
+        return EXCLUDED_NAME if out else names.get(c, "")
+
     dims = [f"x{j}" for j in range(embedding.shape[1])]
     csv_path = label_dir / f"{object_name}.csv"
-    atomic_write_csv(csv_path, ["path", "cluster", "distance", *dims],
-                     ([path, int(c), "" if np.isnan(d) else f"{d:.6g}", *(f"{v:.6g}" for v in e)]
-                      for path, c, d, e in zip(paths, clustering.labels, clustering.distances, embedding)))
+    atomic_write_csv(csv_path, ["path", "cluster", "name", "distance", *dims],
+                     ([path, int(c), name(int(c), out), "" if np.isnan(d) else f"{d:.6g}", *(f"{v:.6g}" for v in e)]
+                      for path, c, out, d, e in zip(paths, column, excluded, clustering.distances, embedding)))
     clusters = {}
-    for c in range(clustering.k):
-        members = np.flatnonzero(clustering.labels == c)
+    for c in sorted(int(c) for c in np.unique(ids) if c >= 0):
+        members = np.flatnonzero(ids == c)
         members = members[np.argsort(clustering.distances[members], kind="stable")]
         clusters[str(c)] = [paths[i] for i in members]
-    doc = {"object_name": object_name, "k": clustering.k, "sizes": [len(v) for v in clusters.values()],
+    doc = {"object_name": object_name, "k": len(clusters), "sizes": [len(v) for v in clusters.values()],
+           "names": {str(c): n for c, n in sorted(names.items()) if str(c) in clusters},
            "clusters": clusters,
-           UNCLUSTERED_NAME: [paths[i] for i in np.flatnonzero(clustering.labels == UNCLUSTERED)]}
+           UNCLUSTERED_NAME: [paths[i] for i in np.flatnonzero(ids == UNCLUSTERED)],
+           EXCLUDED_NAME: [paths[i] for i in np.flatnonzero(excluded)]}
     json_path = label_dir / f"{object_name}.json"
     atomic_write_json(json_path, doc)
     return csv_path, json_path
+
+
+FOLDER_NAME_MAX = 100  # bytes: room under NAME_MAX for a suffix, and names a file manager shows whole
+
+
+def safe_folder_name(text: str) -> str:
+    """``text`` as one portable folder name: NFC, every character other than letters, digits,
+    space and ``-_.,+()&'`` replaced by ``_``, runs of ``_`` and spaces collapsed, no leading
+    or trailing dots or spaces, at most :data:`FOLDER_NAME_MAX` bytes (cut at a character
+    boundary); ``""`` where nothing is left."""
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", str(text))
+    text = "".join(ch if (ch.isalnum() or ch in " -_.,+()&'") else "_" for ch in text)
+    text = re.sub(r"_+", "_", re.sub(r"\s+", " ", text)).strip(" ._")
+    raw = text.encode("utf-8", "surrogateescape")[:FOLDER_NAME_MAX]
+    return raw.decode("utf-8", "ignore").strip(" ._")
+
+
+def folder_names(labels: dict[int, str | None]) -> dict[int, str]:
+    """Link and organise folder of each cluster: ``labels[id]`` (its name, else its tag words)
+    made safe (:func:`safe_folder_name`), else the id; names equal apart from case get
+    ``_<id>`` behind all but the lowest id, so every folder is unique and, while names do not
+    change, the same run after run. ``unclustered`` and ``excluded`` are reserved.
+
+    Args:
+        labels: cluster id (≥ 0) → name or tag words (None or empty: no label).
+
+    Returns:
+        cluster id → folder name.
+    """
+    base = {c: safe_folder_name(t) if t else "" for c, t in labels.items()}
+    base = {c: t if t and t.casefold() not in RESERVED else str(c) for c, t in base.items()}
+    seen: set[str] = set()
+    out = {}
+    for c in sorted(base):
+        name = base[c]
+        if name.casefold() in seen:
+            name = f"{name}_{c}"
+        seen.add(name.casefold())
+        out[c] = name
+    return out
 
 
 def read_labels(csv_path: Path) -> dict[str, int]:
@@ -225,9 +290,10 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
 
 
 def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int,
-                       mode: str = "symlink", before_swap=None) -> dict[str, int]:
-    """Rebuild ``link_root`` with one folder per cluster (:func:`folder_name`) holding a link to each
-    member photo, through :func:`write_link_tree` (atomic; only what imgclust made is replaced).
+                       mode: str = "symlink", before_swap=None, names: dict[int, str] | None = None) -> dict[str, int]:
+    """Rebuild ``link_root`` with one folder per cluster (``names``, else :func:`folder_name`)
+    holding a link to each member photo, through :func:`write_link_tree` (atomic; only what
+    imgclust made is replaced).
 
     Args:
         link_root: ``<link_dir>/<object_name>``.
@@ -237,6 +303,7 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
         mode: first choice of ``symlink``, ``hardlink``, ``copy``; later ones are fallbacks.
         before_swap: called once the new tree is complete, just before it replaces the old one
             (the workflow writes the label files there, so labels and links change together).
+        names: label → folder name (:func:`folder_names`); None: :func:`folder_name`.
 
     Returns:
         Count of each kind of link made, e.g. ``{"symlink": 56}``.
@@ -246,11 +313,17 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
     """
     labels = np.asarray(labels)
     sizes = np.bincount(labels[labels >= 0], minlength=k)
-    folders: dict[str, list[str]] = {folder_name(c, int(sizes[c]), k): [] for c in range(k) if sizes[c]}
+
+    def name(c: int) -> str:
+        if c < 0:
+            return UNCLUSTERED_NAME
+        return names[c] if names else folder_name(c, int(sizes[c]), k)
+
+    folders: dict[str, list[str]] = {name(c): [] for c in range(k) if sizes[c]}  # no empty folders
     if (labels == UNCLUSTERED).any():
         folders[UNCLUSTERED_NAME] = []
     for rel, c in zip(paths, labels):
-        folders[folder_name(int(c), int(sizes[c]) if c >= 0 else 0, k)].append(rel)
+        folders[name(int(c))].append(rel)
     return write_link_tree(link_root, image_dir, folders, mode, before_swap).made
 
 

@@ -24,14 +24,15 @@ from . import backend
 from . import embedding as embedding_mod
 from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
-from .clustering import AutoKClustering, KSweep, sweep_k
+from .clustering import AutoKClustering, Clustering, KSweep, graph_neighbors, knn_rows, sweep_k
+from .collection import EXCLUDED, Reconciled, open_collection
 from .config import Config
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
 from .networks import NETWORKS, load_network
 from .networks import source as weight_source
-from .outputs import build_link_folders, cluster_id, is_link_folder, read_labels, remove_link_tree, write_labels
+from .outputs import build_link_folders, cluster_id, folder_names, is_link_folder, read_labels, remove_link_tree, write_labels
 from .plots import (
     contact_sheet,
     plot_boxed_dendrogram,
@@ -419,33 +420,48 @@ class ClusterResult:
     """What ``cluster`` produced: k (clusters, the unclustered images not counted), per-cluster
     sizes (cluster 0 largest), the images left unclustered, the fitted
     :class:`~image_clustering.clustering.AutoKClustering` (labels, centres, distances, sweep,
-    tree), the embedding (float32 (N, reduced_dimension)), and the output paths (written only
-    when ``write``)."""
+    tree; None when the run placed new photos into the existing clusters), the embedding
+    (float32 (N, reduced_dimension); None when not written), and the output paths (written only
+    when ``write``). ``labels`` number the clusters by size (0 the largest, -1 unclustered or
+    excluded), as the plots show them; ``ids`` are the stable cluster ids the label files and
+    folders use, and ``collection`` says how they came about
+    (:class:`~image_clustering.collection.Reconciled`)."""
 
     k: int
     sizes: list[int]
     unclustered: int
     paths: list[str]
     labels: np.ndarray
-    estimator: AutoKClustering
-    embedding: np.ndarray
+    estimator: AutoKClustering | None
+    embedding: np.ndarray | None
     label_files: tuple[Path, Path]
     link_root: Path
     link_kinds: dict[str, int]
+    ids: np.ndarray | None = None
+    collection: Reconciled | None = None
 
     @property
     def sweep(self) -> KSweep | None:
-        return self.estimator.sweep_
+        return None if self.estimator is None else self.estimator.sweep_
 
 
-def cluster(config: Config, progress: bool = True, write: bool = True) -> ClusterResult:
-    """``imgclust cluster``: cluster the images with ``model.algorithm`` in ``model.space`` —
-    k-means or agglomerative at ``model.k`` (``"auto"``: the suggested k of ``find-k``),
-    agglomerative cut at ``model.sim``, or HDBSCAN —; unless ``write`` is False, writes
-    ``<cluster_label_dir>/<object_name>.csv|json``, rebuilds ``<link_dir>/<object_name>/`` with one
-    ``<cluster>_<size>`` folder per cluster (plus ``unclustered``), and draws ``clusters_<d>D.png``,
-    one ``contact_sheet_<cluster>.png`` per cluster and, for agglomerative clustering,
-    ``dendrogram.png``.
+def cluster(config: Config, progress: bool = True, write: bool = True, recluster: bool = False) -> ClusterResult:
+    """``imgclust cluster``: keep the collection's clusters as it grows (:mod:`image_clustering.collection`).
+
+    After the first run, photos added since the last run are placed into the existing clusters
+    by their neighbours in the feature graph (a group of similar new photos with no home becomes
+    a new cluster), photos gone leave, and every other photo keeps its cluster id. A full
+    clustering — ``model.algorithm`` in ``model.space``: k-means or agglomerative at ``model.k``
+    (``"auto"``: the suggested k of ``find-k``), agglomerative cut at ``model.sim``, or HDBSCAN —
+    runs on the first run, with ``recluster``, when the clustering settings changed, or when the
+    new photos outnumber the clustered ones; its clusters take the previous ids by overlap.
+    Either way the user's edits (``imgclust edit``) are applied last.
+
+    Unless ``write`` is False, writes ``<cluster_label_dir>/<object_name>.csv|json`` (stable ids
+    and names), rebuilds ``<link_dir>/<object_name>/`` with one folder per cluster named after
+    the cluster (:func:`~image_clustering.outputs.folder_names`; plus ``unclustered``), and draws
+    ``clusters_<d>D.png``, one ``contact_sheet_<cluster>.png`` per cluster and, for
+    agglomerative clustering, ``dendrogram.png``.
 
     Raises:
         ImgclustError: no feature vectors, ``model.k`` larger than the number of images, or a
@@ -455,7 +471,7 @@ def cluster(config: Config, progress: bool = True, write: bool = True) -> Cluste
 
     start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "cluster"):
-        result = _cluster(config, progress, write)
+        result = _cluster(config, progress, write, recluster)
         record_step(config.feature_dir, "cluster", time.perf_counter() - start)
         return result
 
@@ -466,9 +482,65 @@ def _photo_times(config: Config, paths: list[str]) -> np.ndarray:
     return np.array([photo_time(config.paths.image_dir / p) for p in paths])
 
 
-def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
+# The model keys a partition depends on: when one changes, the next `cluster` clusters afresh.
+CLUSTER_SETTINGS = ("extractor", "weights", "precision", "resize", "standardize", "pca_dimension", "reducer",
+                    "reduced_dimension", "perplexity", "n_neighbors", "k", "k_max", "k_criterion", "space",
+                    "algorithm", "graph_neighbors", "sim", "min_cluster_size", "time_weight", "linkage", "metric",
+                    "n_init", "seed")
+
+
+def _settings(model) -> str:
+    return _key(**{name: getattr(model, name) for name in CLUSTER_SETTINGS})
+
+
+def _network_views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray]:
+    """Each network's columns of the combined feature matrix (the feature graph's views)."""
+    array = vectors.array() if isinstance(vectors, FeatureRows) else vectors
+    ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])
+    return np.split(array, ends[:-1], axis=1)
+
+
+def _cluster(config: Config, progress: bool, write: bool, recluster: bool = False) -> ClusterResult:
     m, layout = config.model, config.layout
     paths, vectors, key = _clustering_input(config)
+    settings = _settings(m)
+    with open_collection(layout.collection_db) as state:
+        reason = "--recluster" if recluster else state.full_reason(paths, settings)
+        previous = state.base()
+        # The feature graph's rows of the photos without a cluster yet: what placing them needs.
+        unplaced = np.array([i for i, p in enumerate(paths) if previous.get(p, -1) < 0], dtype=np.int64)
+        views = _network_views(config, vectors)
+        k_before = len({c for c in previous.values() if c >= 0}) or 1
+        affinity = knn_rows(views, unplaced, graph_neighbors(len(paths), k_before, m.graph_neighbors), m.seed)
+        estimator, embedding, points = None, None, None
+        if reason is None:
+            placed = state.incremental(paths, affinity, settings)
+            logger.info(f"{placed.added} new photos placed, {placed.removed} gone, {len(placed.new_clusters)} new "
+                        f"clusters; `imgclust cluster --recluster` clusters afresh")
+        else:
+            estimator, embedding, points = _fit(config, paths, vectors, key, progress)
+            placed = state.recluster(paths, estimator.labels_, affinity, settings, reason)
+            logger.info(f"clustered afresh ({reason}); ids matched to the previous run's by overlap")
+        for note in placed.notes:
+            logger.warning(f"warning: {note}")
+        if write and layout.tags_csv.is_file():
+            placed.auto_names = state.set_auto_names(_tag_words(layout.tags_csv, paths, placed.ids))
+    if write and embedding is None:
+        embedding = embed(config, vectors, key)
+        points, _ = _space(config, vectors, embedding, key)
+    result = _clustering_of(placed.ids, points)
+    label_files = (layout.labels_csv(), layout.labels_json())
+    link_root, kinds = layout.link_root(), {}
+    if write:
+        kinds = _write_collection(config, placed, result, embedding)
+        _cluster_plots(config, paths, result, estimator, embedding, progress)
+    return ClusterResult(result.k, result.sizes.tolist(), result.unclustered, paths, result.labels, estimator,
+                         embedding, label_files, link_root, kinds, placed.ids, placed)
+
+
+def _fit(config: Config, paths, vectors, key, progress) -> tuple[AutoKClustering, np.ndarray, np.ndarray]:
+    """A full clustering with ``model.algorithm``: (the fitted estimator, embedding, points)."""
+    m = config.model
     embedding = embed(config, vectors, key)
     points, space_key = _space(config, vectors, embedding, key)
     estimator = clustering_estimator(m)
@@ -487,22 +559,58 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
         estimator.fit(points, times=times, sweep=sweep, views=_views(config, vectors))
     except ValueError as exc:
         raise ImgclustError(f"model.algorithm: {exc}") from None
-    result = estimator.clustering_
     if estimator.finds_k_itself():
-        logger.info(f"{result.k} clusters, {result.unclustered} images unclustered")
-    label_files = (layout.labels_csv(), layout.labels_json())
-    link_root, kinds = layout.link_root(), {}
-    if write:
+        logger.info(f"{estimator.clustering_.k} clusters, {estimator.clustering_.unclustered} images unclustered")
+    return estimator, embedding, points
+
+
+def _clustering_of(ids: np.ndarray, points: np.ndarray | None) -> Clustering:
+    """The partition of the stable ``ids`` numbered by size (0 the largest; unclustered and
+    excluded -1), with centres and distances in ``points`` (NaN where there are none)."""
+    from .clustering import by_size, renumber_by_size
+
+    ids = np.asarray(ids)
+    if points is not None:
+        return by_size(points, ids)
+    labels, k = renumber_by_size(ids)
+    return Clustering(labels, np.full(len(ids), np.nan, dtype=np.float32), np.zeros((k, 0), dtype=np.float32))
+
+
+def _tag_words(tags_csv: Path, paths: list[str], ids: np.ndarray) -> dict[int, str]:
+    """Per cluster, its most frequent tag words (each photo's most probable label; those of at
+    least a fifth of the tagged members, two at most), e.g. ``church + monastery``."""
+    from collections import Counter
+
+    from .tags import read_tag_table
+
+    table = read_tag_table(tags_csv)
+    top = {image: max(tags, key=tags.get) for image, tags in zip(table.images, table.tags) if tags}
+    words = {}
+    for c in sorted({int(c) for c in ids if c >= 0}):
+        counts = Counter(top[p] for p, x in zip(paths, ids) if x == c and p in top)
+        tagged = sum(counts.values())
+        chosen = [w for w, n in counts.most_common(2) if n >= tagged / 5]
+        if chosen:
+            words[c] = " + ".join(chosen)
+    return words
+
+
+def _write_collection(config: Config, placed: Reconciled, result: Clustering, embedding: np.ndarray) -> dict[str, int]:
+    """Write the label files and the named link folders of the collection's clusters."""
+    m, layout = config.model, config.layout
+    paths, ids = placed.paths, placed.ids
+    by_id = {int(ids[np.flatnonzero(result.labels == c)[0]]): c for c in range(result.k)}
+    labels = {c: placed.names.get(c) or placed.auto_names.get(c) for c in by_id}
+    folders = {by_id[c]: name for c, name in folder_names(labels).items()}
+    keep = np.flatnonzero(ids != EXCLUDED)  # excluded photos have no folder
+
+    def write():
         # Labels are written once every link is made, just before the new link folder is swapped
         # in: a failure while linking leaves the previous labels and links, which agree.
-        def labels():
-            write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding)
+        write_labels(config.paths.cluster_label_dir, m.object_name, paths, result, embedding, ids, placed.names)
 
-        kinds = build_link_folders(link_root, config.paths.image_dir, paths, result.labels, result.k, m.link,
-                                   before_swap=labels)
-        _cluster_plots(config, paths, estimator, embedding, progress)
-    return ClusterResult(result.k, result.sizes.tolist(), result.unclustered, paths, result.labels, estimator,
-                         embedding, label_files, link_root, kinds)
+    return build_link_folders(layout.link_root(), config.paths.image_dir, [paths[i] for i in keep],
+                              result.labels[keep], result.k, m.link, before_swap=write, names=folders)
 
 
 def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray] | None:
@@ -522,18 +630,19 @@ def algorithm_name(model) -> str:
             "hdbscan": "HDBSCAN"}[model.algorithm]
 
 
-def _cluster_plots(config: Config, paths, estimator: AutoKClustering, embedding, progress: bool) -> None:
-    m, layout, result = config.model, config.layout, estimator.clustering_
+def _cluster_plots(config: Config, paths, result: Clustering, estimator: AutoKClustering | None, embedding,
+                   progress: bool) -> None:
+    m, layout = config.model, config.layout
     how = algorithm_name(m)
     ax = plot_scatter(embedding, result.labels, f"{m.object_name}: {how}, {result.k} clusters")
     save_figure(ax.figure, layout.plot(f"clusters_{m.reduced_dimension}D.png"))
     dendrogram = layout.plot("dendrogram.png")
-    if estimator.tree_ is not None:
-        how = f"sim {m.sim}" if m.sim is not None else f"k = {result.k}"
-        ax = plot_dendrogram(estimator.tree_, result.k, estimator.cut_,
+    if estimator is not None and estimator.tree_ is not None:
+        how = f"sim {m.sim}" if m.sim is not None else f"k = {estimator.clustering_.k}"
+        ax = plot_dendrogram(estimator.tree_, estimator.clustering_.k, estimator.cut_,
                              f"{m.object_name}: {m.linkage} linkage ({m.metric}), {how}")
         save_figure(ax.figure, dendrogram)
-    else:
+    elif estimator is not None:
         dendrogram.unlink(missing_ok=True)  # from an earlier agglomerative run
     for old in layout.plot_dir.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
         old.unlink()
@@ -890,3 +999,137 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
             blocks.append(network.run(pixels[None])["features"])
         query = combine(blocks)[0]
     return [(paths[i], s) for i, s in most_similar(query, rows, n, exclude=row)]
+
+
+@dataclass
+class EditResult:
+    """What ``imgclust edit …`` did: lines to print, the clusters after it (None for ``log``) and
+    whether the label files and link folders were rewritten."""
+
+    lines: list[str]
+    collection: Reconciled | None = None
+    rewritten: bool = False
+
+
+def edit(config: Config, op: str, **args) -> EditResult:
+    """``imgclust edit OP``: one correction of the collection's clusters, kept in its database
+    (:class:`~image_clustering.collection.Collection`) and respected by every later ``cluster``
+    until undone; then the label files and link folders are rewritten from it.
+
+    Args:
+        op: ``rename`` (cluster, name), ``move`` (photo, cluster), ``merge`` (into, other),
+            ``split`` (cluster, k), ``exclude`` (photo), ``undo``, ``log``, or ``apply``
+            (file: a JSON list of edits, see :meth:`~image_clustering.collection.Collection.apply`).
+            A cluster is its id or its name; a photo its path as the labels CSV writes it.
+
+    Raises:
+        ImgclustError: no clusters yet, an unknown cluster or photo, nothing to undo, or an
+            unreadable edit file.
+    """
+    with exclusive_lock(config.feature_dir, "edit"), open_collection(config.layout.collection_db) as state:
+        if op == "log":
+            return EditResult([e.line() for e in state.edits()] or ["no edits yet"])
+        lines: list[str] = []
+        if op in ("split", "apply"):
+            paths, vectors, _ = features(config)
+            views = _network_views(config, vectors)
+        if op == "rename":
+            state.rename(args["cluster"], args["name"])
+        elif op == "move":
+            state.move(args["photo"], args["cluster"])
+        elif op == "merge":
+            state.merge(args["into"], args["other"])
+        elif op == "split":
+            state.split(args["cluster"], args.get("k", 2), paths, views, config.model.seed)
+        elif op == "exclude":
+            state.exclude(args["photo"])
+        elif op == "undo":
+            lines.append(f"undone: {state.undo().line()}")
+        elif op == "apply":
+            doc = _edit_file(Path(args["file"]))
+            lines += [f"skipped: {line}" for line in state.apply(doc, paths, views)]
+            lines.append(f"applied {len(doc)} edits from {args['file']}")
+        else:
+            raise ImgclustError(f"edit: unknown operation {op!r}")
+        placed = state.current()
+        placed.auto_names = state.auto_names()
+        lines += [f"note: {n}" for n in placed.notes]
+    rewritten = _rewrite_outputs(config, placed)
+    if not rewritten:
+        lines.append("the feature store changed since the last `imgclust cluster`: run it to place the new photos "
+                     "and rewrite the labels and folders (the edit is kept)")
+    return EditResult(lines, placed, rewritten)
+
+
+def _edit_file(path: Path) -> list[dict]:
+    try:
+        doc = json.loads(read_text(path))
+    except (OSError, ValueError) as exc:
+        raise ImgclustError(f"{path}: not a readable JSON edit list ({exc})") from None
+    if isinstance(doc, dict):  # the report's export: {"edits": [...]}
+        doc = doc.get("edits")
+    if not isinstance(doc, list):
+        raise ImgclustError(f"{path}: expected a JSON list of edits (or {{\"edits\": [...]}})")
+    return doc
+
+
+def _rewrite_outputs(config: Config, placed: Reconciled) -> bool:
+    """Label files and link folders from the stored clusters (no plots, nothing re-clustered);
+    False when the photos with features are no longer those the clusters were made of."""
+    paths, vectors, key = _clustering_input(config)
+    if paths != placed.paths:
+        return False
+    embedding = embed(config, vectors, key)
+    points, _ = _space(config, vectors, embedding, key)
+    _write_collection(config, placed, _clustering_of(placed.ids, points), embedding)
+    return True
+
+
+@dataclass
+class OrganiseResult:
+    """What ``imgclust organise`` planned (and, unless a dry run or an undo, did)."""
+
+    plan: object | None
+    done: dict[str, int]
+    plan_file: Path | None
+
+
+def organise(config: Config, to: Path | None = None, mode: str = "copy", dry_run: bool = False,
+             undo: bool = False) -> OrganiseResult:
+    """``imgclust organise``: lay the photos out under ``to`` as one folder per cluster, named
+    as the link folders (:func:`~image_clustering.outputs.folder_names`), as copies (default:
+    editing them never changes a photo), hard links or symbolic links; re-running after edits
+    applies only the difference. With ``dry_run`` only the plan is written
+    (:attr:`Layout.organise_plan`) and nothing else; ``undo`` removes exactly what earlier runs
+    created under ``to`` (every target folder when ``to`` is None). See :mod:`image_clustering.organise`.
+
+    Raises:
+        ImgclustError: no clusters yet, ``to`` overlaps ``paths.image_dir``, or a bad mode.
+    """
+    from . import organise as org
+
+    with exclusive_lock(config.feature_dir, "organise"), open_collection(config.layout.collection_db) as state:
+        if undo:
+            roots = [str(org.check_root(to, config.paths.image_dir))] if to else state.organised_roots()
+            done: dict[str, int] = {}
+            for root in roots:
+                for key, n in org.undo(root, state).items():
+                    done[key] = done.get(key, 0) + n
+            return OrganiseResult(None, done, None)
+        if to is None:
+            raise ImgclustError("organise: --to DIR is needed (or --undo)")
+        if state.is_empty():
+            raise ImgclustError(f"{config.layout.collection_db}: no clusters yet; run `imgclust cluster` first")
+        root = org.check_root(to, config.paths.image_dir)
+        placed = state.current()
+        names, auto = placed.names, state.auto_names()
+        folders_of = folder_names({c: names.get(c) or auto.get(c) for c in placed.cluster_ids()})
+        folders: dict[str, list[str]] = {}
+        for p, c in zip(placed.paths, placed.ids.tolist()):
+            if c != EXCLUDED:
+                folders.setdefault(folders_of.get(c, "unclustered"), []).append(p)
+        steps = org.plan(folders, config.paths.image_dir, root, mode, state.journal(str(root)))
+        atomic_write_text(config.layout.organise_plan, json.dumps({**steps.doc(), "dry_run": dry_run}, indent=1,
+                                                                   ensure_ascii=False))
+        done = {} if dry_run else org.apply(steps, state)
+        return OrganiseResult(steps, done, config.layout.organise_plan)

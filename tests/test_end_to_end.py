@@ -33,10 +33,11 @@ def read_labels(config):
 def check_link_folders(config, paths, labels):
     root = config.paths.link_dir / config.model.object_name
     folders = sorted(p for p in root.iterdir() if p.is_dir())
-    assert len(folders) == labels.max() + 1 + int((labels < 0).any())
+    assert len(folders) == len(set(labels[labels >= 0].tolist())) + int((labels < 0).any())
     seen = []
-    for folder in folders:
-        cluster, size = (-1, int((labels < 0).sum())) if folder.name == "unclustered" else map(int, folder.name.split("_"))
+    for folder in folders:  # named by the cluster id (no names, no tags here)
+        cluster = -1 if folder.name == "unclustered" else int(folder.name)
+        size = int((labels == cluster).sum())
         members = list(folder.iterdir())
         assert len(members) == size == int((labels == cluster).sum())
         for link in members:

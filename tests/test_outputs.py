@@ -65,9 +65,16 @@ def test_tag_table_keeps_labels_above_the_minimum(tmp_path):
 def test_label_files(tmp_path):
     result = Clustering(np.array([1, 0, 0]), np.array([0.5, 0.2, 0.1], np.float32), np.zeros((2, 2), np.float32))
     csv_path, json_path = write_labels(tmp_path, "set", ["a.jpg", "b.jpg", "c.jpg"], result, np.ones((3, 2)))
-    assert csv_path.read_text().splitlines()[:2] == ["path,cluster,distance,x0,x1", "a.jpg,1,0.5,1,1"]
+    assert csv_path.read_text().splitlines()[:2] == ["path,cluster,name,distance,x0,x1", "a.jpg,1,,0.5,1,1"]
     doc = json.loads(json_path.read_text())
     assert doc["k"] == 2 and doc["sizes"] == [2, 1] and doc["clusters"]["0"] == ["c.jpg", "b.jpg"]
+    # the collection's stable ids and names; -2 (excluded by the user) is written as -1 "excluded"
+    csv_path, json_path = write_labels(tmp_path, "set", ["a.jpg", "b.jpg", "c.jpg"], result, np.ones((3, 2)),
+                                       ids=np.array([7, -2, 3]), names={7: "Beach"})
+    assert csv_path.read_text().splitlines()[1:3] == ["a.jpg,7,Beach,0.5,1,1", "b.jpg,-1,excluded,0.2,1,1"]
+    doc = json.loads(json_path.read_text())
+    assert doc["clusters"] == {"3": ["c.jpg"], "7": ["a.jpg"]} and doc["names"] == {"7": "Beach"}
+    assert doc["excluded"] == ["b.jpg"]
 
 
 def test_unclustered_images_get_their_own_folder_and_label(tmp_path):
@@ -79,7 +86,7 @@ def test_unclustered_images_get_their_own_folder_and_label(tmp_path):
     labels = np.array([0, 0, -1, 1])
     result = Clustering(labels, np.array([0.1, 0.2, np.nan, 0.0], np.float32), np.zeros((2, 2), np.float32))
     csv_path, json_path = write_labels(tmp_path, "set", names, result, np.zeros((4, 2)))
-    assert csv_path.read_text().splitlines()[3] == "c.jpg,-1,,0,0"
+    assert csv_path.read_text().splitlines()[3] == "c.jpg,-1,,,0,0"
     doc = json.loads(json_path.read_text())
     assert doc["k"] == 2 and doc["unclustered"] == ["c.jpg"]
     build_link_folders(tmp_path / "links", photos, names, labels, 2)
