@@ -274,7 +274,9 @@ def apply_edits(paths: list[str], base: np.ndarray, edits: list[Edit], previous:
                 ids[i] = a["cluster"] if edit.op == "move" else EXCLUDED
         elif edit.op == "rename":
             names = {c: n for c, n in names.items() if n != a["name"]}
-            names[a["cluster"]] = a["name"]
+            names.pop(a["cluster"], None)
+            if a["name"]:  # an empty name removes the name
+                names[a["cluster"]] = a["name"]
         elif edit.op == "merge":
             ids[ids == a["other"]] = a["into"]
             other_name = names.pop(a["other"], None)
