@@ -22,6 +22,10 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
+import time
+from itertools import combinations
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
@@ -111,13 +115,126 @@ def build(work: Path, seed: int = 0) -> dict:
     return truth
 
 
+IMAGEDEDUP = """
+import json, sys, time
+from imagededup.methods import CNN, PHash
+method = {"phash": PHash, "cnn": CNN}[sys.argv[2]]()
+start = time.perf_counter()
+found = method.find_duplicates(image_dir=sys.argv[1], recursive=True)
+print(json.dumps({"seconds": time.perf_counter() - start, "duplicates": found}))
+"""
+
+
+def config_for(work: Path, image_dir: Path, name: str, grade: str = "near-identical") -> Path:
+    path = work / f"{name}.json"
+    path.write_text(json.dumps({
+        "paths": {"image_dir": str(image_dir), "model_dir": str(ROOT / "models"), "vector_dir": str(work / "vectors"),
+                  "cluster_label_dir": str(work / "labels"), "plot_dir": str(work / "plots"),
+                  "link_dir": str(work / "links")},
+        "model": {"object_name": name}, "duplicates": {"grade": grade}}))
+    return path
+
+
+def extract(config: Path) -> float:
+    """``imgclust extract`` (reuses the store when it is there); wall seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "image_clustering.cli", "extract", "--config", str(config), "-q"],
+                   check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return time.perf_counter() - start
+
+
+def imgclust_groups(config: Path) -> tuple[list[set[str]], float]:
+    """``imgclust duplicates`` in this process: its groups (sets of paths) and wall seconds
+    (features already extracted)."""
+    from image_clustering import pipeline
+    from image_clustering.config import load_config
+
+    start = time.perf_counter()
+    result = pipeline.duplicates(load_config(config), progress=False)
+    seconds = time.perf_counter() - start
+    paths = result.paths
+    return [{paths[i] for i in g.members} for g in result.groups], seconds
+
+
+def pairs_of_groups(groups: list[set[str]]) -> set[frozenset]:
+    return {frozenset(p) for g in groups for p in combinations(sorted(g), 2)}
+
+
+def score(predicted: set[frozenset], truth: dict, kinds=KINDS) -> dict[str, tuple[float, float]]:
+    """Per edit kind: (precision, recall). Recall over the (original, copy) pairs of that kind;
+    precision over the predicted pairs that hold a copy of that kind (a pair of two copies is
+    true when both come from one original); "all" over every predicted pair."""
+    origin = {c: o for c, (o, _k) in truth["copies"].items()}
+    kind_of = {c: k for c, (_o, k) in truth["copies"].items()}
+
+    def source(p):
+        return origin.get(p, p)
+
+    out = {}
+    for kind in kinds:
+        want = {frozenset((o, c)) for c, (o, k) in truth["copies"].items() if k == kind}
+        mine = [p for p in predicted if any(kind_of.get(x) == kind for x in p)]
+        good = sum(len({source(x) for x in p}) == 1 for p in mine)
+        out[kind] = (good / len(mine) if mine else 1.0, len(want & predicted) / len(want))
+    good = sum(len({source(x) for x in p}) == 1 for p in predicted)
+    originals = {o for o, _k in truth["copies"].values()}
+    everything = {frozenset(p) for o in originals
+                  for p in combinations(sorted([o] + [c for c, (oo, _k) in truth["copies"].items() if oo == o]), 2)}
+    out["all"] = (good / len(predicted) if predicted else 1.0, len(everything & predicted) / len(everything))
+    return out
+
+
+def run_imagededup(python: str, photos: Path, method: str) -> tuple[set[frozenset], float]:
+    done = subprocess.run([python, "-c", IMAGEDEDUP, str(photos), method], check=True, capture_output=True, text=True)
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    pairs = {frozenset((a, b)) for a, found in doc["duplicates"].items() for b in found}
+    return pairs, doc["seconds"]
+
+
+def table(name: str, scores: dict, seconds: float) -> None:
+    cells = " | ".join(f"{p:.3f} / {r:.3f}" for p, r in scores.values())
+    print(f"| {name} | {cells} | {seconds:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--imagededup-python", help="a Python with imagededup installed (its own environment)")
+    parser.add_argument("--imagededup-methods", nargs="*", default=["phash", "cnn"])
     args = parser.parse_args()
     truth = build(args.work)
-    print(f"{truth['photos']} photos, {len(truth['copies'])} copies under {args.work / 'photos'}")
+    print(f"{truth['photos']} photos, {len(truth['copies'])} copies under {args.work / 'photos'}", flush=True)
+    if args.build_only:
+        return
+    photos = args.work / "photos"
+    seconds = extract(config_for(args.work, photos, "bench"))
+    print(f"imgclust extract: {seconds:.0f} s (0 when the store was there)", flush=True)
+    print("| tool | " + " | ".join(KINDS) + " | all | wall s |\n|---" * 1 + "|---" * (len(KINDS) + 2) + "|")
+    for grade in ("exact", "near-identical"):
+        groups, seconds = imgclust_groups(config_for(args.work, photos, "bench", grade))
+        counted = [p for g in groups for p in g]
+        assert len(counted) == len(set(counted)), "a photo in two groups"
+        table(f"imgclust duplicates, {grade} and above", score(pairs_of_groups(groups), truth), seconds)
+    for method in args.imagededup_methods if args.imagededup_python else []:
+        try:
+            pairs, seconds = run_imagededup(args.imagededup_python, photos, method)
+        except subprocess.CalledProcessError as exc:
+            print(f"| imagededup {method} | failed: {exc.stderr.strip().splitlines()[-1][:200]} |", flush=True)
+            continue
+        table(f"imagededup {method} (default threshold)", score(pairs, truth), seconds)
+    uk = DATASETS / "ukbench_groups14"
+    uk_config = config_for(args.work, uk, "ukbench", "same scene")
+    extract(uk_config)
+    groups, seconds = imgclust_groups(uk_config)
+    truth_groups = {}
+    for p in (q.relative_to(uk).as_posix() for q in uk.rglob("*.jpg")):
+        truth_groups.setdefault(p.split("/")[0], set()).add(p)
+    found = sum(any(t <= g for g in groups) for t in truth_groups.values())
+    merged = sum(len({p.split("/")[0] for p in g}) > 1 for g in groups)
+    exact = sum(g in truth_groups.values() for g in groups)
+    print(f"ukbench_groups14, same scene and above: {len(groups)} groups; {found} of {len(truth_groups)} groups of 4 "
+          f"found whole, {exact} exactly; {merged} groups mixing objects; {seconds:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
