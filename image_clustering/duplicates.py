@@ -181,20 +181,32 @@ def read_facts(paths: list[Path], rows: np.ndarray, content: dict[int, str | Non
 
 # --- candidate pairs ---------------------------------------------------------------------------
 
+BLOCK = 1024  # rows (or pairs) handled at a time where vectors are gathered: bounds memory at any N
+
+
+def pair_cosines(pairs: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """float32 (P,) cosine of each pair (int (P, 2) rows of L2-normalised ``unit``), in blocks."""
+    out = np.empty(len(pairs), np.float32)
+    for s in range(0, len(pairs), BLOCK):
+        p = pairs[s:s + BLOCK]
+        out[s:s + BLOCK] = np.einsum("ij,ij->i", unit[p[:, 0]], unit[p[:, 1]])
+    return out
+
+
 def candidate_pairs(unit: np.ndarray, n_neighbors: int = 10, seed: int = 0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each photo's ``n_neighbors`` nearest others by cosine, as a k-nearest-neighbour graph.
 
     Exact up to :data:`~image_clustering.neighbours.EXACT_LIMIT` rows; above, pynndescent's
-    approximate graph on a 128-dimensional PCA projection (fitted on 20,000 rows), the cosine then
-    recomputed on the full vectors so grading never sees a projected value.
+    approximate graph (Euclidean) on a 128-dimensional PCA projection (fitted on 20,000 rows), the
+    cosine then recomputed on the full vectors so grading never sees a projected value.
 
     Args:
         unit: float32 (N, D) L2-normalised vectors.
 
     Returns:
         (int32 (N, m) neighbour rows, most similar first; float32 (N, m) cosines; the same as an
-        int64 (P, 2) array of unique pairs i < j), m = min(n_neighbors, N − 1).
+        int64 (P, 2) array of unique pairs i < j and their float32 (P,) cosines), m = min(n_neighbors, N − 1).
     """
     from .neighbours import EXACT_LIMIT, nearest_neighbours
 
@@ -202,22 +214,38 @@ def candidate_pairs(unit: np.ndarray, n_neighbors: int = 10, seed: int = 0
     if n <= EXACT_LIMIT:
         index, sim = nearest_neighbours(unit, n_neighbors, seed)
     else:
+        from pynndescent import NNDescent
         from sklearn.decomposition import PCA
 
         rng = np.random.default_rng(seed)
         sample = unit[np.sort(rng.choice(n, min(n, 20_000), replace=False))]
-        pca = PCA(n_components=min(128, unit.shape[1]), random_state=seed).fit(sample)
-        reduced = np.concatenate([pca.transform(unit[s:s + 8192]) for s in range(0, n, 8192)]).astype(np.float32)
-        index, _ = nearest_neighbours(reduced, n_neighbors, seed)
-        del reduced
+        pca = PCA(n_components=min(128, unit.shape[1]), svd_solver="randomized", random_state=seed).fit(sample)
+        reduced = np.concatenate([pca.transform(unit[s:s + BLOCK]) for s in range(0, n, BLOCK)]).astype(np.float32)
+        # Euclidean distance in the centred projection approximates that of the unit vectors,
+        # which orders pairs as their cosine does.
+        m = min(n_neighbors, n - 1)
+        graph = NNDescent(reduced, metric="euclidean", n_neighbors=m + 1, random_state=seed, low_memory=True)
+        index = _without_self(graph.neighbor_graph[0], m)
+        del reduced, graph
         sim = np.empty(index.shape, np.float32)
-        for s in range(0, n, 8192):  # exact cosines of the graph's pairs, a block of rows at a time
-            sim[s:s + 8192] = np.einsum("id,ijd->ij", unit[s:s + 8192], unit[index[s:s + 8192]])
+        for s in range(0, n, BLOCK):  # exact cosines of the graph's pairs, a block of rows at a time
+            sim[s:s + BLOCK] = np.einsum("id,ijd->ij", unit[s:s + BLOCK], unit[index[s:s + BLOCK]])
         order = np.argsort(-sim, axis=1, kind="stable")
         index, sim = np.take_along_axis(index, order, 1), np.take_along_axis(sim, order, 1)
     rows = np.repeat(np.arange(n), index.shape[1])
     pairs = np.stack([np.minimum(rows, index.ravel()), np.maximum(rows, index.ravel())], 1)
-    return index, sim, np.unique(pairs, axis=0)
+    pairs, first = np.unique(pairs, axis=0, return_index=True)
+    return index, sim, pairs, sim.ravel()[first]
+
+
+def _without_self(index: np.ndarray, m: int) -> np.ndarray:
+    """int32 (N, m): each row's neighbours without the row itself (equal vectors may push it off
+    first place; pynndescent may also leave -1 where it found too few)."""
+    out = np.empty((len(index), m), np.int32)
+    for r, row in enumerate(index):
+        row = row[(row != r) & (row >= 0)][:m]
+        out[r] = np.pad(row, (0, m - len(row)), constant_values=row[0] if len(row) else (r + 1) % len(index))
+    return out
 
 
 # --- grading and grouping ------------------------------------------------------------------------
@@ -240,7 +268,7 @@ def grade_pairs(pairs: np.ndarray, unit: np.ndarray, facts: PhotoFacts, threshol
     """
     t = thresholds
     a, b = pairs[:, 0], pairs[:, 1]
-    cos = np.einsum("ij,ij->i", unit[a], unit[b]).astype(np.float32) if len(pairs) else np.zeros(0, np.float32)
+    cos = pair_cosines(pairs, unit)
     both = facts.read[a] & facts.read[b]
     hamming = np.minimum(_popcount(facts.phash[a, 0] ^ facts.phash[b, 0]),
                          _popcount(facts.phash[a, 0] ^ facts.phash[b, 1]))
@@ -345,8 +373,7 @@ def find_duplicates(vectors: np.ndarray, facts_of=None, min_grade: str = "burst"
     """
     min_rank = grade_rank(min_grade)
     unit = _unit_in_place(vectors)
-    index, sim, pairs = candidate_pairs(unit, n_neighbors, seed)
-    cos = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]]) if len(pairs) else np.zeros(0)
+    index, sim, pairs, cos = candidate_pairs(unit, n_neighbors, seed)
     pairs = pairs[cos >= thresholds.floor(min_rank) - 1e-6]
     rows = np.unique(pairs)
     facts = facts_of(rows) if facts_of is not None and len(rows) else PhotoFacts.empty(len(unit))
@@ -359,8 +386,8 @@ def find_duplicates(vectors: np.ndarray, facts_of=None, min_grade: str = "burst"
 
 def _unit_in_place(x: np.ndarray) -> np.ndarray:
     x = x if (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.writeable) else np.array(x, np.float32)
-    for s in range(0, len(x), 8192):
-        block = x[s:s + 8192]
+    for s in range(0, len(x), BLOCK):
+        block = x[s:s + BLOCK]
         block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
     return x
 

@@ -119,7 +119,7 @@ IMAGEDEDUP = """
 import json, sys, time
 from imagededup.methods import CNN, PHash
 method = {"phash": PHash, "cnn": CNN}[sys.argv[2]]()
-start = time.perf_counter()
+start, cpu0 = time.perf_counter(), time.process_time()
 found = method.find_duplicates(image_dir=sys.argv[1], recursive=True)
 print(json.dumps({"seconds": time.perf_counter() - start, "duplicates": found}))
 """
@@ -196,13 +196,59 @@ def table(name: str, scores: dict, seconds: float) -> None:
     print(f"| {name} | {cells} | {seconds:.1f} |", flush=True)
 
 
+SCALE_CHILD = """
+import resource, sys, time
+import numpy as np
+from image_clustering.duplicates import describe_groups, find_duplicates, outlier_scores
+n, base_file, seed = int(sys.argv[1]), sys.argv[2], 0
+base = np.load(base_file)
+rng = np.random.default_rng(seed)
+x = np.empty((n, base.shape[1]), np.float32)  # real vectors repeated, each with its own noise
+for s in range(0, n, 4096):
+    rows = base[np.arange(s, min(n, s + 4096)) % len(base)]
+    x[s:s + len(rows)] = rows / np.linalg.norm(rows, axis=1, keepdims=True) + rng.normal(
+        0, float(sys.argv[3]) / np.sqrt(base.shape[1]), rows.shape).astype(np.float32)
+start, cpu0 = time.perf_counter(), time.process_time()
+groups, index, sim = find_duplicates(x, None, "same scene")
+described = describe_groups(groups, [f"p{i:06d}.jpg" for i in range(n)])
+scores = outlier_scores(sim)
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(f"| {n:,} | {base.shape[1]} | {seconds:.0f} | {cpu:.0f} | {peak:.2f} | {len(described)} | "
+      f"{sum(len(g.members) for g in described)} |")
+"""
+
+
+def scale(work: Path, sizes: list[int], noise: float) -> None:
+    """``find_duplicates`` (+ keepers, outlier scores) on ``sizes`` synthetic rows: the bench
+    set's real vectors repeated, each copy with Gaussian noise of norm ``noise`` (cosine between
+    two copies about 1 / (1 + noise²)); no photo is read. Peak memory of the whole process."""
+    import numpy as np
+
+    from image_clustering import pipeline
+    from image_clustering.config import load_config
+
+    base_file = work / "base_vectors.npy"
+    if not base_file.is_file():
+        _paths, vectors, _key = pipeline.features(load_config(config_for(work, work / "photos", "bench")))
+        np.save(base_file, vectors)
+    print("| vectors | dimensions | wall s | peak GiB | groups | photos in groups |\n|---|---|---|---|---|---|")
+    for n in sizes:
+        subprocess.run([sys.executable, "-c", SCALE_CHILD, str(n), str(base_file), str(noise)], check=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--imagededup-python", help="a Python with imagededup installed (its own environment)")
     parser.add_argument("--imagededup-methods", nargs="*", default=["phash", "cnn"])
+    parser.add_argument("--scale", nargs="*", type=int, help="only the scale test, at these numbers of vectors")
+    parser.add_argument("--noise", type=float, default=0.8, help="noise norm of the scale test's copies")
     args = parser.parse_args()
+    if args.scale:
+        return scale(args.work, args.scale, args.noise)
     truth = build(args.work)
     print(f"{truth['photos']} photos, {len(truth['copies'])} copies under {args.work / 'photos'}", flush=True)
     if args.build_only:
