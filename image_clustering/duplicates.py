@@ -251,8 +251,12 @@ def _without_self(index: np.ndarray, m: int) -> np.ndarray:
 # --- grading and grouping ------------------------------------------------------------------------
 
 def _popcount(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64)
-    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1).reshape(x.shape)
+    """Set bits of each uint64 (the Hamming distance of two hashes XOR-ed)."""
+    x = np.asarray(x, np.uint64)
+    if hasattr(np, "bitwise_count"):  # NumPy 2
+        return np.bitwise_count(x)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    return np.unpackbits(flat.view(np.uint8).reshape(-1, 8), axis=1).sum(1).reshape(x.shape)
 
 
 def grade_pairs(pairs: np.ndarray, unit: np.ndarray, facts: PhotoFacts, thresholds: Thresholds
