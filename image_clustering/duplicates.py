@@ -87,7 +87,8 @@ class PhotoFacts:
 
     Attributes:
         content: BLAKE2b hex of the bytes, or None.
-        phash: uint64 (N, 2): DCT pHash of the photo and of its mirror image; 0 with ``read`` False.
+        phash: uint64 (N, 4): DCT pHash of the photo, of its mirror image, and the same two of the
+            picture inside its even borders (:func:`trim_uniform`); 0 with ``read`` False.
         read: bool (N,): whether the photo could be decoded.
         pixels: int64 (N,): width × height (0 when unread).
         sharpness: float64 (N,): variance of the Laplacian of the grey image (NaN when unread).
@@ -103,7 +104,7 @@ class PhotoFacts:
 
     @classmethod
     def empty(cls, n: int) -> PhotoFacts:
-        return cls([None] * n, np.zeros((n, 2), np.uint64), np.zeros(n, bool), np.zeros(n, np.int64),
+        return cls([None] * n, np.zeros((n, 4), np.uint64), np.zeros(n, bool), np.zeros(n, np.int64),
                    np.full(n, np.nan), np.full(n, np.nan))
 
 
@@ -127,9 +128,36 @@ def phash_bits(grey: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def photo_facts(path: Path) -> tuple[int, int, int, float, float] | None:
-    """(pHash, pHash of the mirror image, pixel count, sharpness, EXIF time or NaN) of one photo,
-    or None when it cannot be decoded. Sharpness is the variance of the Laplacian (Pech-Pacheco
+TRIM_STD = 6.0  # grey levels: an edge line this even is a border, a frame or a plain background
+
+
+def trim_uniform(grey: np.ndarray, tol: float = TRIM_STD, keep: float = 0.4) -> np.ndarray:
+    """``grey`` (H, W) without its even edges: a line (row or column) on any side whose standard
+    deviation is at most ``tol`` is peeled off, one at a time, until no side has one, so borders,
+    mats and nested frames (a screen grab's desktop, window edge and title bar) go and the picture
+    inside is what gets hashed. At least ``keep`` of each side's length is kept."""
+    top, bottom, left, right = 0, grey.shape[0], 0, grey.shape[1]
+    min_h, min_w = max(8, int(grey.shape[0] * keep)), max(8, int(grey.shape[1] * keep))
+    peeled = True
+    while peeled:
+        peeled = False
+        if bottom - top > min_h:
+            if grey[top, left:right].std() <= tol:
+                top, peeled = top + 1, True
+            if grey[bottom - 1, left:right].std() <= tol:
+                bottom, peeled = bottom - 1, True
+        if right - left > min_w:
+            if grey[top:bottom, left].std() <= tol:
+                left, peeled = left + 1, True
+            if grey[top:bottom, right - 1].std() <= tol:
+                right, peeled = right - 1, True
+    return grey[top:bottom, left:right]
+
+
+def photo_facts(path: Path) -> tuple[int, int, int, int, int, float, float] | None:
+    """(pHash, pHash of the mirror image, the same two of the picture inside any even border or
+    frame (:func:`trim_uniform`), pixel count, sharpness, EXIF time or NaN) of one photo, or None
+    when it cannot be decoded. Sharpness is the variance of the Laplacian (Pech-Pacheco
     et al. 2000) of the grey image scaled to at most :data:`SHARPNESS_SIDE` on its long side."""
     from PIL import Image
     from scipy.ndimage import laplace
@@ -144,10 +172,15 @@ def photo_facts(path: Path) -> tuple[int, int, int, float, float] | None:
         return None
     im.thumbnail((SHARPNESS_SIDE, SHARPNESS_SIDE))
     sharpness = float(laplace(np.asarray(im, np.float32)).var())
-    small = np.asarray(im.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS), np.float32)
+    grey = np.asarray(im, np.float32)
+    inside = trim_uniform(grey[::max(1, max(grey.shape) // 256), ::max(1, max(grey.shape) // 256)])
+    hashes = []
+    for picture in (grey, inside):
+        small = np.asarray(Image.fromarray(picture).resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS),
+                           np.float32)
+        hashes += [phash_bits(small), phash_bits(small[:, ::-1])]
     taken = exif_time(path)
-    return (phash_bits(small), phash_bits(small[:, ::-1]), pixels, sharpness,
-            np.nan if taken is None else taken)
+    return (*hashes, pixels, sharpness, np.nan if taken is None else taken)
 
 
 def read_facts(paths: list[Path], rows: np.ndarray, content: dict[int, str | None] | None = None,
@@ -173,9 +206,9 @@ def read_facts(paths: list[Path], rows: np.ndarray, content: dict[int, str | Non
         for i, digest, got in pool.map(one, rows):
             facts.content[i] = digest
             if got is not None:
-                facts.phash[i] = got[:2]
+                facts.phash[i] = got[:4]
                 facts.read[i] = True
-                facts.pixels[i], facts.sharpness[i], facts.time[i] = got[2:]
+                facts.pixels[i], facts.sharpness[i], facts.time[i] = got[4:]
     return facts
 
 
@@ -259,6 +292,14 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(flat.view(np.uint8).reshape(-1, 8), axis=1).sum(1).reshape(x.shape)
 
 
+def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits apart of two photos' pHashes, uint64 (P, 4) each (:class:`PhotoFacts`): the least of
+    whole photo against whole photo and inside against inside, each also against the other's
+    mirror image (a flipped copy). int (P,) in 0..64."""
+    return np.minimum.reduce([_popcount(a[:, 0] ^ b[:, 0]), _popcount(a[:, 0] ^ b[:, 1]),
+                              _popcount(a[:, 2] ^ b[:, 2]), _popcount(a[:, 2] ^ b[:, 3])])
+
+
 def grade_pairs(pairs: np.ndarray, unit: np.ndarray, facts: PhotoFacts, thresholds: Thresholds
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The grade of each pair.
@@ -274,8 +315,7 @@ def grade_pairs(pairs: np.ndarray, unit: np.ndarray, facts: PhotoFacts, threshol
     a, b = pairs[:, 0], pairs[:, 1]
     cos = pair_cosines(pairs, unit)
     both = facts.read[a] & facts.read[b]
-    hamming = np.minimum(_popcount(facts.phash[a, 0] ^ facts.phash[b, 0]),
-                         _popcount(facts.phash[a, 0] ^ facts.phash[b, 1]))
+    hamming = hash_distance(facts.phash[a], facts.phash[b])
     same_bytes = np.array([facts.content[i] is not None and facts.content[i] == facts.content[j]
                            for i, j in pairs], bool)
     near = (cos >= t.near_alone) | (both & (cos >= t.near_cosine) & (hamming <= t.near_hash))

@@ -27,6 +27,7 @@ from image_clustering.duplicates import (
     phash_bits,
     photo_facts,
     read_facts,
+    trim_uniform,
 )
 from image_clustering.errors import ImgclustError
 
@@ -74,6 +75,17 @@ def test_phash_survives_reencoding_and_mirror_hash_matches_a_flipped_copy(tmp_pa
     assert _hamming(h, other) > 16
 
 
+def test_trimmed_hash_sees_through_a_border(tmp_path):
+    src = _photos(CLOTHING, 1)[0]
+    with Image.open(src) as im:
+        ImageOps.expand(im.convert("RGB"), border=60, fill="white").save(tmp_path / "framed.jpg", quality=90)
+    plain, inside = photo_facts(src), photo_facts(tmp_path / "framed.jpg")
+    assert _hamming(plain[2], inside[2]) <= 6 < _hamming(plain[0], inside[0])
+    grey = np.full((50, 80), 255.0)
+    grey[10:40, 20:70] = np.random.default_rng(0).uniform(0, 255, (30, 50))
+    assert trim_uniform(grey).shape == (30, 50)
+
+
 def test_phash_bits_by_hand():
     # A left-bright, right-dark square: only the coefficients with horizontal frequency differ from 0.
     grey = np.zeros((32, 32), np.float32)
@@ -106,7 +118,7 @@ def test_grade_ladder_on_arrays():
 
     unit = _unit([base, base, at(0.99), at((t.burst_cosine + t.near_alone) / 2), at(t.scene_cosine + 0.01)])
     facts = _facts(5, time=[100, np.nan, np.nan, 102, 101], read=[True] * 5,
-                   phash=[[0, 0], [0, 0], [0, 0], [2**64 - 1, 2**64 - 1], [2**64 - 1, 2**64 - 1]])
+                   phash=[[0] * 4, [0] * 4, [0] * 4, [2**64 - 1] * 4, [2**64 - 1] * 4])
     facts.content[:] = ["aa", "aa", "bb", "cc", "dd"]
     pairs = np.array([[0, 1], [0, 2], [0, 3], [0, 4]])
     rank, cos = grade_pairs(pairs, unit, facts, t)
