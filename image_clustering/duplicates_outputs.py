@@ -67,3 +67,39 @@ def write_outliers(csv_path: Path, paths: list[str], scores: np.ndarray, neighbo
                      ([r + 1, paths[i], f"{scores[i]:.4f}", paths[neighbour[i]] if neighbour[i] >= 0 else ""]
                       for r, i in enumerate(top)))
     return [int(i) for i in top]
+
+
+REPORT_GROUPS = 200  # groups the report's Duplicates tab shows (the CSV has them all)
+
+
+def write_report_data(report_dir: Path, image_dir: Path, paths: list[str], groups: list[DuplicateGroup],
+                      min_grade: str, outliers: list[int], scores: np.ndarray, nearest: np.ndarray,
+                      outlier_k: int) -> Path:
+    """``<report>/duplicates_data.js``: what the report's Duplicates and Outliers tabs show
+    (``report_assets/duplicates_tab.js``, which the report loads when the file is there). The
+    first :data:`REPORT_GROUPS` groups, keeper first; the listed outliers with their nearest photo.
+
+    Returns:
+        The file written.
+    """
+    import os
+
+    from .atomic import atomic_write_text
+    from .report import _script_json, display_text, url_path
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    base = os.path.relpath(os.path.abspath(image_dir), os.path.abspath(report_dir)).replace(os.sep, "/")
+    doc = {
+        "imageBase": url_path(base) + "/", "keeperRule": KEEPER_RULE, "lowestGrade": min_grade,
+        "shown": min(len(groups), REPORT_GROUPS), "outlierK": outlier_k,
+        "groups": [{"grade": g.grade, "members": [[display_text(paths[i]), url_path(paths[i]), grade or g.grade,
+                                                   round(sim, 4)]
+                                                  for i, grade, sim in zip(g.members, g.member_grade, g.similarity)]}
+                   for g in groups[:REPORT_GROUPS]],
+        "outliers": [[display_text(paths[i]), url_path(paths[i]), round(float(scores[i]), 4),
+                      display_text(paths[nearest[i]]) if nearest[i] >= 0 else "",
+                      url_path(paths[nearest[i]]) if nearest[i] >= 0 else ""] for i in outliers],
+    }
+    path = report_dir / "duplicates_data.js"
+    atomic_write_text(path, f"window.IMGCLUST_DUPLICATES = {_script_json(doc)};\n")
+    return path

@@ -915,8 +915,8 @@ def duplicates(config: Config, progress: bool = True) -> DuplicatesResult:
     Raises:
         ImgclustError: no feature vectors, or the link folder exists and imgclust did not make it.
     """
-    from .duplicates import describe_groups, find_duplicates, outlier_scores, read_facts
-    from .duplicates_outputs import link_duplicates, write_duplicates, write_outliers
+    from .duplicates import OUTLIER_K, describe_groups, find_duplicates, outlier_scores, read_facts
+    from .duplicates_outputs import link_duplicates, write_duplicates, write_outliers, write_report_data
 
     layout, grade = config.layout, config.duplicates.grade
     with exclusive_lock(config.feature_dir, "duplicates"):
@@ -935,6 +935,8 @@ def duplicates(config: Config, progress: bool = True) -> DuplicatesResult:
         link_duplicates(layout.duplicates_links, config.paths.image_dir, paths, groups, config.model.link,
                         before_swap=tables)
         top = write_outliers(layout.outliers_csv, paths, scores, nearest)
+        write_report_data(layout.plot_dir / "report", config.paths.image_dir, paths, groups, grade, top, scores,
+                          nearest, OUTLIER_K)
     logger.info(f"{len(groups)} duplicate groups ({sum(len(g.members) for g in groups)} photos) down to {grade!r}")
     return DuplicatesResult(paths, groups, top, scores,
                             (layout.duplicates_csv, layout.duplicates_json, layout.outliers_csv, layout.duplicates_links))
