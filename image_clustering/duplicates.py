@@ -6,7 +6,9 @@ The ladder (highest first; ``duplicates.grade`` names the lowest one reported):
 - ``exact``: the same bytes (BLAKE2b content hash, :func:`image_clustering.features.content_hash`).
 - ``near-identical``: the same picture re-encoded, resized, cropped a little, colour-adjusted,
   framed, captioned or mirrored: feature cosine ≥ ``near_alone``, or cosine ≥ ``near_cosine`` with
-  perceptual hashes (DCT pHash, of the photo or its mirror image) at most ``near_hash`` bits apart.
+  perceptual hashes (DCT pHash of the photo, its mirror image, and the picture inside any even
+  border) at most ``near_hash`` bits apart, or cosine ≥ ``loose_cosine`` with hashes at most
+  ``loose_hash`` bits apart.
 - ``burst``: cosine ≥ ``burst_cosine`` and EXIF capture times at most ``burst_seconds`` apart
   (file times are not used: a copy's file time says when it was copied).
 - ``same scene``: cosine ≥ ``scene_cosine`` (the same subject from another angle, ukbench's groups).
@@ -60,22 +62,26 @@ class Thresholds:
         near_cosine: cosine at or above which a pHash distance of at most ``near_hash`` bits (of 64)
             makes two photos near-identical.
         near_hash: see ``near_cosine``.
+        loose_cosine, loose_hash: a second, looser gate on the features for a closer match of the
+            hashes (a screen grab: the photo small inside a window).
         burst_cosine: cosine for a burst pair (with EXIF times at most ``burst_seconds`` apart).
         burst_seconds: seconds between two shots of one burst.
         scene_cosine: cosine for ``same scene``.
     """
 
-    near_alone: float = 0.95
-    near_cosine: float = 0.80
-    near_hash: int = 12
-    burst_cosine: float = 0.85
+    near_alone: float = 0.92
+    near_cosine: float = 0.85
+    near_hash: int = 16
+    loose_cosine: float = 0.55
+    loose_hash: int = 4
+    burst_cosine: float = 0.80
     burst_seconds: float = 5.0
-    scene_cosine: float = 0.70
+    scene_cosine: float = 0.62
 
     def floor(self, min_rank: int) -> float:
         """Lowest cosine a pair of grade ``min_rank`` or above can have (candidate pairs below it
         are dropped before any photo is read)."""
-        near = min(self.near_alone, self.near_cosine)
+        near = min(self.near_alone, self.near_cosine, self.loose_cosine)
         return {1: min(near, self.burst_cosine, self.scene_cosine), 2: min(near, self.burst_cosine),
                 3: near, 4: near}[min_rank]
 
@@ -318,7 +324,8 @@ def grade_pairs(pairs: np.ndarray, unit: np.ndarray, facts: PhotoFacts, threshol
     hamming = hash_distance(facts.phash[a], facts.phash[b])
     same_bytes = np.array([facts.content[i] is not None and facts.content[i] == facts.content[j]
                            for i, j in pairs], bool)
-    near = (cos >= t.near_alone) | (both & (cos >= t.near_cosine) & (hamming <= t.near_hash))
+    near = (cos >= t.near_alone) | (both & (cos >= t.near_cosine) & (hamming <= t.near_hash)) | (
+        both & (cos >= t.loose_cosine) & (hamming <= t.loose_hash))
     with np.errstate(invalid="ignore"):
         burst = (cos >= t.burst_cosine) & (np.abs(facts.time[a] - facts.time[b]) <= t.burst_seconds)
     rank = np.where(same_bytes, 4, np.where(near, 3, np.where(burst, 2, np.where(cos >= t.scene_cosine, 1, 0))))
