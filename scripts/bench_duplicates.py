@@ -239,7 +239,7 @@ def scale(work: Path, sizes: list[int], noise: float) -> None:
     if not base_file.is_file():
         _paths, vectors, _key = pipeline.features(load_config(config_for(work, work / "photos", "bench")))
         np.save(base_file, vectors)
-    print("| vectors | dimensions | wall s | peak GiB | groups | photos in groups |\n|---|---|---|---|---|---|")
+    print("| vectors | dimensions | wall s | CPU s | peak GiB | groups | photos in groups |\n|---|---|---|---|---|---|---|")
     for n in sizes:
         subprocess.run([sys.executable, "-c", SCALE_CHILD, str(n), str(base_file), str(noise)], check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -298,6 +298,12 @@ def test_duplicates_on_real_photos(tmp_path, make_config, real_weights, lite0_we
     assert len(outliers) == 50 and outliers[0]["rank"] == "1"
     assert float(outliers[0]["score"]) >= float(outliers[-1]["score"])
     assert _digests(photos) == before  # nothing deleted, moved or changed
+    prefix = "window.IMGCLUST_DUPLICATES = "
+    data = (tmp_path / "plots" / "test" / "report" / "duplicates_data.js").read_text()
+    assert data.startswith(prefix) and "<" not in data  # the report's tabs read it as a script
+    tabs = json.loads(data[len(prefix):].strip().rstrip(";"))
+    assert len(tabs["groups"]) == 10 and len(tabs["outliers"]) == 50
+    assert tabs["groups"][0]["members"][0][0] == groups["0"][0]["path"]  # keeper first
 
     # same scene: the ukbench views join, object by object
     raw["duplicates"] = {"grade": "same scene"}
@@ -312,3 +318,55 @@ def test_duplicates_on_real_photos(tmp_path, make_config, real_weights, lite0_we
     assert sorted(len(v) for v in views.values()) == [4, 4]
     assert all(r["grade"] == "same scene" for r in rows if r["path"].startswith("objects/"))
     assert _digests(photos) == before
+
+
+@pytest.mark.browser
+@pytest.mark.shared
+def test_report_tabs_show_groups_keeper_first_and_outliers(tmp_path):
+    """The Duplicates and Outliers tabs in headless Chromium, from a report of 8 ukbench photos
+    and a duplicates data file written as ``imgclust duplicates`` writes it."""
+    from image_clustering.duplicates import DuplicateGroup
+    from image_clustering.duplicates_outputs import write_report_data
+    from image_clustering.report import ReportClustering, build_report
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("no /usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    photos = tmp_path / "photos"
+    for p in _photos(UKBENCH, 8):
+        (photos / p.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, photos / p.parent.name / p.name)
+    paths = sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.jpg"))
+    labels = np.repeat([0, 1], 4)
+    index = build_report(tmp_path / "report", photos, paths, np.random.default_rng(0).normal(size=(8, 2)),
+                         [ReportClustering("two", labels, np.zeros(8), True)])
+    groups = [DuplicateGroup("same scene", [1, 0, 2, 3], ["", "same scene", "same scene", "same scene"],
+                             [1.0, 0.8, 0.7, 0.66], []),
+              DuplicateGroup("same scene", [4, 5, 6, 7], ["", "same scene", "same scene", "same scene"],
+                             [1.0, 0.9, 0.8, 0.7], [])]
+    write_report_data(tmp_path / "report", photos, paths, groups, "same scene", [7, 3], np.linspace(0, 1, 8),
+                      np.array([6, 0, 0, 2, 5, 4, 7, 6]), 5)
+    from image_clustering.report_browser import launch
+
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_context(bypass_csp=True).new_page()  # the probes below evaluate strings
+        page.route(lambda url: not url.startswith(("file:", "data:", "blob:")), lambda route: route.abort())
+        page.goto(index.as_uri())
+        page.click("nav button[data-tab=duplicates]")
+        assert page.locator("#tab-duplicates").is_visible() and not page.locator("#tab-clusters").is_visible()
+        assert page.locator(".dup-group").count() == 2
+        first = page.locator(".dup-group").first.locator("img")
+        assert first.count() == 4 and "keeper" in first.first.get_attribute("class")
+        assert paths[1] in first.first.get_attribute("title")  # the keeper, first
+        page.wait_for_function("[...document.querySelectorAll('#tab-duplicates .dup-thumb')].every(i => i.complete && i.naturalWidth > 0)")
+        first.nth(2).click()
+        assert page.locator("#dup-overlay figure").count() == 2  # beside its keeper
+        assert page.evaluate("[...document.querySelectorAll('#dup-overlay img')].map(i => i.naturalWidth)") == [640, 640]
+        page.locator("#dup-overlay").click()
+        assert page.locator("#dup-overlay").is_hidden()
+        page.click("nav button[data-tab=outliers]")
+        assert page.locator("#tab-outliers .dup-thumb").count() == 2
+        page.click("nav button[data-tab=clusters]")
+        assert page.locator("#tab-outliers").is_hidden()
+        browser.close()
