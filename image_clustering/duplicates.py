@@ -218,6 +218,74 @@ def read_facts(paths: list[Path], rows: np.ndarray, content: dict[int, str | Non
     return facts
 
 
+FACTS_CACHE = "duplicates_facts.npz"
+
+
+def cached_facts(cache: Path, paths: list[Path], names: list[str], rows: np.ndarray) -> PhotoFacts:
+    """:func:`read_facts` for ``rows``, reusing what ``cache`` holds for photos whose size and
+    modification time have not changed, and writing the cache back (atomically) with every photo
+    read so far that is still in ``names``.
+
+    Args:
+        cache: the ``.npz`` file (e.g. ``<vector_dir>/<name>/duplicates_facts.npz``).
+        paths: absolute photo paths; ``names``: the same relative to the photo folder (the keys).
+        rows: int indices of the photos needed.
+    """
+    from .atomic import atomic_path
+
+    stamp = {}
+    for i in rows:
+        try:
+            st = os.stat(paths[i])
+            stamp[int(i)] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            pass  # gone since extract: read_facts leaves it unread
+    old = {}
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            old = {str(n): j for j, n in enumerate(arrays["path"])}
+        except (OSError, ValueError, KeyError):
+            old = {}  # unreadable cache: read the photos again
+    facts = PhotoFacts.empty(len(paths))
+    todo = []
+    for i in (int(i) for i in rows):
+        j = old.get(names[i])
+        if j is None or stamp.get(i) != (int(arrays["size"][j]), int(arrays["mtime_ns"][j])):
+            todo.append(i)
+            continue
+        facts.content[i] = str(arrays["content"][j]) or None
+        facts.phash[i], facts.read[i] = arrays["phash"][j], bool(arrays["read"][j])
+        facts.pixels[i], facts.sharpness[i], facts.time[i] = arrays["pixels"][j], arrays["sharpness"][j], arrays["time"][j]
+    if todo:
+        fresh = read_facts(paths, np.array(todo))
+        for i in todo:
+            facts.content[i] = fresh.content[i]
+            facts.phash[i], facts.read[i] = fresh.phash[i], fresh.read[i]
+            facts.pixels[i], facts.sharpness[i], facts.time[i] = fresh.pixels[i], fresh.sharpness[i], fresh.time[i]
+    keep = [i for i in range(len(paths)) if i in stamp]
+    kept = {names[i] for i in keep}
+    wanted = set(names)
+    carry = [j for n, j in old.items() if n not in kept and n in wanted]
+    doc = {
+        "path": np.array([names[i] for i in keep] + [str(arrays["path"][j]) for j in carry], dtype=str),
+        "size": np.array([stamp[i][0] for i in keep] + [int(arrays["size"][j]) for j in carry], np.int64),
+        "mtime_ns": np.array([stamp[i][1] for i in keep] + [int(arrays["mtime_ns"][j]) for j in carry], np.int64),
+        "content": np.array([facts.content[i] or "" for i in keep] + [str(arrays["content"][j]) for j in carry], dtype=str),
+        "phash": np.concatenate([facts.phash[keep], arrays["phash"][carry] if carry else np.zeros((0, 4), np.uint64)]),
+        "read": np.concatenate([facts.read[keep], arrays["read"][carry] if carry else np.zeros(0, bool)]),
+        "pixels": np.concatenate([facts.pixels[keep], arrays["pixels"][carry] if carry else np.zeros(0, np.int64)]),
+        "sharpness": np.concatenate([facts.sharpness[keep], arrays["sharpness"][carry] if carry else np.zeros(0)]),
+        "time": np.concatenate([facts.time[keep], arrays["time"][carry] if carry else np.zeros(0)]),
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **doc)
+    return facts
+
+
 # --- candidate pairs ---------------------------------------------------------------------------
 
 BLOCK = 1024  # rows (or pairs) handled at a time where vectors are gathered: bounds memory at any N

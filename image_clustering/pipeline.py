@@ -915,14 +915,15 @@ def duplicates(config: Config, progress: bool = True) -> DuplicatesResult:
     Raises:
         ImgclustError: no feature vectors, or the link folder exists and imgclust did not make it.
     """
-    from .duplicates import OUTLIER_K, describe_groups, find_duplicates, outlier_scores, read_facts
+    from .duplicates import FACTS_CACHE, OUTLIER_K, cached_facts, describe_groups, find_duplicates, outlier_scores
     from .duplicates_outputs import link_duplicates, write_duplicates, write_outliers, write_report_data
 
     layout, grade = config.layout, config.duplicates.grade
     with exclusive_lock(config.feature_dir, "duplicates"):
         paths, vectors, _key = features(config)
         files = [config.paths.image_dir / p for p in paths]
-        found, index, sim = find_duplicates(vectors, lambda rows: read_facts(files, rows), grade,
+        cache = config.feature_dir / FACTS_CACHE  # hashes, sizes, sharpness, times: read once per photo version
+        found, index, sim = find_duplicates(vectors, lambda rows: cached_facts(cache, files, paths, rows), grade,
                                             seed=config.model.seed)
         del vectors
         groups = describe_groups(found, paths)

@@ -379,3 +379,24 @@ def test_report_tabs_show_groups_keeper_first_and_outliers(tmp_path):
         page.click("nav button[data-tab=clusters]")
         assert page.locator("#tab-outliers").is_hidden()
         browser.close()
+
+
+def test_facts_cache_reads_each_photo_version_once(tmp_path, monkeypatch):
+    from image_clustering import duplicates
+
+    files = []
+    for i, src in enumerate(_photos(CLOTHING, 3)):
+        files.append(tmp_path / f"{i}.jpg")
+        shutil.copyfile(src, files[-1])
+    names = [f.name for f in files]
+    cache = tmp_path / "cache" / "facts.npz"
+    first = duplicates.cached_facts(cache, files, names, np.arange(3))
+    read = []
+    monkeypatch.setattr(duplicates, "photo_facts", lambda p: read.append(p.name) or None)
+    again = duplicates.cached_facts(cache, files, names, np.array([0, 2]))
+    assert read == [] and (again.phash[[0, 2]] == first.phash[[0, 2]]).all() and again.content[2] == first.content[2]
+    os.utime(files[2], ns=(0, 0))  # changed (its time): read again
+    duplicates.cached_facts(cache, files, names, np.arange(3))
+    assert read == ["2.jpg"]
+    with np.load(cache) as z:
+        assert sorted(z["path"]) == names
