@@ -341,6 +341,22 @@ def similar(config_path, quiet, photo, count):
 
 @main.command(cls=_Command)
 @_common
+def duplicates(config_path, quiet):
+    """Groups of duplicate photos (exact, near-identical, burst, same scene: duplicates.grade) with a
+    suggested keeper each, and the 50 most unusual photos. Nothing is deleted or moved."""
+    pipeline = _start(quiet)
+    result = pipeline.duplicates(load_config(config_path), progress=not quiet)
+    grades = {}
+    for group in result.groups:
+        grades[group.grade] = grades.get(group.grade, 0) + 1
+    counts = ", ".join(f"{n} {g}" for g, n in grades.items()) or "none"
+    csv_path, _json, outliers, links = result.files
+    click.echo(f"duplicates: {len(result.groups)} groups ({counts}) of {sum(len(g.members) for g in result.groups)} "
+               f"photos; table {csv_path}; links {links}; outliers {outliers}")
+
+
+@main.command(cls=_Command)
+@_common
 @_SCHEDULER
 def run(config_path, quiet, scheduler):
     """All steps in order: download, extract, find-k, cluster, report."""

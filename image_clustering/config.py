@@ -99,6 +99,13 @@ SCHEMA = {
                 "timeout": {"type": "number", "exclusiveMinimum": 0},
             },
         },
+        "duplicates": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "grade": {"enum": ["exact", "near-identical", "burst", "same scene"]},
+            },
+        },
     },
 }
 
@@ -163,6 +170,10 @@ DEFAULT_COMPUTE = {
     "workers": 2,  # LocalCluster worker processes
     "task_size": 256,  # images per extraction task: large enough to hide scheduling, small enough to lose little
     "timeout": 10,  # seconds to wait for a scheduler to answer
+}
+DEFAULT_DUPLICATES = {
+    # the lowest grade `imgclust duplicates` reports (image_clustering.duplicates: the ladder)
+    "grade": "burst",
 }
 DEFAULT_WEIGHTS = {name: spec.default_source for name, spec in REGISTRY.items()}
 
@@ -238,6 +249,14 @@ class ComputeConfig:
     workers: int = 2
     task_size: int = 256
     timeout: float = 10
+
+
+@dataclass(frozen=True)
+class DuplicatesConfig:
+    """The ``duplicates`` section: ``grade``, the lowest grade of the ladder ``imgclust duplicates``
+    reports (``exact``, ``near-identical``, ``burst`` or ``same scene``; README, "Duplicates")."""
+
+    grade: str = "burst"
 
 
 @dataclass(frozen=True)
@@ -338,6 +357,24 @@ class Layout:
     def link_root(self, of_tags: bool = False) -> Path:
         return self.paths.link_dir / self._labels_name(of_tags)
 
+    # imgclust duplicates
+    @property
+    def duplicates_csv(self) -> Path:
+        return self.paths.cluster_label_dir / f"{self.name}_duplicates.csv"
+
+    @property
+    def duplicates_json(self) -> Path:
+        return self.paths.cluster_label_dir / f"{self.name}_duplicates.json"
+
+    @property
+    def outliers_csv(self) -> Path:
+        return self.paths.cluster_label_dir / f"{self.name}_outliers.csv"
+
+    @property
+    def duplicates_links(self) -> Path:
+        """One folder of links per duplicate group."""
+        return self.paths.link_dir / f"{self.name}_duplicates"
+
     # pictures
     @property
     def plot_dir(self) -> Path:
@@ -359,6 +396,7 @@ class Config:
     model: ModelConfig
     source: Path | None = None
     compute: ComputeConfig = ComputeConfig()
+    duplicates: DuplicatesConfig = DuplicatesConfig()
 
     def with_scheduler(self, scheduler: str | None) -> Config:
         """This config with ``compute.scheduler`` replaced (the ``--scheduler`` option); None keeps it."""
@@ -494,7 +532,8 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
     except ImgclustError as exc:
         raise ImgclustError(prefix + str(exc)) from None
     compute = ComputeConfig(**{**DEFAULT_COMPUTE, **raw.get("compute", {})})
-    return Config(Paths(**resolved), ModelConfig(**model), source, compute)
+    duplicates = DuplicatesConfig(**{**DEFAULT_DUPLICATES, **raw.get("duplicates", {})})
+    return Config(Paths(**resolved), ModelConfig(**model), source, compute, duplicates)
 
 
 OUTPUT_FOLDERS = ("model_dir", "vector_dir", "cluster_label_dir", "plot_dir", "link_dir")
@@ -502,7 +541,7 @@ OUTPUT_FOLDERS = ("model_dir", "vector_dir", "cluster_label_dir", "plot_dir", "l
 
 def check_output_folders(paths: dict[str, Path], object_name: str) -> None:
     """Refuse an output folder — or the per-collection folder ``<folder>/<object_name>`` (and
-    ``<link_dir>/<object_name>_labels``) the outputs go into, which may be a symbolic link — that
+    ``<link_dir>/<object_name>_labels`` and ``_duplicates``) the outputs go into, which may be a symbolic link — that
     is, contains or lies inside ``image_dir``.
 
     Rebuilding ``<link_dir>/<object_name>`` replaces that folder, so a link folder above the photos
@@ -516,7 +555,7 @@ def check_output_folders(paths: dict[str, Path], object_name: str) -> None:
     """
     image_dir = paths["image_dir"]
     for name in OUTPUT_FOLDERS:
-        inner = [object_name, f"{object_name}_labels"] if name == "link_dir" else [object_name]
+        inner = [object_name, f"{object_name}_labels", f"{object_name}_duplicates"] if name == "link_dir" else [object_name]
         for folder in [paths[name], *((paths[name] / sub).resolve() for sub in inner)]:
             how = ("is" if folder == image_dir else "lies inside" if image_dir in folder.parents
                    else "contains" if folder in image_dir.parents else _same_folder_as(folder, image_dir))

@@ -183,13 +183,10 @@ EXIF_IFD = 0x8769  # the Exif sub-IFD pointer tag
 DATETIME_ORIGINAL = 0x9003  # "YYYY:MM:DD HH:MM:SS", when the shutter fired
 
 
-def photo_time(path: Path) -> float:
-    """When a photo was taken, in seconds since the epoch (float): EXIF DateTimeOriginal read as
-    UTC (only differences between photos matter), else the file's modification time.
-
-    Raises:
-        OSError: the file cannot be read at all (not even its modification time).
-    """
+def exif_time(path: Path) -> float | None:
+    """When a photo was taken by its EXIF DateTimeOriginal, in seconds since the epoch read as UTC
+    (only differences between photos matter); None when the photo has no usable EXIF time (a
+    copy's file time says when it was copied, not taken: burst detection must not use it)."""
     try:
         with _open_regular(path) as f, Image.open(f) as im:
             stamp = im.getexif().get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)
@@ -199,5 +196,16 @@ def photo_time(path: Path) -> float:
             taken = datetime.strptime(stamp.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
             return taken.replace(tzinfo=timezone.utc).timestamp()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        pass  # no or malformed EXIF (cameras write "0000:00:00 00:00:00"): fall back to the file time
-    return os.stat(path).st_mtime
+        pass  # no or malformed EXIF (cameras write "0000:00:00 00:00:00")
+    return None
+
+
+def photo_time(path: Path) -> float:
+    """When a photo was taken, in seconds since the epoch (float): EXIF DateTimeOriginal read as
+    UTC (:func:`exif_time`), else the file's modification time.
+
+    Raises:
+        OSError: the file cannot be read at all (not even its modification time).
+    """
+    taken = exif_time(path)
+    return os.stat(path).st_mtime if taken is None else taken

@@ -1133,3 +1133,59 @@ def organise(config: Config, to: Path | None = None, mode: str = "copy", dry_run
                                                                    ensure_ascii=False))
         done = {} if dry_run else org.apply(steps, state)
         return OrganiseResult(steps, done, config.layout.organise_plan)
+
+
+@dataclass
+class DuplicatesResult:
+    """What ``imgclust duplicates`` found and wrote.
+
+    Attributes:
+        paths: every photo with feature vectors (relative to ``paths.image_dir``).
+        groups: :class:`~image_clustering.duplicates.DuplicateGroup` per group, keeper first.
+        outliers: rows of the most unusual photos, most unusual first; ``scores`` float32 (N,).
+        files: the CSV, JSON, outlier CSV and link folder written.
+    """
+
+    paths: list[str]
+    groups: list
+    outliers: list[int]
+    scores: np.ndarray
+    files: tuple[Path, Path, Path, Path]
+
+
+def duplicates(config: Config, progress: bool = True) -> DuplicatesResult:
+    """``imgclust duplicates``: groups of duplicate photos down to the grade ``duplicates.grade``
+    (:mod:`image_clustering.duplicates`), each with a suggested keeper; writes
+    ``<cluster_label_dir>/<object_name>_duplicates.csv|json``, ``<object_name>_outliers.csv`` (the
+    50 most unusual photos) and ``<link_dir>/<object_name>_duplicates/`` (a folder of links per
+    group). Photos are only read; nothing is deleted or moved.
+
+    Raises:
+        ImgclustError: no feature vectors, or the link folder exists and imgclust did not make it.
+    """
+    from .duplicates import FACTS_CACHE, OUTLIER_K, cached_facts, describe_groups, find_duplicates, outlier_scores
+    from .duplicates_outputs import link_duplicates, write_duplicates, write_outliers, write_report_data
+
+    layout, grade = config.layout, config.duplicates.grade
+    with exclusive_lock(config.feature_dir, "duplicates"):
+        paths, vectors, _key = features(config)
+        files = [config.paths.image_dir / p for p in paths]
+        cache = config.feature_dir / FACTS_CACHE  # hashes, sizes, sharpness, times: read once per photo version
+        found, index, sim = find_duplicates(vectors, lambda rows: cached_facts(cache, files, paths, rows), grade,
+                                            seed=config.model.seed)
+        del vectors
+        groups = describe_groups(found, paths)
+        scores = outlier_scores(sim)
+        nearest = index[:, 0] if index.shape[1] else np.full(len(paths), -1)
+
+        def tables():
+            write_duplicates(layout.duplicates_csv, layout.duplicates_json, paths, groups, grade)
+
+        link_duplicates(layout.duplicates_links, config.paths.image_dir, paths, groups, config.model.link,
+                        before_swap=tables)
+        top = write_outliers(layout.outliers_csv, paths, scores, nearest)
+        write_report_data(layout.plot_dir / "report", config.paths.image_dir, paths, groups, grade, top, scores,
+                          nearest, OUTLIER_K)
+    logger.info(f"{len(groups)} duplicate groups ({sum(len(g.members) for g in groups)} photos) down to {grade!r}")
+    return DuplicatesResult(paths, groups, top, scores,
+                            (layout.duplicates_csv, layout.duplicates_json, layout.outliers_csv, layout.duplicates_links))
