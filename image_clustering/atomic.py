@@ -5,10 +5,12 @@ shows as text, never runs as a formula (:func:`neutralise_cell`, undone by :func
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import re
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,3 +169,23 @@ def read_csv(handle) -> list[list[str]]:
         csv.Error: the text is not CSV.
     """
     return [[restore_cell(c) for c in row] for row in csv.reader(handle)]
+
+
+def not_a_file(path: Path) -> str | None:
+    """None when ``path`` is a regular file (or a link to one), else what it is instead: "missing",
+    "is a folder", "is a FIFO, not a regular file", "is a symbolic link that loops", ... (opening a
+    FIFO to hash it would wait for a writer forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that loops"
+        if exc.errno == errno.ENOENT:
+            return "is a broken symbolic link" if os.path.islink(path) else "missing"
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    return f"is a {kind}, not a regular file"

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import backend
 from . import embedding as embedding_mod
 from . import weights as weights_mod
-from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
+from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, not_a_file, read_text
 from .clustering import AutoKClustering, KSweep, sweep_k
 from .config import Config
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
@@ -872,8 +872,9 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
     if row is not None:
         query = rows.take(np.array([row]))[0]
     else:
-        if not photo.is_file():
-            raise ImgclustError(f"{photo}: no such photo")
+        problem = not_a_file(photo)
+        if problem:  # a FIFO or /dev/zero is never opened: reading it would wait, or never end
+            raise ImgclustError(f"{photo}: {'no such photo' if problem == 'missing' else problem}")
         blocks = []
         for name in config.model.extractor:
             load, _identity = _network(config, name)
