@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: h
 
 import click  # noqa: E402
 
-from .config import NETWORKS, load_config  # noqa: E402
+from .config import NETWORKS  # noqa: E402
+from .config import load_config as _load_config  # noqa: E402
 from .errors import ImgclustError  # noqa: E402
 
 # The heavy libraries (scikit-learn, TensorFlow, matplotlib) load with the pipeline, inside each
@@ -53,6 +54,14 @@ class _Command(click.Command):
         except OSError as exc:  # e.g. an output folder that cannot be written
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+def load_config(path):
+    """:func:`image_clustering.config.load_config`, saying how to name another file when there is none."""
+    if not os.path.lexists(path):
+        raise ImgclustError(f"{path}: no config file there; name yours with --config FILE "
+                            "(README, \"Config reference\")")
+    return _load_config(path)
 
 
 def _common(func):

@@ -75,6 +75,7 @@ def client(compute: ComputeConfig):
             # The workers' scratch folders (dask-scratch-space/worker-*) go into a temporary folder
             # of ours, removed after the cluster closes, instead of piling up in the system's.
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="imgclust-dask-"))
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
             cluster = stack.enter_context(LocalCluster(n_workers=compute.workers, threads_per_worker=1,
                                                        processes=True, dashboard_address=":0",
                                                        local_directory=scratch))

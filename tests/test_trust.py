@@ -1,0 +1,243 @@
+"""Issue 21, the second hostile-input audit (D2–D4, D6–D10, D12) and the newcomer's findings: each
+case ends in one clear line naming the file or key (exit status 1), never a traceback or a hang."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from image_clustering import ImgclustError, config_from_dict
+from image_clustering.cli import main
+from image_clustering.config import load_config
+from tests.conftest import MODEL_DIR, ROOT, noise_photo
+from tests.test_hostile_input import fake_store, one_line_error, without_hanging_on
+
+BASE = {"paths": {"image_dir": "photos"}, "model": {"object_name": "x"}}
+PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port}")
+
+
+# ---- D3, D6: scheduler addresses ------------------------------------------------------------------
+
+JUNK_SERVER = r"""
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.sendall(b"\xff" * 64)  # an 8-byte frame count of 2**64 - 1, and more
+    c.close()
+"""
+
+
+@pytest.fixture
+def listener():
+    """``listener(args)``: a server started with ``python args`` on a free loopback port; killed after."""
+    started = []
+
+    def start(*args) -> int:
+        port = free_port()
+        started.append(subprocess.Popen([sys.executable, *args, str(port)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        wait_for_port(port)
+        return port
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("server", ["http", "junk"])
+def test_a_scheduler_address_where_no_dask_listens_fails_within_the_timeout(tmp_path, make_config, lite0_weights,
+                                                                          listener, server):
+    if server == "http":
+        port = listener("-m", "http.server", "--bind", "127.0.0.1")
+    else:
+        port = listener("-c", JUNK_SERVER)
+    noise_photo(tmp_path / "p" / "a.jpg", 0)
+    config = make_config(tmp_path / "p", extractor="efficientnet_lite0")
+    address = f"tcp://127.0.0.1:{port}"
+    raw = json.loads(config.source.read_text())
+    raw["compute"] = {"timeout": 2}
+    config.source.write_text(json.dumps(raw))
+    start = time.monotonic()
+    result = without_hanging_on(tmp_path / "unused", lambda: CliRunner().invoke(
+        main, ["extract", "-q", "--config", str(config.source), "--scheduler", address]), seconds=60)
+    one_line_error(result, "compute.scheduler", address)
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("address", ["file:///etc/passwd", "ws://[::1", "tcp://host:99999", "tcp://host:8786/path"])
+def test_a_scheduler_address_dask_cannot_use_is_one_line(tmp_path, address):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(BASE))
+    result = CliRunner().invoke(main, ["extract", "--config", str(path), "--scheduler", address])
+    one_line_error(result, "--scheduler", repr(address))
+    path.write_text(json.dumps({**BASE, "compute": {"scheduler": address}}))
+    one_line_error(CliRunner().invoke(main, ["extract", "--config", str(path)]), "compute.scheduler", str(path))
+
+
+def test_ipv6_and_portless_scheduler_addresses_are_accepted():
+    config = config_from_dict(BASE)
+    for address in ("tcp://[::1]:8786", "tcp://head", "tls://head.example:8786", "local"):
+        assert config.with_scheduler(address).compute.scheduler == address
+
+
+# ---- D4: compute.workers ----------------------------------------------------------------------------
+
+def test_more_local_workers_than_cpus_are_refused_naming_the_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    local = {**BASE, "compute": {"scheduler": "local", "workers": 5}}
+    with pytest.raises(ImgclustError, match=r"^compute\.workers: 5 .* at most 4"):
+        config_from_dict(local)
+    assert config_from_dict({**BASE, "compute": {"scheduler": "local", "workers": 4}}).compute.workers == 4
+    elsewhere = config_from_dict({**BASE, "compute": {"scheduler": "tcp://head:8786", "workers": 1000}})
+    assert elsewhere.compute.workers == 1000  # unused off a LocalCluster
+    with pytest.raises(ImgclustError, match=r"^--scheduler local: compute\.workers: 1000"):
+        elsewhere.with_scheduler("local")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({**BASE, "compute": {"scheduler": "local", "workers": 1000}}))
+    one_line_error(CliRunner().invoke(main, ["extract", "--config", str(path)]), "compute.workers", str(path))
+
+
+@pytest.mark.slow
+def test_a_local_cluster_leaves_no_scratch_folders(tmp_path, monkeypatch):
+    """The workers' ``dask-scratch-space/worker-*`` folders go with the cluster (TMPDIR is where
+    Dask would otherwise put them, for the workers too)."""
+    import tempfile
+
+    from image_clustering import distributed
+    from image_clustering.config import ComputeConfig
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with distributed.client(ComputeConfig(scheduler="local", workers=1, timeout=60)) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- D9: the config file ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder", "2 MiB"])
+def test_a_config_that_is_not_a_small_regular_file_is_one_line(tmp_path, kind):
+    path = Path(kind) if kind.startswith("/") else tmp_path / "c.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "2 MiB":
+        path.write_text(json.dumps({**BASE, "pad": " " * (2 << 20)}))
+    result = without_hanging_on(path if kind == "fifo" else tmp_path / "unused",
+                                lambda: CliRunner().invoke(main, ["find-k", "--config", str(path)]), seconds=30)
+    if kind == "folder":  # click's own check (dir_okay=False): a usage error, exit status 2
+        assert result.exit_code == 2 and "is a directory" in result.output and "Traceback" not in result.output
+        with pytest.raises(ImgclustError, match=f"^{path}: cannot read config"):
+            load_config(path)
+    else:
+        one_line_error(result, str(path), "cannot read config")
+
+
+# ---- D12 and item 4(b, c): messages ------------------------------------------------------------------
+
+@pytest.mark.parametrize("model, needle", [
+    ({"backend": "pytorch"}, "model.backend: must be null or one of \"tensorflow\", \"jax\", \"torch\" (got 'pytorch')"),
+    ({"label_k": 1}, "model.label_k: must be a whole number ≥ 2 or \"auto\" (got 1)"),
+    ({"sim": "high"}, "model.sim: must be null or a number from 0 to 1 (got 'high')"),
+])
+def test_a_bad_value_names_the_key_and_the_allowed_values(model, needle):
+    with pytest.raises(ImgclustError) as info:
+        config_from_dict({**BASE, "model": {**BASE["model"], **model}})
+    assert str(info.value) == needle and "any of the given schemas" not in str(info.value)
+
+
+@pytest.mark.parametrize("raw, suggestion", [
+    ({**BASE, "model": {"object_name": "x", "algoritm": "kmeans"}}, "model.algoritm: unknown key (did you mean 'algorithm'?"),
+    ({"paths": {"image_dir": "p", "vectordir": "v"}, "model": {"object_name": "x"}}, "did you mean 'vector_dir'?"),
+    ({**BASE, "comptue": {}}, "comptue: unknown key (did you mean 'compute'?"),
+])
+def test_a_misspelt_key_gets_a_suggestion(raw, suggestion):
+    with pytest.raises(ImgclustError, match="unknown key") as info:
+        config_from_dict(raw)
+    assert suggestion in str(info.value)
+
+
+def test_run_without_a_config_mentions_the_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(CliRunner().invoke(main, ["run"]), "configs/configs.json", "--config")
+
+
+def test_a_link_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
+    raw = json.loads(json.dumps(BASE))
+    raw["paths"].update(image_dir=str(tmp_path / "p"), link_dir=str(tmp_path / "links"))
+    (tmp_path / "links").write_text("a file")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(raw))
+    one_line_error(CliRunner().invoke(main, ["cluster", "--config", str(path)]),
+                   "paths.link_dir", "is not a folder", str(path))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "missing"])
+def test_similar_names_what_a_non_photo_is(tmp_path, make_config, kind):
+    config = make_config(tmp_path / "p", extractor="inception_v3")
+    fake_store(config, 4)
+    photo = Path(kind) if kind.startswith("/") else tmp_path / "query.jpg"
+    if kind == "fifo":
+        os.mkfifo(photo)
+    result = without_hanging_on(photo if kind == "fifo" else tmp_path / "unused", lambda: CliRunner().invoke(
+        main, ["similar", "-q", "--config", str(config.source), str(photo)]), seconds=30)
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    needle = {"fifo": "is a FIFO, not a regular file", "/dev/zero": "is a device, not a regular file",
+              "missing": "does not exist"}[kind]
+    assert needle in result.output and "no such photo" not in result.output
+
+
+@pytest.mark.parametrize("kind, needle", [("fifo", "is a FIFO, not a regular file"), ("folder", "is a folder"),
+                                          ("loop", "is a symbolic link that loops"), ("gone", "missing")])
+def test_a_weights_file_that_is_not_a_file_says_what_it_is(tmp_path, kind, needle):
+    from image_clustering.weights import load_manifest
+
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest = json.loads((MODEL_DIR / "efficientnet_lite0.json").read_text()) if (
+        MODEL_DIR / "efficientnet_lite0.json").is_file() else pytest.skip("no Lite0 manifest in models/")
+    (models / "efficientnet_lite0.json").write_text(json.dumps(manifest))
+    weights = models / manifest["file"]
+    if kind == "fifo":
+        os.mkfifo(weights)
+    elif kind == "folder":
+        weights.mkdir()
+    elif kind == "loop":
+        weights.symlink_to(weights)
+    def load():
+        try:
+            return load_manifest(models, "efficientnet_lite0", verify=True)
+        except ImgclustError as exc:
+            return exc
+
+    error = without_hanging_on(weights, load, seconds=20)
+    assert isinstance(error, ImgclustError) and str(error).startswith(f"{weights}: weights file {needle}"), error
