@@ -146,6 +146,18 @@ def test_a_local_cluster_leaves_no_scratch_folders(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder", "2 MiB"])
 def test_a_config_that_is_not_a_small_regular_file_is_one_line(tmp_path, kind):
     path = Path(kind) if kind.startswith("/") else tmp_path / "c.json"
+    if kind == "/dev/zero":  # in a process of at most 2 GiB: without the limit it would fill the memory
+        import resource
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+        done = subprocess.run([sys.executable, "-m", "image_clustering.cli", "find-k", "--config", str(path)],
+                              capture_output=True, text=True, timeout=120, env=PYTHON_ENV, preexec_fn=limit)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-800:]
+        assert str(path) in lines[0] and "cannot read config" in lines[0]
+        return
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "folder":
@@ -241,3 +253,103 @@ def test_a_weights_file_that_is_not_a_file_says_what_it_is(tmp_path, kind, needl
 
     error = without_hanging_on(weights, load, seconds=20)
     assert isinstance(error, ImgclustError) and str(error).startswith(f"{weights}: weights file {needle}"), error
+
+
+# ---- D2: the label-words report never links or opens a row outside image_dir ----------------------
+
+def label_collection(tmp_path, make_config):
+    """Four photos, a secret photo outside, and a label table whose other rows climb out."""
+    from PIL import Image
+
+    photos, secret = tmp_path / "photos", tmp_path / "secret"
+    photos.mkdir()
+    secret.mkdir()
+    for i in range(4):
+        Image.new("RGB", (40, 30), (200, 30, 30) if i < 2 else (30, 30, 200)).save(photos / f"p{i}.jpg")
+    Image.new("RGB", (40, 30), (0, 255, 0)).save(secret / "secret.jpg")  # pure green: visible if drawn
+    (photos / "escape").symlink_to(secret, target_is_directory=True)
+    climb = "../" * (len(photos.resolve().parts) + 2)
+    hostile = ["../secret/secret.jpg", str(secret / "secret.jpg"), "escape/secret.jpg", f"{climb}etc/passwd",
+               "/etc/passwd", "sub/../../secret/secret.jpg", "./../secret/secret.jpg"]
+    rows = [f"p{i}.jpg,{'church,tower' if i < 2 else 'sea,wave'}" for i in range(4)]
+    rows += [f'"{h}",sea,wave' for h in hostile]
+    table = tmp_path / "labels.csv"
+    table.write_text("\n".join(["path,label_1,label_2", *rows]) + "\n", encoding="utf-8")
+    config = make_config(photos)
+    raw = json.loads(config.source.read_text())
+    raw["paths"]["label_file"] = str(table)
+    raw["model"].update(label_k=2)
+    config.source.write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["cluster-labels", "-q", "--config", str(config.source)])
+    assert result.exit_code == 0, result.output
+    return load_config(config.source), hostile
+
+
+def report_data(index: Path) -> dict:
+    text = (index.parent / "data.js").read_text()
+    return json.loads(text[text.index("{"):text.rindex("}") + 1])
+
+
+def test_the_label_report_links_and_reads_no_row_outside_the_photos(tmp_path, make_config):
+    from PIL import Image
+
+    config, hostile = label_collection(tmp_path, make_config)
+    index = config.plot_dir / "report_labels" / "index.html"
+    data = report_data(index)
+    hrefs = dict(zip(data["paths"], data["hrefs"]))
+    assert {p: hrefs[p] for p in hostile} == {p: None for p in hostile}
+    assert all(hrefs[f"p{i}.jpg"] == f"p{i}.jpg" for i in range(4))
+    for name in data["atlases"]:  # no thumbnail of the secret photo: it was never opened
+        script = (index.parent / name).read_text()
+        import base64
+        import io
+
+        jpeg = base64.b64decode(script[script.index('"') + 1:script.rindex('"')])
+        pixels = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+        green = (pixels[..., 1] > 200) & (pixels[..., 0] < 60) & (pixels[..., 2] < 60)
+        assert green.sum() == 0
+
+
+@pytest.mark.browser
+def test_clicking_rows_outside_the_photos_in_the_label_report_loads_nothing(tmp_path, make_config):
+    from tests.test_report import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    config, hostile = label_collection(tmp_path, make_config)
+    index = config.plot_dir / "report_labels" / "index.html"
+    photos = config.paths.image_dir.resolve().as_uri() + "/"
+    with sync_api.sync_playwright() as p:
+        from image_clustering.report_browser import launch
+
+        browser = launch(p)
+        try:
+            from tests.test_report import open_report
+
+            page = open_report(browser, index)
+            popups = []
+            page.context.on("page", lambda new: popups.append(new.url))
+            shown = page.evaluate("""() => Array.from(document.querySelectorAll('.thumb')).map((b) => {
+                b.click();
+                const a = document.getElementById('photo-open');
+                return [document.getElementById('photo-path').textContent, a.getAttribute('href'),
+                        document.getElementById('photo-img').getAttribute('src')];
+            })""")
+            for path in hostile:  # hover and click its point on the map
+                x, y = page.evaluate("(p) => window.imgclustReport.screenPosition(p)", path)
+                page.mouse.move(x, y)
+                page.mouse.click(x, y)
+            page.wait_for_timeout(300)
+            requests = list(page.requests)
+        finally:
+            browser.close()
+    by_path = {path: (href, src) for path, href, src in shown}
+    assert set(hostile) <= set(by_path)
+    assert all(by_path[h] == (None, None) for h in hostile), by_path
+    assert by_path["p0.jpg"][0].endswith("p0.jpg")
+    report_dir = index.parent.resolve().as_uri() + "/"
+    for url in requests + popups:
+        if url.startswith("file:"):
+            assert url.startswith((photos, report_dir)), url
+    assert not any("passwd" in url or "secret" in url for url in requests + popups)
