@@ -161,14 +161,21 @@ def atomic_write_csv(path: Path, header: list[str], rows) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def read_csv(handle) -> list[list[str]]:
+def read_csv(handle, lines: list[int] | None = None) -> list[list[str]]:
     """All rows (header included) of an open CSV file, each cell through :func:`restore_cell`, so a
-    file written by :func:`atomic_write_csv` reads back as it was given.
+    file written by :func:`atomic_write_csv` reads back as it was given; ``lines``, when given, is
+    filled with each row's last line number (1-based; a row spans lines only with quoted line breaks).
 
     Raises:
         csv.Error: the text is not CSV.
     """
-    return [[restore_cell(c) for c in row] for row in csv.reader(handle)]
+    reader = csv.reader(handle)
+    rows = []
+    for row in reader:
+        rows.append([restore_cell(c) for c in row])
+        if lines is not None:
+            lines.append(reader.line_num)
+    return rows
 
 
 def not_a_file(path: Path) -> str | None:

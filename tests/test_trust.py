@@ -353,3 +353,49 @@ def test_clicking_rows_outside_the_photos_in_the_label_report_loads_nothing(tmp_
         if url.startswith("file:"):
             assert url.startswith((photos, report_dir)), url
     assert not any("passwd" in url or "secret" in url for url in requests + popups)
+
+
+# ---- D7: label tables are UTF-8 -------------------------------------------------------------------
+
+def latin1_collection(tmp_path, make_config, bom=False):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        Image.new("RGB", (40, 30), (40 * i, 30, 30)).save(photos / f"p{i}.jpg")
+    rows = [f"p{i}.jpg,café,{'tree' if i < 3 else 'sky'}" for i in range(6)]
+    text = "path,label_1,label_2\n" + "\n".join(rows) + "\n"
+    table = tmp_path / "labels.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8") if bom else text.encode("latin-1"))
+    config = make_config(photos)
+    raw = json.loads(config.source.read_text())
+    raw["paths"]["label_file"] = str(table)
+    config.source.write_text(json.dumps(raw))
+    return config, table
+
+
+@pytest.mark.parametrize("command", ["cluster-labels", "tag-network"])
+def test_a_latin1_label_table_is_one_line_naming_the_file_and_line(tmp_path, make_config, command):
+    config, table = latin1_collection(tmp_path, make_config)
+    result = CliRunner().invoke(main, [command, "-q", "--config", str(config.source)])
+    one_line_error(result, f"{table}: line 2:", "not UTF-8")
+
+
+def test_a_utf8_table_with_a_byte_order_mark_draws_its_words(tmp_path, make_config):
+    config, _ = latin1_collection(tmp_path, make_config, bom=True)
+    result = CliRunner().invoke(main, ["tag-network", "-q", "--config", str(config.source)])
+    assert result.exit_code == 0, result.output
+    nodes = (config.paths.cluster_label_dir / "test_nodes.csv").read_text(encoding="utf-8")
+    assert "café" in nodes
+
+
+def test_the_network_picture_draws_words_that_are_not_unicode(tmp_path):
+    """A word with undecodable bytes (from a file name, say) reaches matplotlib as U+FFFD."""
+    from image_clustering.network import layout, render, tag_graph
+    from image_clustering.tags import TagTable
+
+    table = TagTable(["a.jpg", "b.jpg"], [{os.fsdecode(b"caf\xe9"): 1.0}, {"tree": 1.0}], [1, 1])
+    graph = tag_graph(table)
+    render(graph, layout(graph), {}, tmp_path / "net.png", "title")
+    assert (tmp_path / "net.png").stat().st_size > 0
