@@ -302,13 +302,15 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
     if layout.sweep_cache.is_file():
         try:
             sweeps = json.loads(read_text(layout.sweep_cache)).get("sweeps", {})
+            if not isinstance(sweeps, dict):
+                raise ValueError("no sweeps")
         except (ValueError, AttributeError):
             logger.warning(f"{layout.sweep_cache}: unreadable cache, computing the sweep again")
+            sweeps = {}
         if key in sweeps and layout.sweep_labels(key).is_file():
-            doc = sweeps[key]
-            return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
-                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion,
-                          np.load(layout.sweep_labels(key), mmap_mode="r"))
+            cached = _cached_sweep(sweeps[key], layout.sweep_labels(key), len(points), m.k_criterion)
+            if cached is not None:
+                return cached
     if not fit:
         return None
     k_top = max(1, min(m.k_max, len(points) - 1))
@@ -330,6 +332,23 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
         if old.name not in wanted:
             old.unlink(missing_ok=True)
     return sweep
+
+
+def _cached_sweep(doc, labels_file: Path, n: int, criterion: str) -> KSweep | None:
+    """A sweep from its cache entry and its per-k labels file; None (with a warning) when either is
+    damaged: truncated, garbage, or not the shapes the entry says."""
+    try:
+        ks = np.array(doc["ks"], dtype=int)
+        sweep = KSweep(ks, np.array(doc["inertia"], dtype=float), np.array(doc["silhouette"], dtype=float),
+                       np.array(doc["davies_bouldin"], dtype=float), dict(doc["suggestions"]), criterion,
+                       np.load(labels_file, mmap_mode="r"))
+        if (ks.ndim != 1 or sweep.labels.shape != (len(ks), n) or sweep.labels.dtype.kind not in "iu"
+                or any(len(a) != len(ks) for a in (sweep.inertia, sweep.silhouette, sweep.davies_bouldin))):
+            raise ValueError("shapes differ")
+        return sweep
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        logger.warning(f"{labels_file}: damaged k sweep cache ({type(exc).__name__}), computing the sweep again")
+        return None
 
 
 def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> tuple[

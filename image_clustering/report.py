@@ -412,14 +412,32 @@ def _cache_buster(out_dir: Path) -> str:
 RUN_LOG = "run_log.json"
 
 
+def read_run_log(path: Path) -> dict[str, dict]:
+    """``run_log.json``: step → {"seconds": float, ...}; steps of another shape are left out, and
+    an unreadable file (damaged, not JSON, not an object) reads as empty, with a warning."""
+    if not path.is_file():
+        return {}
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(log, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        logger.warning(f"{path}: unreadable run log ({type(exc).__name__}), starting a new one")
+        return {}
+    ok = {step: doc for step, doc in log.items()
+          if isinstance(doc, dict) and isinstance(doc.get("seconds"), (int, float)) and not isinstance(doc["seconds"], bool)}
+    for doc in ok.values():  # counts must be whole numbers, or they are not shown
+        for name in [k for k, v in doc.items() if k in ("computed", "reused", "removed", "failed")
+                     and not (isinstance(v, int) and not isinstance(v, bool))]:
+            del doc[name]
+    return ok
+
+
 def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
     """Remember how long a pipeline step took (and e.g. the extraction counts) for the report's
     "run" section, in ``<feature_dir>/run_log.json``."""
     path = feature_dir / RUN_LOG
-    try:
-        log = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        log = {}
+    log = read_run_log(path)
     log[step] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
     atomic_write_text(path, json.dumps(log, indent=1))
 
@@ -508,12 +526,7 @@ def collection_report(config, progress: bool = False) -> Path:
         if not any(c.current for c in clusterings):  # no clustering yet: open at the suggested k
             clusterings[int(np.searchsorted(sweep.ks, sweep.suggested_k))].current = True
         neighbours = cached_neighbours(config.feature_dir, key, vectors)
-        run_log = {}
-        if (config.feature_dir / RUN_LOG).is_file():
-            try:
-                run_log = json.loads((config.feature_dir / RUN_LOG).read_text())
-            except ValueError:
-                pass
+        run_log = read_run_log(config.feature_dir / RUN_LOG)
         from .features import read_failures
 
         failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]

@@ -399,3 +399,64 @@ def test_the_network_picture_draws_words_that_are_not_unicode(tmp_path):
     graph = tag_graph(table)
     render(graph, layout(graph), {}, tmp_path / "net.png", "title")
     assert (tmp_path / "net.png").stat().st_size > 0
+
+
+# ---- D8: damaged report caches are rebuilt --------------------------------------------------------
+
+@pytest.fixture
+def clustered(tmp_path, make_config):
+    """A collection of 12 stand-in photos (random vectors) after find-k, cluster and report."""
+    config = make_config(tmp_path / "p", extractor="inception_v3", k_max=5)
+    fake_store(config, 12)
+    for command in ("find-k", "cluster"):
+        result = CliRunner().invoke(main, [command, "-q", "--config", str(config.source)])
+        assert result.exit_code == 0, result.output
+    (config.feature_dir / "run_log.json").write_text(json.dumps({"extract": {"seconds": 1.0, "computed": 12}}))
+    return config
+
+
+def damage(path: Path, how: str) -> None:
+    if how == "truncated":
+        os.truncate(path, min(37, path.stat().st_size - 1))
+    elif how == "garbage":
+        path.write_bytes(b"PK\x03\x04" + os.urandom(300))
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:  # a valid file of the wrong shape
+        np.save(path, np.zeros((2, 3), np.int16)) if path.suffix == ".npy" else np.savez(
+            path, key=np.array("x"), index=np.zeros(3), similarity=np.zeros(3))
+
+
+@pytest.mark.parametrize("cache", ["neighbours.npz", "find_k.labels.npy"])
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "wrong shape"])
+def test_a_damaged_report_cache_is_rebuilt(clustered, cache, how):
+    args = ["report", "-q", "--config", str(clustered.source)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    if cache == "neighbours.npz":
+        path = clustered.feature_dir / "neighbours.npz"
+    else:
+        (path,) = clustered.feature_dir.glob("find_k.*.labels.npy")
+    if how == "wrong shape" and cache == "neighbours.npz":  # the right key, arrays of the wrong shape
+        with np.load(path) as cached:
+            key = cached["key"]
+        np.savez(path.with_suffix(""), key=key, index=np.zeros(3, np.int32), similarity=np.zeros(3, np.float32))
+    else:
+        damage(path, how)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "Traceback" not in result.output and "Aborted" not in result.output, result.output
+    data = report_data(clustered.plot_dir / "report" / "index.html")
+    assert data["n"] == 12 and data["neighbours"] is not None and len(data["clusterings"]) >= 1
+    again = CliRunner().invoke(main, ["find-k", "-q", "--config", str(clustered.source)])
+    assert again.exit_code == 0, again.output  # fits the sweep again
+    assert CliRunner().invoke(main, args).exit_code == 0
+    data = report_data(clustered.plot_dir / "report" / "index.html")
+    assert len(data["clusterings"]) >= 2  # the clustering and the sweep's k-means per k
+
+
+@pytest.mark.parametrize("log", ["[1, 2]", '{"extract": 5}', '{"extract": {"seconds": "soon", "computed": []}}',
+                                 '"text"', "{", ""])
+def test_a_run_log_of_the_wrong_shape_is_ignored(clustered, log):
+    (clustered.feature_dir / "run_log.json").write_text(log)
+    for command in ("report", "cluster"):
+        result = CliRunner().invoke(main, [command, "-q", "--config", str(clustered.source)])
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
