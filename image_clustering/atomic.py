@@ -33,9 +33,21 @@ def atomic_path(path: Path):
     except OSError as exc:
         if exc.filename is None and exc.errno is not None:  # a failed write() (ENOSPC) names no file
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.filename is None and exc.errno is None:  # numpy's tofile: "25600 requested and 11232 written"
+            code = errno.ENOSPC if _full(path.parent) else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} ({exc})", str(path)) from exc
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (almost) no room left: under 64 KiB for us."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -460,3 +460,40 @@ def test_a_run_log_of_the_wrong_shape_is_ignored(clustered, log):
     for command in ("report", "cluster"):
         result = CliRunner().invoke(main, [command, "-q", "--config", str(clustered.source)])
         assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+
+
+# ---- D10: a full disk under vector_dir ------------------------------------------------------------
+
+def test_a_full_vector_dir_names_the_file_and_says_no_space(tmp_path, make_config, small_disk, random_extractor,
+                                                             monkeypatch):
+    from image_clustering import pipeline
+
+    monkeypatch.setattr(pipeline, "_network", lambda config, name: random_extractor[name])
+    disk = small_disk("48k")
+    for i in range(8):
+        noise_photo(tmp_path / "p" / f"{i}.jpg", i)
+    config = make_config(tmp_path / "p", vector_dir=disk / "vectors", extractor="inception_v3")
+    result = CliRunner().invoke(main, ["extract", "-q", "--config", str(config.source)])
+    one_line_error(result, "No space left on device", f"{disk}/vectors/")
+    assert "requested and" not in result.output
+    line = result.output.strip()
+    named = Path(line.split(": ")[1])  # "Error: <file>: No space left on device"
+    assert named.name and disk in named.parents, line
+
+
+def test_a_short_write_by_numpy_on_a_full_disk_says_no_space_and_names_the_file(small_disk):
+    """numpy's ``tofile`` reports a short write as "6400 requested and 5088 written", without errno
+    or file name (the audit's message): the atomic writer turns it into ENOSPC naming the target."""
+    import errno
+
+    from image_clustering.atomic import atomic_path
+
+    disk = small_disk("48k")
+    (disk / "filler").write_bytes(b"x" * 28672)
+    target = disk / "vectors" / "shard.features.npy"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            np.save(tmp, np.zeros(6400, np.float32))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target), repr(info.value)
+    assert "No space left on device" in str(info.value)
+    assert list(target.parent.iterdir()) == []  # no temporary file left
