@@ -497,3 +497,24 @@ def test_a_short_write_by_numpy_on_a_full_disk_says_no_space_and_names_the_file(
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target), repr(info.value)
     assert "No space left on device" in str(info.value)
     assert list(target.parent.iterdir()) == []  # no temporary file left
+
+
+# ---- D12: ocr lists what it skips ---------------------------------------------------------------
+
+def test_ocr_lists_a_skipped_fifo_in_its_failures(tmp_path, make_config):
+    import csv
+    import shutil
+
+    if shutil.which("tesseract") is None or not pytest.importorskip("pytesseract"):
+        pytest.skip("tesseract is not installed")
+    photos = tmp_path / "p"
+    noise_photo(photos / "a.jpg", 0)
+    os.mkfifo(photos / "pipe.jpg")
+    config = make_config(photos)
+    result = without_hanging_on(photos / "pipe.jpg", lambda: CliRunner().invoke(
+        main, ["ocr", "-q", "--config", str(config.source)]), seconds=120)
+    assert result.exit_code == 0, result.output
+    with open(config.layout.ocr_dir / "failures.csv", newline="") as f:
+        rows = {row["path"]: row["reason"] for row in csv.DictReader(f)}
+    assert rows == {"pipe.jpg": "not a regular file (FIFO)"}
+    assert "1 failed" in result.output
