@@ -28,12 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .config import ComputeConfig, check_workers
 from .errors import ImgclustError
 from .images import ImageFile
 from .networks import NETWORKS
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_siz
     queue = as_completed([submit(i) for i in range(min(slots, len(tasks)))])
     following = min(slots, len(tasks))
     by_name = {job.name: job for job in jobs}
-    with tqdm(total=len(tasks), unit="task", desc="extract", disable=not progress or None) as bar:
+    with progress_bar(total=len(tasks), unit="tasks", desc="extract", enabled=progress) as bar:
         for future in queue:
             try:
                 result = future.result()

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
 from .config import Config
 from .errors import ImgclustError
 from .images import ImageFile, open_rgb, scan_images
+from .progress import progress_bar
 
 # Page segmentation mode 11, "sparse text": photos are not pages. On 12 real photos with a
 # two-word sign drawn on each, it found 20 of the 24 words where the default (3, a page of text
@@ -177,7 +177,7 @@ def ocr(config: Config, progress: bool = True) -> OcrSummary:
             os.environ["OMP_THREAD_LIMIT"] = "1"  # one core per tesseract process; parallel across photos
             try:
                 with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
-                        tqdm(total=len(todo), unit="image", desc="ocr", disable=not progress or None) as bar:
+                        progress_bar(total=len(todo), unit="photos", desc="ocr", enabled=progress) as bar:
                     results = pool.map(lambda f: _read_one(config.paths.image_dir, f, m.ocr_language), todo)
                     for i, (f, words) in enumerate(zip(todo, results), start=1):
                         if isinstance(words, str):

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from . import backend
 from . import embedding as embedding_mod
@@ -43,6 +42,7 @@ from .plots import (
     save_figure,
     save_image,
 )
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
         return None
     k_top = max(1, min(m.k_max, len(points) - 1))
     logger.info(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
-    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar, _compute(config):
+    with progress_bar(total=k_top, unit="k", desc="find-k", enabled=progress) as bar, _compute(config):
         sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion,
                         parallel=config.compute.scheduler is not None)
     sweeps.pop(key, None)  # re-inserted last: the newest
@@ -551,7 +551,7 @@ def _cluster_plots(config: Config, paths, estimator: AutoKClustering, embedding,
         dendrogram.unlink(missing_ok=True)  # from an earlier agglomerative run
     for old in layout.plot_dir.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
         old.unlink()
-    for c in tqdm(range(-1, result.k), desc="contact sheets", disable=not progress or None):
+    for c in progress_bar(range(-1, result.k), desc="contact sheets", unit="sheets", enabled=progress):
         members = np.flatnonzero(result.labels == c)
         if c < 0 and not len(members):
             continue

@@ -518,3 +518,44 @@ def test_ocr_lists_a_skipped_fifo_in_its_failures(tmp_path, make_config):
         rows = {row["path"]: row["reason"] for row in csv.DictReader(f)}
     assert rows == {"pipe.jpg": "not a regular file (FIFO)"}
     assert "1 failed" in result.output
+
+
+# ---- item 4(a): progress reaches a log ------------------------------------------------------------
+
+PROGRESS_SNIPPET = r"""
+import time
+from image_clustering.progress import progress_bar
+with progress_bar(total=30, unit="photos", desc="extract") as bar:
+    for i in range(30):
+        time.sleep(0.05)
+        bar.update(1)
+with progress_bar(total=3, unit="photos", desc="short") as bar:  # shorter than the interval: silent
+    bar.update(3)
+"""
+
+LINE = r"^extract: (\d+)/30 photos, \d+\.\d photos/s, \d\d:\d\d left$"
+
+
+def test_progress_into_a_pipe_is_plain_lines_at_a_steady_interval():
+    import re
+
+    done = subprocess.run([sys.executable, "-c", PROGRESS_SNIPPET], capture_output=True, text=True, timeout=60,
+                          env={**PYTHON_ENV, "IMGCLUST_PROGRESS_SECONDS": "0.3"})
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "short" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) >= 3 and all(re.match(LINE, line) for line in lines), lines
+    counts = [int(re.match(LINE, line).group(1)) for line in lines]
+    assert counts == sorted(counts) and counts[-1] == 30 and counts[0] < 30
+
+
+def test_extract_into_a_pipe_logs_its_progress(tmp_path, make_config, lite0_weights):
+    for i in range(12):
+        noise_photo(tmp_path / "p" / f"{i:02d}.jpg", i)
+    config = make_config(tmp_path / "p", extractor="efficientnet_lite0", batch_size=2)
+    done = subprocess.run([sys.executable, "-m", "image_clustering.cli", "extract", "--config", str(config.source)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**PYTHON_ENV, "IMGCLUST_PROGRESS_SECONDS": "0.001"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    progress = [line for line in done.stderr.splitlines() if line.startswith("extract: ")]
+    assert progress and progress[-1].startswith("extract: 12/12 photos, ") and "\r" not in done.stderr, done.stderr
