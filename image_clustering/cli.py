@@ -97,8 +97,18 @@ def _start(quiet: bool):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="imgclust")
 def main():
-    """Group a photo collection by visual content: InceptionV3 feature vectors, PCA, t-SNE/UMAP
-    embedding, k-means. Run `imgclust run` for all steps, or each step on its own."""
+    """Group a photo collection by visual content.
+
+    Each photo becomes the feature vectors of two ImageNet networks (InceptionV3 and
+    EfficientNet-Lite0, by model.extractor); PCA reduces them and t-SNE (or UMAP) maps them in 2-D;
+    a k-means sweep over k picks the number of clusters; the photos are then grouped by Leiden
+    communities of their neighbour graph (model.algorithm: also k-means, spectral, hierarchical or
+    HDBSCAN) and linked into one folder per cluster, with plots and an interactive report. Photos
+    can also be grouped by label words (tag, ocr, cluster-labels). At least 3 photos.
+
+    Run `imgclust run` for every step, or each step on its own; --config names the JSON config
+    (default configs/configs.json).
+    """
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \x.. escapes
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

@@ -267,8 +267,8 @@ def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
     try:
         embedding = estimator.fit_transform(vectors)
     except ValueError as exc:
-        raise ImgclustError(f"{config.feature_dir}: {exc}; run `imgclust extract` on a folder with at least 3 "
-                            "images") from None
+        raise ImgclustError(f"paths.image_dir: {exc} (feature vectors in {config.feature_dir}); add photos to "
+                            f"{config.paths.image_dir} and run `imgclust extract`") from None
     with atomic_path(path) as tmp:
         np.savez(tmp, key=key, embedding=embedding)
     return embedding
@@ -840,9 +840,36 @@ class RunResult:
     report: Path
 
 
+def minimum_photos(model) -> tuple[int, str]:
+    """The fewest photos ``imgclust run`` can group with these settings, and why."""
+    need, why = embedding_mod.MIN_IMAGES, "t-SNE/UMAP and the k sweep need 3"
+    if model.algorithm == "hdbscan" and (model.min_cluster_size or 5) > need:
+        need, why = model.min_cluster_size or 5, f"model.min_cluster_size of HDBSCAN is {model.min_cluster_size or 5}"
+    if isinstance(model.k, int) and model.k > need:
+        need, why = model.k, f"model.k is {model.k}"
+    return need, why
+
+
+def check_enough_photos(config: Config) -> None:
+    """Refuse a collection too small to group (:func:`minimum_photos`) before any weights are
+    fetched or networks loaded: listing the folder takes a moment, extraction tens of seconds.
+
+    Raises:
+        ImgclustError: naming ``paths.image_dir``, the count and the minimum.
+    """
+    from .images import scan_images
+
+    need, why = minimum_photos(config.model)
+    found = len(scan_images(config.paths.image_dir)[0])
+    if found < need:
+        raise ImgclustError(f"paths.image_dir: {found} photo{'s' if found != 1 else ''} in {config.paths.image_dir}; "
+                            f"grouping needs at least {need} ({why})")
+
+
 def run(config: Config, progress: bool = True) -> RunResult:
     """``imgclust run``: download (if needed), extract, find-k, cluster, report; all steps share one
     Dask cluster when ``compute.scheduler`` is set."""
+    check_enough_photos(config)
     download(config)
     with _compute(config):
         summary = extract(config, progress)

@@ -559,3 +559,57 @@ def test_extract_into_a_pipe_logs_its_progress(tmp_path, make_config, lite0_weig
     assert done.returncode == 0, done.stderr[-2000:]
     progress = [line for line in done.stderr.splitlines() if line.startswith("extract: ")]
     assert progress and progress[-1].startswith("extract: 12/12 photos, ") and "\r" not in done.stderr, done.stderr
+
+
+# ---- item 4(d): a collection too small to group ---------------------------------------------------
+
+@pytest.mark.parametrize("photos, model, needle", [
+    (2, {}, "2 photos in"), (1, {}, "1 photo in"),
+    (4, {"algorithm": "hdbscan"}, "at least 5 (model.min_cluster_size"),
+    (5, {"k": 6, "k_max": 10}, "at least 6 (model.k is 6)"),
+])
+def test_run_refuses_a_too_small_collection_before_loading_anything(tmp_path, make_config, monkeypatch,
+                                                                   photos, model, needle):
+    from image_clustering import pipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("weights fetched or a network loaded")
+
+    monkeypatch.setattr(pipeline, "download", forbidden)
+    monkeypatch.setattr(pipeline, "_network", forbidden)
+    for i in range(photos):
+        noise_photo(tmp_path / "p" / f"{i}.jpg", i)
+    config = make_config(tmp_path / "p", **model)
+    result = CliRunner().invoke(main, ["run", "-q", "--config", str(config.source)])
+    one_line_error(result, "paths.image_dir", needle)
+    if not model:
+        assert "at least 3 (t-SNE/UMAP and the k sweep need 3)" in result.output
+
+
+def test_three_photos_are_enough(tmp_path, make_config):
+    from image_clustering import pipeline
+
+    config = make_config(tmp_path / "p", extractor="inception_v3", k_max=5)
+    fake_store(config, 3)
+    pipeline.check_enough_photos(config)
+    assert pipeline.cluster(config, progress=False).k >= 1
+
+
+def test_two_extracted_photos_name_the_photo_folder(tmp_path, make_config):
+    config = make_config(tmp_path / "p", extractor="inception_v3")
+    fake_store(config, 2)
+    result = CliRunner().invoke(main, ["find-k", "-q", "--config", str(config.source)])
+    one_line_error(result, "paths.image_dir: need at least 3 images", str(config.paths.image_dir))
+
+
+# ---- item 4(e): --help describes today's pipeline -----------------------------------------------
+
+def test_help_describes_todays_pipeline():
+    from image_clustering.config import DEFAULT_MODEL
+
+    text = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
+    assert DEFAULT_MODEL["extractor"] == ["inception_v3", "efficientnet_lite0"] and DEFAULT_MODEL["algorithm"] == "leiden"
+    for words in ("InceptionV3 and EfficientNet-Lite0", "PCA", "t-SNE (or UMAP)", "k-means sweep", "Leiden communities",
+                  "At least 3 photos", "--config"):
+        assert words in text, words
+    assert "embedding, k-means." not in text  # the first tool's description
