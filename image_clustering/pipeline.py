@@ -261,7 +261,10 @@ def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
         try:
             with np.load(path) as cached:
                 if str(cached["key"]) == key:
-                    return cached["embedding"]
+                    embedding = cached["embedding"]
+                    if embedding.shape != (len(vectors), config.model.reduced_dimension) or embedding.dtype.kind != "f":
+                        raise ValueError(f"an embedding of shape {embedding.shape}")
+                    return embedding
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged cache is recomputed
             logger.warning(f"{path}: unreadable cache, computing the embedding again")
     try:

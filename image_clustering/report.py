@@ -442,6 +442,20 @@ def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
     atomic_write_text(path, json.dumps(log, indent=1))
 
 
+def _read_evaluation(path: Path) -> dict | None:
+    """The scores ``imgclust evaluate`` wrote, or None (with a warning when the file is damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict):  # only what the page can show: text and numbers
+            return {str(k): v for k, v in doc.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    except (OSError, ValueError):
+        pass
+    logger.warning(f"{path}: unreadable scores, left out of the report; run `imgclust evaluate` again")
+    return None
+
+
 def _tags(config, paths: list[str]) -> list[list[str]] | None:
     from .errors import ImgclustError
     from .pipeline import _tag_table
@@ -537,8 +551,7 @@ def collection_report(config, progress: bool = False) -> Path:
         for name in ("computed", "reused", "removed"):
             if name in extract:
                 counts[f"{name} (last extract)"] = extract[name]
-        evaluation_file = config.layout.evaluation_json()
-        evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
+        evaluation = _read_evaluation(config.layout.evaluation_json())
         run = ReportRun(counts, failures, _config_doc(config),
                         {step: doc["seconds"] for step, doc in run_log.items() if "seconds" in doc}, evaluation)
         index = build_report(config.plot_dir / "report", config.paths.image_dir, paths, embedding, clusterings,
@@ -597,7 +610,7 @@ def label_report(config, label_file: Path | None = None) -> Path:
     tags = [[w for w, _ in sorted(words.items(), key=lambda item: -item[1])] for words in table.tags]
     evaluation_file = config.layout.evaluation_json(of_tags=True)
     run = ReportRun({"images in the label table": n, "distinct labels": len(vocabulary)}, [], _config_doc(config), {},
-                    json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None)
+                    _read_evaluation(evaluation_file))
     local = local_photos(config.paths.image_dir, table.images).paths  # rows never opened elsewhere
     index_html = build_report(config.plot_dir / "report_labels", config.paths.image_dir, table.images, coords,
                               clusterings, curves, neighbours, tags, run, f"{m.object_name}: label words",

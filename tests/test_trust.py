@@ -453,6 +453,21 @@ def test_a_damaged_report_cache_is_rebuilt(clustered, cache, how):
     assert len(data["clusterings"]) >= 2  # the clustering and the sweep's k-means per k
 
 
+@pytest.mark.parametrize("name, content", [("embedding.npz", "wrong shape"), ("evaluation", b"{"),
+                                           ("evaluation", b'{"NMI": [1, 2], "ARI": {"x": 1}}')])
+def test_a_damaged_embedding_cache_or_scores_file_is_not_a_traceback(clustered, name, content):
+    if name == "embedding.npz":  # the right key, an embedding of the wrong shape
+        path = clustered.layout.embedding_cache
+        with np.load(path) as cached:
+            key = cached["key"]
+        np.savez(path.with_suffix(""), key=key, embedding=np.zeros((3, 2), np.float32))
+    else:
+        clustered.layout.evaluation_json().write_bytes(content)
+    for command in ("cluster", "report"):
+        result = CliRunner().invoke(main, [command, "-q", "--config", str(clustered.source)])
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+
+
 @pytest.mark.parametrize("log", ["[1, 2]", '{"extract": 5}', '{"extract": {"seconds": "soon", "computed": []}}',
                                  '"text"', "{", ""])
 def test_a_run_log_of_the_wrong_shape_is_ignored(clustered, log):
