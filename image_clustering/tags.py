@@ -123,6 +123,7 @@ def read_tag_table(path: Path) -> TagTable:
         raise ImgclustError(f"{path}: cannot read label table ({getattr(exc, 'strerror', None) or exc})") from None
     except csv.Error as exc:
         raise ImgclustError(f"{path}: not a CSV file ({exc})") from None
+    _check_utf8(path, header, [], -1, lines)  # the header first: a UTF-16 table has no recognisable column
     image = _image_column(header, path)
     _check_utf8(path, header, rows, header.index(image), lines)
     col = {name: i for i, name in enumerate(header)}

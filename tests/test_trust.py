@@ -628,3 +628,12 @@ def test_help_describes_todays_pipeline():
                   "At least 3 photos", "--config"):
         assert words in text, words
     assert "embedding, k-means." not in text  # the first tool's description
+
+
+def test_a_utf16_label_table_is_refused_at_its_header(tmp_path):
+    from image_clustering.tags import read_tag_table
+
+    table = tmp_path / "t.csv"
+    table.write_text("path,label_1\na.jpg,café\n", encoding="utf-16")
+    with pytest.raises(ImgclustError, match=f"^{table}: line 1: .* is not UTF-8 text"):
+        read_tag_table(table)
