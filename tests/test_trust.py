@@ -257,10 +257,13 @@ def test_a_weights_file_that_is_not_a_file_says_what_it_is(tmp_path, kind, needl
 
 # ---- D2: the label-words report never links or opens a row outside image_dir ----------------------
 
-def label_collection(tmp_path, make_config):
-    """Four photos, a secret photo outside, and a label table whose other rows climb out."""
+@pytest.fixture(scope="module")
+def label_collection(tmp_path_factory):
+    """Four photos, a secret photo outside, and a label table whose other rows climb out, after
+    ``cluster-labels`` (which writes the label-words report): (config, the rows outside)."""
     from PIL import Image
 
+    tmp_path = tmp_path_factory.mktemp("labels")
     photos, secret = tmp_path / "photos", tmp_path / "secret"
     photos.mkdir()
     secret.mkdir()
@@ -275,14 +278,14 @@ def label_collection(tmp_path, make_config):
     rows += [f'"{h}",sea,wave' for h in hostile]
     table = tmp_path / "labels.csv"
     table.write_text("\n".join(["path,label_1,label_2", *rows]) + "\n", encoding="utf-8")
-    config = make_config(photos)
-    raw = json.loads(config.source.read_text())
-    raw["paths"]["label_file"] = str(table)
-    raw["model"].update(label_k=2)
-    config.source.write_text(json.dumps(raw))
-    result = CliRunner().invoke(main, ["cluster-labels", "-q", "--config", str(config.source)])
+    raw = {"paths": {"image_dir": str(photos), "vector_dir": str(tmp_path / "vectors"), "label_file": str(table),
+                     "cluster_label_dir": str(tmp_path / "labels"), "plot_dir": str(tmp_path / "plots"),
+                     "link_dir": str(tmp_path / "links")},
+           "model": {"object_name": "test", "label_k": 2}}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["cluster-labels", "-q", "--config", str(tmp_path / "config.json")])
     assert result.exit_code == 0, result.output
-    return load_config(config.source), hostile
+    return load_config(tmp_path / "config.json"), hostile
 
 
 def report_data(index: Path) -> dict:
@@ -290,10 +293,10 @@ def report_data(index: Path) -> dict:
     return json.loads(text[text.index("{"):text.rindex("}") + 1])
 
 
-def test_the_label_report_links_and_reads_no_row_outside_the_photos(tmp_path, make_config):
+def test_the_label_report_links_and_reads_no_row_outside_the_photos(label_collection):
     from PIL import Image
 
-    config, hostile = label_collection(tmp_path, make_config)
+    config, hostile = label_collection
     index = config.plot_dir / "report_labels" / "index.html"
     data = report_data(index)
     hrefs = dict(zip(data["paths"], data["hrefs"]))
@@ -311,13 +314,13 @@ def test_the_label_report_links_and_reads_no_row_outside_the_photos(tmp_path, ma
 
 
 @pytest.mark.browser
-def test_clicking_rows_outside_the_photos_in_the_label_report_loads_nothing(tmp_path, make_config):
+def test_clicking_rows_outside_the_photos_in_the_label_report_loads_nothing(label_collection):
     from tests.test_report import CHROMIUM
 
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
-    config, hostile = label_collection(tmp_path, make_config)
+    config, hostile = label_collection
     index = config.plot_dir / "report_labels" / "index.html"
     photos = config.paths.image_dir.resolve().as_uri() + "/"
     with sync_api.sync_playwright() as p:
@@ -403,14 +406,33 @@ def test_the_network_picture_draws_words_that_are_not_unicode(tmp_path):
 
 # ---- D8: damaged report caches are rebuilt --------------------------------------------------------
 
-@pytest.fixture
-def clustered(tmp_path, make_config):
-    """A collection of 12 stand-in photos (random vectors) after find-k, cluster and report."""
-    config = make_config(tmp_path / "p", extractor="inception_v3", k_max=5)
-    fake_store(config, 12)
+@pytest.fixture(scope="module")
+def clustered_once(tmp_path_factory):
+    """A collection of 12 stand-in photos (random vectors) after find-k and cluster, built once."""
+    root = tmp_path_factory.mktemp("clustered")
+    raw = {"paths": {"image_dir": str(root / "p"), "model_dir": str(MODEL_DIR), "vector_dir": str(root / "vectors"),
+                     "cluster_label_dir": str(root / "labels"), "plot_dir": str(root / "plots"),
+                     "link_dir": str(root / "links")},
+           "model": {"object_name": "test", "batch_size": 4, "extractor": "inception_v3", "k_max": 5}}
+    (root / "config.json").write_text(json.dumps(raw))
+    fake_store(config_from_dict(raw), 12)
     for command in ("find-k", "cluster"):
-        result = CliRunner().invoke(main, [command, "-q", "--config", str(config.source)])
+        result = CliRunner().invoke(main, [command, "-q", "--config", str(root / "config.json")])
         assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def clustered(clustered_once, tmp_path):
+    """A copy of :func:`clustered_once` of the test's own (file times kept: nothing looks changed)."""
+    import shutil
+
+    root = tmp_path / "c"
+    shutil.copytree(clustered_once, root, symlinks=True)
+    raw = json.loads((root / "config.json").read_text())
+    raw["paths"] = {k: v.replace(str(clustered_once), str(root)) for k, v in raw["paths"].items()}
+    (root / "config.json").write_text(json.dumps(raw))
+    config = load_config(root / "config.json")
     (config.feature_dir / "run_log.json").write_text(json.dumps({"extract": {"seconds": 1.0, "computed": 12}}))
     return config
 
@@ -564,6 +586,7 @@ def test_progress_into_a_pipe_is_plain_lines_at_a_steady_interval():
     assert counts == sorted(counts) and counts[-1] == 30 and counts[0] < 30
 
 
+@pytest.mark.slow
 def test_extract_into_a_pipe_logs_its_progress(tmp_path, make_config, lite0_weights):
     for i in range(12):
         noise_photo(tmp_path / "p" / f"{i:02d}.jpg", i)
