@@ -5,10 +5,12 @@ shows as text, never runs as a formula (:func:`neutralise_cell`, undone by :func
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import re
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,9 +33,21 @@ def atomic_path(path: Path):
     except OSError as exc:
         if exc.filename is None and exc.errno is not None:  # a failed write() (ENOSPC) names no file
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.filename is None and exc.errno is None:  # numpy's tofile: "25600 requested and 11232 written"
+            code = errno.ENOSPC if _full(path.parent) else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} ({exc})", str(path)) from exc
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (almost) no room left: under 64 KiB for us."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -159,11 +173,38 @@ def atomic_write_csv(path: Path, header: list[str], rows) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def read_csv(handle) -> list[list[str]]:
+def read_csv(handle, lines: list[int] | None = None) -> list[list[str]]:
     """All rows (header included) of an open CSV file, each cell through :func:`restore_cell`, so a
-    file written by :func:`atomic_write_csv` reads back as it was given.
+    file written by :func:`atomic_write_csv` reads back as it was given; ``lines``, when given, is
+    filled with each row's last line number (1-based; a row spans lines only with quoted line breaks).
 
     Raises:
         csv.Error: the text is not CSV.
     """
-    return [[restore_cell(c) for c in row] for row in csv.reader(handle)]
+    reader = csv.reader(handle)
+    rows = []
+    for row in reader:
+        rows.append([restore_cell(c) for c in row])
+        if lines is not None:
+            lines.append(reader.line_num)
+    return rows
+
+
+def not_a_file(path: Path) -> str | None:
+    """None when ``path`` is a regular file (or a link to one), else what it is instead: "missing",
+    "is a folder", "is a FIFO, not a regular file", "is a symbolic link that loops", ... (opening a
+    FIFO to hash it would wait for a writer forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that loops"
+        if exc.errno == errno.ENOENT:
+            return "is a broken symbolic link" if os.path.islink(path) else "missing"
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    return f"is a {kind}, not a regular file"

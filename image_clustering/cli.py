@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: h
 
 import click  # noqa: E402
 
-from .config import NETWORKS, load_config  # noqa: E402
+from .config import NETWORKS  # noqa: E402
+from .config import load_config as _load_config  # noqa: E402
 from .errors import ImgclustError  # noqa: E402
 
 # The heavy libraries (scikit-learn, TensorFlow, matplotlib) load with the pipeline, inside each
@@ -55,6 +56,14 @@ class _Command(click.Command):
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
+def load_config(path):
+    """:func:`image_clustering.config.load_config`, saying how to name another file when there is none."""
+    if not os.path.lexists(path):
+        raise ImgclustError(f"{path}: no config file there; name yours with --config FILE "
+                            "(README, \"Config reference\")")
+    return _load_config(path)
+
+
 def _common(func):
     func = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
                         type=click.Path(dir_okay=False), help="JSON config file.")(func)
@@ -88,8 +97,18 @@ def _start(quiet: bool):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="imgclust")
 def main():
-    """Group a photo collection by visual content: InceptionV3 feature vectors, PCA, t-SNE/UMAP
-    embedding, k-means. Run `imgclust run` for all steps, or each step on its own."""
+    """Group a photo collection by visual content.
+
+    Each photo becomes the feature vectors of two ImageNet networks (InceptionV3 and
+    EfficientNet-Lite0, by model.extractor); PCA reduces them and t-SNE (or UMAP) maps them in 2-D;
+    a k-means sweep over k picks the number of clusters; the photos are then grouped by Leiden
+    communities of their neighbour graph (model.algorithm: also k-means, spectral, hierarchical or
+    HDBSCAN) and linked into one folder per cluster, with plots and an interactive report. Photos
+    can also be grouped by label words (tag, ocr, cluster-labels). At least 3 photos.
+
+    Run `imgclust run` for every step, or each step on its own; --config names the JSON config
+    (default configs/configs.json).
+    """
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \x.. escapes
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

@@ -7,6 +7,7 @@ a default. Validation uses JSON Schema (the ``jsonschema`` library); any problem
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -402,10 +403,11 @@ class Config:
         """This config with ``compute.scheduler`` replaced (the ``--scheduler`` option); None keeps it."""
         if scheduler is None:
             return self
-        if scheduler != "local" and "://" not in scheduler:
-            raise ImgclustError(f"--scheduler: {scheduler!r} is neither \"local\" nor an address such as "
-                                "tcp://host:8786")
-        return dataclasses.replace(self, compute=dataclasses.replace(self.compute, scheduler=scheduler))
+        if scheduler != "local":
+            check_scheduler_address(scheduler, "--scheduler")
+        compute = dataclasses.replace(self.compute, scheduler=scheduler)
+        check_workers(compute, "--scheduler local: compute.workers")
+        return dataclasses.replace(self, compute=compute)
 
     @property
     def layout(self) -> Layout:
@@ -451,11 +453,37 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _allowed(schema: dict) -> str:
+    """What a schema accepts, in words: 'null', 'one of "a", "b"', 'a whole number from 1 to 9'."""
+    if "oneOf" in schema:
+        return " or ".join(_allowed(s) for s in schema["oneOf"])
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type")
+    if kind in ("integer", "number"):
+        words = "a whole number" if kind == "integer" else "a number"
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        op = ">" if "exclusiveMinimum" in schema else "≥"
+        if low is not None and "maximum" in schema:
+            return f"{words} from {low} to {schema['maximum']}"
+        return f"{words} {op} {low}" if low is not None else words
+    return {"null": "null", "string": "a text", "object": "an object", "array": "a list",
+            "boolean": "true or false"}.get(kind, "another value")
+
+
+def _unknown_key(error: jsonschema.ValidationError) -> str:
+    known = list(error.schema.get("properties", {}))
+    extra = sorted(set(error.instance) - set(known))[0]
+    close = difflib.get_close_matches(str(extra), known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{_key([*error.absolute_path, extra])}: unknown key ({hint}known: {', '.join(known)})"
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
-        known = error.schema.get("properties", {})
-        extra = sorted(set(error.instance) - set(known))
-        return f"{_key([*error.absolute_path, extra[0]])}: unknown key (known: {', '.join(known)})"
+        return _unknown_key(error)
     key = _key(error.absolute_path)
     if error.validator == "required":
         return f"{key}: {error.message}"
@@ -472,6 +500,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
                 f"(got {error.instance!r})")
     if key == "model.object_name" and error.validator == "pattern":
         return f"model.object_name: use letters, digits, '.', '_' and '-' only (got {error.instance!r})"
+    if error.validator in ("oneOf", "enum"):  # jsonschema's "not valid under any of the given schemas"
+        return f"{key}: must be {_allowed(error.schema)} (got {error.instance!r})"
     return f"{key}: {error.message}"
 
 
@@ -532,8 +562,77 @@ def config_from_dict(raw: dict, base_dir: Path | None = None, source: Path | Non
     except ImgclustError as exc:
         raise ImgclustError(prefix + str(exc)) from None
     compute = ComputeConfig(**{**DEFAULT_COMPUTE, **raw.get("compute", {})})
+    try:
+        check_not_files(resolved)
+        if compute.scheduler not in (None, "local"):
+            check_scheduler_address(compute.scheduler, "compute.scheduler")
+        check_workers(compute)
+    except ImgclustError as exc:
+        raise ImgclustError(prefix + str(exc)) from None
     duplicates = DuplicatesConfig(**{**DEFAULT_DUPLICATES, **raw.get("duplicates", {})})
     return Config(Paths(**resolved), ModelConfig(**model), source, compute, duplicates)
+
+
+# Dask's transports (distributed.comm.registry): an address with another scheme, or none, would
+# reach Dask's own parser and end in a ValueError traceback.
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def check_scheduler_address(address: str, key: str = "compute.scheduler") -> None:
+    """Refuse a scheduler address Dask cannot connect to: an unknown scheme (``file://``), no host,
+    a bad port or an unclosed IPv6 bracket (``ws://[::1``).
+
+    Raises:
+        ImgclustError: one line naming ``key`` and the address.
+    """
+    from urllib.parse import urlsplit
+
+    usage = f'{key}: {address!r} is neither "local" nor a Dask scheduler address such as tcp://host:8786'
+    try:
+        parts = urlsplit(address)
+        port = parts.port  # parses it: a ValueError when it is not a number from 0 to 65535
+    except ValueError as exc:
+        raise ImgclustError(f"{usage} ({exc})") from None
+    if parts.scheme not in SCHEDULER_SCHEMES:
+        raise ImgclustError(f"{usage} (the scheme must be one of {', '.join(SCHEDULER_SCHEMES)})")
+    if parts.scheme != "inproc" and (not parts.hostname or parts.path not in ("", "/") or parts.query
+                                     or parts.fragment or (port is not None and port == 0)):
+        raise ImgclustError(f"{usage} (it needs a host and at most a port)")
+
+
+def max_workers() -> int:
+    """The most ``compute.workers`` a LocalCluster may start here: the CPUs this process may use (at
+    least 2). Each worker is a process with its own copy of the networks; beyond one per core they only
+    compete for the same cores and memory."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(2, cpus)
+
+
+def check_workers(compute: ComputeConfig, key: str = "compute.workers") -> None:
+    """Refuse more LocalCluster workers than :func:`max_workers` (only with ``"scheduler": "local"``:
+    on a real cluster the key is unused).
+
+    Raises:
+        ImgclustError: one line naming ``key``, the value and the limit.
+    """
+    if compute.scheduler == "local" and compute.workers > max_workers():
+        raise ImgclustError(f"{key}: {compute.workers} worker processes on a machine with {max_workers()} usable "
+                            f"CPUs; use at most {max_workers()} (each worker holds its own copy of the networks)")
+
+
+def check_not_files(paths: dict[str, Path]) -> None:
+    """Refuse an output folder that exists as something else (a file), before any work is done.
+
+    Raises:
+        ImgclustError: one line naming the key.
+    """
+    for name in OUTPUT_FOLDERS:
+        folder = paths[name]
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise ImgclustError(f"paths.{name}: {folder} exists and is not a folder")
 
 
 OUTPUT_FOLDERS = ("model_dir", "vector_dir", "cluster_label_dir", "plot_dir", "link_dir")
@@ -589,6 +688,28 @@ def _same_folder_as(folder: Path, image_dir: Path) -> str | None:
     return None
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes; /dev/zero would fill the memory
+
+
+def _read_limited(path: Path) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_CONFIG_BYTES`, opened without blocking (a
+    FIFO would wait for a writer forever).
+
+    Raises:
+        OSError: cannot be opened, is not a regular file, or is larger than the limit.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "device or socket"
+            raise OSError(f"not a regular file ({kind})")
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise OSError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; a config file is a small JSON object")
+    return data
+
+
 def load_config(path) -> Config:
     """Read and validate a JSON config file; relative paths resolve against the current directory.
 
@@ -597,9 +718,10 @@ def load_config(path) -> Config:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark (Notepad) is fine
+        data = _read_limited(path)
+        text = data.decode("utf-8-sig")  # -sig: a leading byte-order mark (Notepad) is fine
     except OSError as exc:
-        raise ImgclustError(f"{path}: cannot read config ({exc.strerror})") from None
+        raise ImgclustError(f"{path}: cannot read config ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ImgclustError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     try:

@@ -21,18 +21,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .config import ComputeConfig
+from .config import ComputeConfig, check_workers
 from .errors import ImgclustError
 from .images import ImageFile
 from .networks import NETWORKS
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,18 @@ def client(compute: ComputeConfig):
             environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
                        **{var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": environ}))
+            check_workers(compute)
+            # The workers' scratch folders (dask-scratch-space/worker-*) go into a temporary folder
+            # of ours, removed after the cluster closes, instead of piling up in the system's.
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="imgclust-dask-"))
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
             cluster = stack.enter_context(LocalCluster(n_workers=compute.workers, threads_per_worker=1,
-                                                       processes=True, dashboard_address=":0"))
+                                                       processes=True, dashboard_address=":0",
+                                                       local_directory=scratch))
             dask_client = stack.enter_context(Client(cluster, timeout=compute.timeout))
             logger.info("Dask LocalCluster with %d worker processes", compute.workers)
         else:
+            check_scheduler(compute.scheduler, compute.timeout)
             try:
                 dask_client = stack.enter_context(Client(compute.scheduler, timeout=compute.timeout))
             except (OSError, TimeoutError) as exc:
@@ -87,6 +95,45 @@ def client(compute: ComputeConfig):
             yield dask_client
         finally:
             _active = None
+
+
+def check_scheduler(address: str, timeout: float) -> None:
+    """Make sure a Dask scheduler answers at ``address`` within ``timeout`` seconds, all of it
+    bounded: connecting, the handshake and one ``identity`` request. Dask's own client bounds only
+    the connection, and waits forever on a port where something else listens (a web server, the
+    dashboard); an endpoint sending other bytes can make it allocate what a junk length says.
+
+    Raises:
+        ImgclustError: one line naming the address and what went wrong.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def identity():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask():  # in its own thread: asyncio.run needs a thread with no running loop (notebooks have one)
+        return asyncio.run(asyncio.wait_for(identity(), timeout))
+
+    where = f"compute.scheduler: {address}"
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(ask).result()
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ImgclustError(f"{where}: no Dask scheduler answered within {timeout:g} s (compute.timeout); "
+                            "is it the scheduler's port and not, e.g., its dashboard?") from None
+    except Exception as exc:  # refused, reset, junk (even a MemoryError for a junk frame length)
+        raise ImgclustError(f"{where}: no Dask scheduler there ({type(exc).__name__}: {str(exc)[:100]})") from None
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+        raise ImgclustError(f"{where}: answered, but as {kind!r}, not as a Dask scheduler")
 
 
 def worker_threads(compute: ComputeConfig) -> int | None:
@@ -208,7 +255,7 @@ def _run_tasks(dask_client, manifests, compute, jobs, todo, image_dir, batch_siz
     queue = as_completed([submit(i) for i in range(min(slots, len(tasks)))])
     following = min(slots, len(tasks))
     by_name = {job.name: job for job in jobs}
-    with tqdm(total=len(tasks), unit="task", desc="extract", disable=not progress or None) as bar:
+    with progress_bar(total=len(tasks), unit="tasks", desc="extract", enabled=progress) as bar:
         for future in queue:
             try:
                 result = future.result()

@@ -21,6 +21,10 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 log = logging.getLogger(__name__)
+
+# The fewest images the workflow can group: t-SNE needs its perplexity below N − 1 (lowered to
+# (N − 1)/3 here) and the k sweep scores k = 2..N − 1 by silhouette, which needs N ≥ 3.
+MIN_IMAGES = 3
 # Up to this many images t-SNE is scikit-learn's Barnes-Hut (the measured configuration); above,
 # openTSNE's FFT-accelerated t-SNE, which scales to 10^5 images on two cores.
 TSNE_SKLEARN_LIMIT = 10_000
@@ -172,8 +176,8 @@ def reduce(x: np.ndarray, reducer: str = "tsne", reduced_dimension: int = 2, per
         ValueError: fewer than 3 points, or t-SNE above 3 dimensions.
     """
     n = x.shape[0]
-    if n < 3:
-        raise ValueError(f"need at least 3 images to build an embedding, found {n}")
+    if n < MIN_IMAGES:
+        raise ValueError(f"need at least {MIN_IMAGES} images to build an embedding, found {n}")
     dim = reduced_dimension
     if reducer == "tsne":
         if dim > 3:
@@ -306,8 +310,8 @@ class FeatureEmbedding(BaseEstimator, TransformerMixin):
             return self
         x = X.array() if isinstance(X, FeatureRows) else np.asarray(X, dtype=np.float32)
         self.n_features_in_ = x.shape[1]
-        if x.shape[0] < 3:
-            raise ValueError(f"need at least 3 images to build an embedding, found {x.shape[0]}")
+        if x.shape[0] < MIN_IMAGES:
+            raise ValueError(f"need at least {MIN_IMAGES} images to build an embedding, found {x.shape[0]}")
         log.info("embedding %d images: PCA to %d → %s to %d", len(x), min(self.pca_dimension, *x.shape),
                  self.reducer, self.reduced_dimension)
         self.pca_features_ = pca_features(x, self.pca_dimension, self.seed, self.standardize)

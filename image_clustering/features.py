@@ -39,13 +39,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_csv
 from .config import Config
 from .errors import ImgclustError
 from .images import ImageFile, open_rgb, scan_images, square
 from .networks import NETWORKS, load_network
+from .progress import progress_bar
 
 FORMAT = 3
 INDEX = "index.json"
@@ -517,7 +517,7 @@ def _extract_batches(jobs: list[_Job], todo: list[ImageFile], image_dir: Path, b
 
     # Storing runs in a thread while the network computes the next batch (with a GPU, the fsyncs
     # would otherwise idle it); at most one batch waits to be stored, so a crash loses at most two.
-    with tqdm(total=len(todo), unit="img", desc="extract", disable=not progress or None) as bar, \
+    with progress_bar(total=len(todo), unit="photos", desc="extract", enabled=progress) as bar, \
             ThreadPoolExecutor(max_workers=1) as storer:
         stored = None
         for batch, inputs in _prefetched_batches(todo, image_dir, sizes, batch_size, resize):
@@ -584,7 +584,7 @@ def extract_vectors(image_paths, networks=("inception_v3", "efficientnet_lite0")
     files = [ImageFile(os.fspath(p), 0, 0) for p in image_paths]
     sizes = tuple(sorted({n.input_size for n in loaded}))
     rows, blocks, failures = [], [[] for _ in loaded], {}
-    with tqdm(total=len(files), unit="img", desc="extract", disable=not progress or None) as bar:
+    with progress_bar(total=len(files), unit="photos", desc="extract", enabled=progress) as bar:
         for batch, inputs in _prefetched_batches(files, Path(""), sizes, batch_size, resize):
             ok = [(f, x) for f, x in zip(batch, inputs) if isinstance(x, dict)]
             failures.update({Path(f.path): x for f, x in zip(batch, inputs) if isinstance(x, str)})

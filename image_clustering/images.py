@@ -59,7 +59,8 @@ def scan_images(image_dir: Path) -> tuple[list[ImageFile], list[tuple[str, str]]
         ImgclustError: ``image_dir`` is missing or not a folder.
     """
     if not image_dir.is_dir():
-        raise ImgclustError(f"paths.image_dir: {image_dir} is not a folder")
+        missing = not os.path.lexists(image_dir)
+        raise ImgclustError(f"paths.image_dir: {image_dir} {'does not exist' if missing else 'is not a folder'}")
     found, rejected = [], []
     for root, dirs, files in os.walk(image_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]

@@ -64,6 +64,27 @@ def _drop_self(index: np.ndarray, sim: np.ndarray, m: int) -> tuple[np.ndarray, 
     return out_i, out_s
 
 
+def _read_cache(path: Path, stamp: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached (index, similarity) when ``path`` holds them for ``stamp`` and ``n`` rows, well
+    formed; None otherwise (another key, or a damaged file: truncated, empty, garbage, wrong shapes)."""
+    import logging
+    import zipfile
+
+    try:
+        with np.load(path) as cached:
+            if str(cached["key"]) != stamp:
+                return None
+            index, sim = cached["index"], cached["similarity"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        logging.getLogger(__name__).warning(f"{path}: unreadable cache ({type(exc).__name__}), computing the neighbours again")
+        return None
+    if (index.ndim == 2 and index.shape == sim.shape and index.shape[0] == n and index.dtype.kind in "iu"
+            and sim.dtype.kind == "f" and (index.size == 0 or (index.min() >= 0 and index.max() < n))):
+        return index, sim
+    logging.getLogger(__name__).warning(f"{path}: cache of the wrong shape, computing the neighbours again")
+    return None
+
+
 def cached_neighbours(feature_dir: Path, key: str, vectors: np.ndarray,
                       n_neighbors: int = DEFAULT_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
     """:func:`nearest_neighbours`, kept in ``<feature_dir>/neighbours.npz`` with the features key
@@ -71,9 +92,9 @@ def cached_neighbours(feature_dir: Path, key: str, vectors: np.ndarray,
     path = feature_dir / CACHE
     stamp = json.dumps([key, n_neighbors])
     if path.is_file():
-        with np.load(path) as cached:
-            if str(cached["key"]) == stamp:
-                return cached["index"], cached["similarity"]
+        cached = _read_cache(path, stamp, len(vectors))
+        if cached is not None:
+            return cached
     index, sim = nearest_neighbours(vectors, n_neighbors)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -34,6 +34,8 @@ WORD_SHOWN = 40  # characters of a tag drawn in the picture; matplotlib lays out
 
 
 def _shown(word: str) -> str:
+    # valid Unicode only: matplotlib's font code raises on lone surrogates (undecodable bytes)
+    word = word.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return word if len(word) <= WORD_SHOWN else word[: WORD_SHOWN - 1] + "…"
 
 

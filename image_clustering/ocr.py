@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .atomic import atomic_write_csv, atomic_write_text, exclusive_lock
 from .config import Config
 from .errors import ImgclustError
-from .images import ImageFile, list_images, open_rgb
+from .images import ImageFile, open_rgb, scan_images
+from .progress import progress_bar
 
 # Page segmentation mode 11, "sparse text": photos are not pages. On 12 real photos with a
 # two-word sign drawn on each, it found 20 of the 24 words where the default (3, a page of text
@@ -159,7 +159,7 @@ def ocr(config: Config, progress: bool = True) -> OcrSummary:
     start = time.perf_counter()
     m = config.model
     version = check_tesseract(m.ocr_language)
-    files = list_images(config.paths.image_dir)
+    files, rejected = scan_images(config.paths.image_dir)  # rejected: FIFOs and such, listed unopened
     if not files:
         raise ImgclustError(f"paths.image_dir: no images found in {config.paths.image_dir}")
     folder = config.layout.ocr_dir
@@ -177,7 +177,7 @@ def ocr(config: Config, progress: bool = True) -> OcrSummary:
             os.environ["OMP_THREAD_LIMIT"] = "1"  # one core per tesseract process; parallel across photos
             try:
                 with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
-                        tqdm(total=len(todo), unit="image", desc="ocr", disable=not progress or None) as bar:
+                        progress_bar(total=len(todo), unit="photos", desc="ocr", enabled=progress) as bar:
                     results = pool.map(lambda f: _read_one(config.paths.image_dir, f, m.ocr_language), todo)
                     for i, (f, words) in enumerate(zip(todo, results), start=1):
                         if isinstance(words, str):
@@ -201,7 +201,7 @@ def ocr(config: Config, progress: bool = True) -> OcrSummary:
         atomic_write_csv(config.layout.text_labels_csv, ["image", "concept", "confidence"],
                          ([p, word, f"{score:.4f}"] for p in ordered
                           for word, score in label_words(done[p]["words"], m.ocr_min_confidence).items()))
-        atomic_write_csv(folder / "failures.csv", ["path", "reason"], failures)
-    return OcrSummary(len(done), len(todo) - len(failures), len(files) - len(todo), removed, len(failures),
+        atomic_write_csv(folder / "failures.csv", ["path", "reason"], sorted(failures + rejected))
+    return OcrSummary(len(done), len(todo) - len(failures), len(files) - len(todo), removed, len(failures) + len(rejected),
                       sum(1 for p in done if done[p]["words"]), time.perf_counter() - start, config.layout.text_csv,
                       folder / "failures.csv")

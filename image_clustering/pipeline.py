@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from . import backend
 from . import embedding as embedding_mod
 from . import weights as weights_mod
-from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
+from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, not_a_file, read_text
 from .clustering import AutoKClustering, Clustering, KSweep, graph_neighbors, knn_rows, sweep_k
 from .collection import EXCLUDED, Reconciled, open_collection
 from .config import Config
@@ -44,6 +43,7 @@ from .plots import (
     save_figure,
     save_image,
 )
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -267,14 +267,17 @@ def embed(config: Config, vectors: np.ndarray, features_key: str) -> np.ndarray:
         try:
             with np.load(path) as cached:
                 if str(cached["key"]) == key:
-                    return cached["embedding"]
+                    embedding = cached["embedding"]
+                    if embedding.shape != (len(vectors), config.model.reduced_dimension) or embedding.dtype.kind != "f":
+                        raise ValueError(f"an embedding of shape {embedding.shape}")
+                    return embedding
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged cache is recomputed
             logger.warning(f"{path}: unreadable cache, computing the embedding again")
     try:
         embedding = estimator.fit_transform(vectors)
     except ValueError as exc:
-        raise ImgclustError(f"{config.feature_dir}: {exc}; run `imgclust extract` on a folder with at least 3 "
-                            "images") from None
+        raise ImgclustError(f"paths.image_dir: {exc} (feature vectors in {config.feature_dir}); add photos to "
+                            f"{config.paths.image_dir} and run `imgclust extract`") from None
     with atomic_path(path) as tmp:
         np.savez(tmp, key=key, embedding=embedding)
     return embedding
@@ -308,18 +311,20 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
     if layout.sweep_cache.is_file():
         try:
             sweeps = json.loads(read_text(layout.sweep_cache)).get("sweeps", {})
+            if not isinstance(sweeps, dict):
+                raise ValueError("no sweeps")
         except (ValueError, AttributeError):
             logger.warning(f"{layout.sweep_cache}: unreadable cache, computing the sweep again")
+            sweeps = {}
         if key in sweeps and layout.sweep_labels(key).is_file():
-            doc = sweeps[key]
-            return KSweep(np.array(doc["ks"]), np.array(doc["inertia"]), np.array(doc["silhouette"], dtype=float),
-                          np.array(doc["davies_bouldin"], dtype=float), doc["suggestions"], m.k_criterion,
-                          np.load(layout.sweep_labels(key), mmap_mode="r"))
+            cached = _cached_sweep(sweeps[key], layout.sweep_labels(key), len(points), m.k_criterion)
+            if cached is not None:
+                return cached
     if not fit:
         return None
     k_top = max(1, min(m.k_max, len(points) - 1))
     logger.info(f"fitting k-means for k = 1..{k_top} on the {m.space} ({points.shape[1]} dimensions)")
-    with tqdm(total=k_top, unit="k", desc="find-k", disable=not progress or None) as bar, _compute(config):
+    with progress_bar(total=k_top, unit="k", desc="find-k", enabled=progress) as bar, _compute(config):
         sweep = sweep_k(points, m.k_max, m.n_init, m.seed, progress=lambda k: bar.update(1), criterion=m.k_criterion,
                         parallel=config.compute.scheduler is not None)
     sweeps.pop(key, None)  # re-inserted last: the newest
@@ -336,6 +341,23 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
         if old.name not in wanted:
             old.unlink(missing_ok=True)
     return sweep
+
+
+def _cached_sweep(doc, labels_file: Path, n: int, criterion: str) -> KSweep | None:
+    """A sweep from its cache entry and its per-k labels file; None (with a warning) when either is
+    damaged: truncated, garbage, or not the shapes the entry says."""
+    try:
+        ks = np.array(doc["ks"], dtype=int)
+        sweep = KSweep(ks, np.array(doc["inertia"], dtype=float), np.array(doc["silhouette"], dtype=float),
+                       np.array(doc["davies_bouldin"], dtype=float), dict(doc["suggestions"]), criterion,
+                       np.load(labels_file, mmap_mode="r"))
+        if (ks.ndim != 1 or sweep.labels.shape != (len(ks), n) or sweep.labels.dtype.kind not in "iu"
+                or any(len(a) != len(ks) for a in (sweep.inertia, sweep.silhouette, sweep.davies_bouldin))):
+            raise ValueError("shapes differ")
+        return sweep
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        logger.warning(f"{labels_file}: damaged k sweep cache ({type(exc).__name__}), computing the sweep again")
+        return None
 
 
 def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> tuple[
@@ -646,7 +668,7 @@ def _cluster_plots(config: Config, paths, result: Clustering, estimator: AutoKCl
         dendrogram.unlink(missing_ok=True)  # from an earlier agglomerative run
     for old in layout.plot_dir.glob("contact_sheet_*.png"):  # a previous run may have had more clusters
         old.unlink()
-    for c in tqdm(range(-1, result.k), desc="contact sheets", disable=not progress or None):
+    for c in progress_bar(range(-1, result.k), desc="contact sheets", unit="sheets", enabled=progress):
         members = np.flatnonzero(result.labels == c)
         if c < 0 and not len(members):
             continue
@@ -935,9 +957,36 @@ class RunResult:
     report: Path
 
 
+def minimum_photos(model) -> tuple[int, str]:
+    """The fewest photos ``imgclust run`` can group with these settings, and why."""
+    need, why = embedding_mod.MIN_IMAGES, "t-SNE/UMAP and the k sweep need 3"
+    if model.algorithm == "hdbscan" and (model.min_cluster_size or 5) > need:
+        need, why = model.min_cluster_size or 5, f"model.min_cluster_size of HDBSCAN is {model.min_cluster_size or 5}"
+    if isinstance(model.k, int) and model.k > need:
+        need, why = model.k, f"model.k is {model.k}"
+    return need, why
+
+
+def check_enough_photos(config: Config) -> None:
+    """Refuse a collection too small to group (:func:`minimum_photos`) before any weights are
+    fetched or networks loaded: listing the folder takes a moment, extraction tens of seconds.
+
+    Raises:
+        ImgclustError: naming ``paths.image_dir``, the count and the minimum.
+    """
+    from .images import scan_images
+
+    need, why = minimum_photos(config.model)
+    found = len(scan_images(config.paths.image_dir)[0])
+    if found < need:
+        raise ImgclustError(f"paths.image_dir: {found} photo{'s' if found != 1 else ''} in {config.paths.image_dir}; "
+                            f"grouping needs at least {need} ({why})")
+
+
 def run(config: Config, progress: bool = True) -> RunResult:
     """``imgclust run``: download (if needed), extract, find-k, cluster, report; all steps share one
     Dask cluster when ``compute.scheduler`` is set."""
+    check_enough_photos(config)
     download(config)
     with _compute(config):
         summary = extract(config, progress)
@@ -986,8 +1035,9 @@ def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]
     if row is not None:
         query = rows.take(np.array([row]))[0]
     else:
-        if not photo.is_file():
-            raise ImgclustError(f"{photo}: no such photo")
+        problem = not_a_file(photo)
+        if problem:  # a FIFO or /dev/zero is never opened: reading it would wait, or never end
+            raise ImgclustError(f"{photo}: {'no such photo' if problem == 'missing' else problem}")
         blocks = []
         for name in config.model.extractor:
             load, _identity = _network(config, name)

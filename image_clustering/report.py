@@ -110,6 +110,12 @@ def url_path(text: str) -> str:
     return quote(os.fsencode(text), safe="/")
 
 
+def inside(path: str) -> bool:
+    """Whether a relative photo path stays inside its folder by its name alone: not empty, not
+    absolute, no ``..``, ``.`` or empty part (the report links and opens only such paths)."""
+    return bool(path) and not path.startswith("/") and all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 def _b64(array: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
@@ -165,9 +171,11 @@ class ThumbnailCache:
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache is rebuilt
 
-    def get(self, image_dir: Path, paths: list[str], stamps: list[tuple[int, int]], workers: int = 2) -> np.ndarray:
+    def get(self, image_dir: Path, paths: list[str], stamps: list[tuple[int, int]], workers: int = 2,
+            openable: list[bool] | None = None) -> np.ndarray:
         """Thumbnails of ``paths`` (uint8 (N, cell, cell, 3)); decodes only those whose (path, size,
-        mtime) the cache lacks, then rewrites the cache to hold exactly these photos."""
+        mtime) the cache lacks and that are ``openable`` (None: all; the others are grey), then
+        rewrites the cache to hold exactly these photos."""
         keys = [(p, s, m) for p, (s, m) in zip(paths, stamps)]
         rows = [self.rows.get(k) for k in keys]
         missing = [i for i, r in enumerate(rows) if r is None]
@@ -177,7 +185,12 @@ class ThumbnailCache:
             out[have] = self.array[[rows[i] for i in have]]
         if missing:  # Pillow decodes outside the GIL: threads help
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for i, tile in zip(missing, pool.map(lambda i: _thumbnail(image_dir / paths[i], self.cell), missing)):
+                def tile_of(i):
+                    if openable is not None and not openable[i]:
+                        return np.full((self.cell, self.cell, 3), 96, np.uint8)
+                    return _thumbnail(image_dir / paths[i], self.cell)
+
+                for i, tile in zip(missing, pool.map(tile_of, missing)):
                     out[i] = tile
         if self.npy and (missing or len(self.rows) != len(keys) or rows != list(range(len(keys)))):
             with atomic_path(self.npy) as tmp:
@@ -187,13 +200,16 @@ class ThumbnailCache:
 
 
 def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: Path | None,
-                  cell: int | None = None) -> dict:
+                  cell: int | None = None, openable: list[bool] | None = None) -> dict:
     """Pack the thumbnails of ``paths`` (in that order) into JPEG atlases in ``out_dir``, each
     wrapped in a script ``atlas-<hash>.js`` calling ``imgclustAtlas(index, base64 JPEG)``.
 
     Atlas ``a`` holds photos ``a·P .. a·P + P − 1`` (P = per_atlas), row-major in a grid of
     ``columns`` cells of ``cell`` pixels. An atlas whose photos (path, size, mtime) did not change
     is not written again; atlases no longer used are deleted.
+
+    ``openable``: per photo whether it may be read; the others (never opened, not even stat'ed)
+    get a grey tile.
 
     Returns:
         ``{"cell", "columns", "per_atlas", "atlases": [script file names]}``.
@@ -202,7 +218,7 @@ def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: P
     cell = cell or cell_size(n)
     columns = ATLAS_SIDE // cell
     per_atlas = columns * columns
-    stamps = [_stamp(image_dir, p) for p in paths]
+    stamps = [_stamp(image_dir, p) if openable is None or openable[i] else (-1, -1) for i, p in enumerate(paths)]
     names, todo = [], []
     for a, start in enumerate(range(0, n, per_atlas)):
         digest = hashlib.sha1(json.dumps([cell, ATLAS_QUALITY, paths[start:start + per_atlas],
@@ -213,7 +229,7 @@ def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: P
     if todo:
         # Every photo's thumbnail, not only the rewritten atlases': the cache then holds exactly
         # the collection, and a later shift of photos between atlases decodes nothing again.
-        tiles = ThumbnailCache(cache_dir, cell).get(image_dir, paths, stamps)
+        tiles = ThumbnailCache(cache_dir, cell).get(image_dir, paths, stamps, openable=openable)
         for a in todo:
             members = range(a * per_atlas, min(n, (a + 1) * per_atlas))
             rows = -(-len(members) // columns)
@@ -302,7 +318,7 @@ def _curves_doc(curves: ReportCurves | None) -> dict | None:
 def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
                  clusterings: list[ReportClustering], sweep=None, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
                  tags: list[list[str]] | None = None, run: ReportRun | None = None, title: str = "imgclust",
-                 cache_dir: Path | None = None) -> Path:
+                 cache_dir: Path | None = None, openable: list[bool] | None = None) -> Path:
     """Write the interactive report into ``out_dir`` (created): ``index.html``, ``report.js``,
     ``report.css``, ``data.js`` and ``atlas-*.jpg``.
 
@@ -322,6 +338,9 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         run: the "run" section.
         title: page title (the collection name).
         cache_dir: where per-photo thumbnails are cached between runs (None: no cache).
+        openable: per photo, whether the page may show and link its original (and the report
+            read it for a thumbnail); None: all. Paths that are absolute or contain ``..`` are
+            never opened or linked (:func:`inside`); the others are drawn as grey tiles.
 
     Returns:
         The path of ``index.html``.
@@ -342,7 +361,8 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atlas = write_atlases(out_dir, Path(image_dir), paths, cache_dir)
+    ok = [inside(p) and (openable is None or bool(openable[i])) for i, p in enumerate(paths)]
+    atlas = write_atlases(out_dir, Path(image_dir), paths, cache_dir, openable=ok)
     curves = sweep if sweep is None or isinstance(sweep, ReportCurves) else sweep_curves(sweep)
     pictures = []
     for picture in (curves.pictures if curves else []):
@@ -356,7 +376,7 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         "title": display_text(title), "n": n, **atlas,
         "imageBase": url_path(base.replace(os.sep, "/")) + "/",
         "paths": [display_text(p) for p in paths],
-        "hrefs": [url_path(p) for p in paths],
+        "hrefs": [url_path(p) if o else None for p, o in zip(paths, ok)],
         "xy": _b64(_unit_square(coords) if n else np.zeros((0, 2)), "<f4"),
         "clusterings": [_clustering_doc(c) for c in clusterings],
         "sweep": _curves_doc(curves),
@@ -392,16 +412,48 @@ def _cache_buster(out_dir: Path) -> str:
 RUN_LOG = "run_log.json"
 
 
+def read_run_log(path: Path) -> dict[str, dict]:
+    """``run_log.json``: step → {"seconds": float, ...}; steps of another shape are left out, and
+    an unreadable file (damaged, not JSON, not an object) reads as empty, with a warning."""
+    if not path.is_file():
+        return {}
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(log, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        logger.warning(f"{path}: unreadable run log ({type(exc).__name__}), starting a new one")
+        return {}
+    ok = {step: doc for step, doc in log.items()
+          if isinstance(doc, dict) and isinstance(doc.get("seconds"), (int, float)) and not isinstance(doc["seconds"], bool)}
+    for doc in ok.values():  # counts must be whole numbers, or they are not shown
+        for name in [k for k, v in doc.items() if k in ("computed", "reused", "removed", "failed")
+                     and not (isinstance(v, int) and not isinstance(v, bool))]:
+            del doc[name]
+    return ok
+
+
 def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
     """Remember how long a pipeline step took (and e.g. the extraction counts) for the report's
     "run" section, in ``<feature_dir>/run_log.json``."""
     path = feature_dir / RUN_LOG
-    try:
-        log = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        log = {}
+    log = read_run_log(path)
     log[step] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
     atomic_write_text(path, json.dumps(log, indent=1))
+
+
+def _read_evaluation(path: Path) -> dict | None:
+    """The scores ``imgclust evaluate`` wrote, or None (with a warning when the file is damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict):  # only what the page can show: text and numbers
+            return {str(k): v for k, v in doc.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    except (OSError, ValueError):
+        pass
+    logger.warning(f"{path}: unreadable scores, left out of the report; run `imgclust evaluate` again")
+    return None
 
 
 def _tags(config, paths: list[str]) -> list[list[str]] | None:
@@ -488,12 +540,7 @@ def collection_report(config, progress: bool = False) -> Path:
         if not any(c.current for c in clusterings):  # no clustering yet: open at the suggested k
             clusterings[int(np.searchsorted(sweep.ks, sweep.suggested_k))].current = True
         neighbours = cached_neighbours(config.feature_dir, key, vectors)
-        run_log = {}
-        if (config.feature_dir / RUN_LOG).is_file():
-            try:
-                run_log = json.loads((config.feature_dir / RUN_LOG).read_text())
-            except ValueError:
-                pass
+        run_log = read_run_log(config.feature_dir / RUN_LOG)
         from .features import read_failures
 
         failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]
@@ -504,8 +551,7 @@ def collection_report(config, progress: bool = False) -> Path:
         for name in ("computed", "reused", "removed"):
             if name in extract:
                 counts[f"{name} (last extract)"] = extract[name]
-        evaluation_file = config.layout.evaluation_json()
-        evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
+        evaluation = _read_evaluation(config.layout.evaluation_json())
         run = ReportRun(counts, failures, _config_doc(config),
                         {step: doc["seconds"] for step, doc in run_log.items() if "seconds" in doc}, evaluation)
         index = build_report(config.plot_dir / "report", config.paths.image_dir, paths, embedding, clusterings,
@@ -530,7 +576,7 @@ def label_report(config, label_file: Path | None = None) -> Path:
     from .clustering import l_method_errors
     from .errors import ImgclustError
     from .pipeline import _tag_table
-    from .tags import choose_k, cluster_tags_at_k, jaccard_similarity, tag_matrix, ward_tree
+    from .tags import choose_k, cluster_tags_at_k, jaccard_similarity, local_photos, tag_matrix, ward_tree
 
     started = time.perf_counter()
     m = config.model
@@ -564,9 +610,10 @@ def label_report(config, label_file: Path | None = None) -> Path:
     tags = [[w for w, _ in sorted(words.items(), key=lambda item: -item[1])] for words in table.tags]
     evaluation_file = config.layout.evaluation_json(of_tags=True)
     run = ReportRun({"images in the label table": n, "distinct labels": len(vocabulary)}, [], _config_doc(config), {},
-                    json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None)
+                    _read_evaluation(evaluation_file))
+    local = local_photos(config.paths.image_dir, table.images).paths  # rows never opened elsewhere
     index_html = build_report(config.plot_dir / "report_labels", config.paths.image_dir, table.images, coords,
                               clusterings, curves, neighbours, tags, run, f"{m.object_name}: label words",
-                              cache_dir=config.feature_dir)
+                              cache_dir=config.feature_dir, openable=[i in local for i in range(n)])
     logger.info(f"label report: {n} photos in {time.perf_counter() - started:.1f} s")
     return index_html

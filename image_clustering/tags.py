@@ -86,6 +86,24 @@ def _wide_columns(header: list[str]) -> list[tuple[str, str | None]]:
     return [(label, score) for _, label, score in sorted(pairs)]
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as surrogateescape reads them
+
+
+def _check_utf8(path: Path, header: list[str], rows: list[list[str]], image: int, lines: list[int]) -> None:
+    """Refuse a table whose text (anything but the image names) is not UTF-8: a Latin-1 ``café``
+    would otherwise become a word no font can draw.
+
+    Raises:
+        ImgclustError: naming the file and the line.
+    """
+    for number, cells in zip(lines, [header, *rows]):
+        bad = next((c for i, c in enumerate(cells) if (i != image or cells is header) and _NOT_UTF8.search(c)), None)
+        if bad is not None:
+            shown = bad.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise ImgclustError(f"{path}: line {number}: {shown!r} is not UTF-8 text; save the label table as UTF-8 "
+                                "(with or without a byte-order mark)")
+
+
 def read_tag_table(path: Path) -> TagTable:
     """Read a wide or long label table (format detected from the header; see the module docstring).
 
@@ -95,15 +113,19 @@ def read_tag_table(path: Path) -> TagTable:
     """
     path = Path(path)
     try:
+        # surrogateescape: image names are file names, whose bytes need not be UTF-8 (`imgclust tag`
+        # writes them as they are); every other cell must be UTF-8 text (checked below).
         with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             # read_csv undoes the formula escaping of our own CSVs (the tag table, a label CSV)
-            header, *rows = read_csv(f) or [[]]
+            header, *rows = read_csv(f, lines := []) or [[]]
             header = [h.strip() for h in header]
     except (OSError, UnicodeDecodeError) as exc:
         raise ImgclustError(f"{path}: cannot read label table ({getattr(exc, 'strerror', None) or exc})") from None
     except csv.Error as exc:
         raise ImgclustError(f"{path}: not a CSV file ({exc})") from None
+    _check_utf8(path, header, [], -1, lines)  # the header first: a UTF-16 table has no recognisable column
     image = _image_column(header, path)
+    _check_utf8(path, header, rows, header.index(image), lines)
     col = {name: i for i, name in enumerate(header)}
     for row_number, row in enumerate(rows, start=2):
         if len(row) != len(header):

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_write_text, not_a_file
 from .errors import ImgclustError
 from .networks import WeightSource, spec
 from .networks import source as source_of
@@ -91,8 +91,9 @@ def load_manifest(model_dir: Path, network: str, verify: bool = True) -> dict | 
     if problem:
         raise ImgclustError(f"{path}: damaged weights manifest ({problem}); run `imgclust download --force`")
     weights = model_dir / manifest["file"]
-    if not weights.is_file():
-        raise ImgclustError(f"{weights}: weights file missing; run `imgclust download`")
+    problem = not_a_file(weights)
+    if problem:
+        raise ImgclustError(f"{weights}: weights file {problem}; run `imgclust download --force`")
     if verify and file_hash(weights) != manifest["sha256"]:
         raise ImgclustError(f"{weights}: sha256 mismatch (corrupt?); delete it and run `imgclust download`")
     return {**manifest, "file": str(weights)}
@@ -248,8 +249,9 @@ def _manifest_for_h5(path: Path, network: str, source: str) -> dict:
 
 
 def _from_local_file(network: str, path: Path, model_dir: Path) -> dict:
-    if not path.is_file():
-        raise ImgclustError(f"{path}: weights file not found")
+    problem = not_a_file(path)
+    if problem:
+        raise ImgclustError(f"{path}: weights file {problem}")
     name = path.name
     keras_source = spec(network).keras_source
     keras_facts = keras_source.keras_file if keras_source else None

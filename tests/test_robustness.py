@@ -115,7 +115,7 @@ def test_missing_empty_and_imageless_folders_are_one_line_errors(tmp_path, make_
     (tmp_path / "empty").mkdir()
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.txt").write_text("no photos here")
-    for folder, message in [("absent", "is not a folder"), ("empty", "no images"), ("docs", "no images")]:
+    for folder, message in [("absent", "does not exist"), ("empty", "no images"), ("docs", "no images")]:
         config = make_config(tmp_path / folder)
         result = CliRunner().invoke(main, ["extract", "--config", str(config.source)])
         assert result.exit_code == 1 and message in result.output and "paths.image_dir" in result.output

@@ -28,7 +28,19 @@
   });
   const nb = D.neighbours ? { m: D.neighbours.m, index: decode(D.neighbours.index, Int32Array),
                               sim: decode(D.neighbours.sim, Float32Array) } : null;
-  const href = (i) => D.imageBase + D.hrefs[i];
+  // The original of photo i, or null where the page must not link it: the generator leaves out rows
+  // that leave the photo folder (label tables come from elsewhere); a path that still climbs out
+  // ("..", "%2e%2e", an absolute or empty segment) is refused here too.
+  const DOTS = new Set([".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]);
+  const href = (i) => {
+    const h = D.hrefs[i];
+    if (typeof h !== "string" || h === "" || h.split("/").some((s) => s === "" || DOTS.has(s.toLowerCase()))) return null;
+    return D.imageBase + h;
+  };
+  const setLink = (node, attr, url) => {   // no url: no attribute, so the browser loads nothing
+    if (url) node.setAttribute(attr, url); else node.removeAttribute(attr);
+    node.hidden = !url;
+  };
 
   // Colours: 20 distinguishable hues (matplotlib tab20 order), grey for unclustered.
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
@@ -241,7 +253,7 @@
       hover = i;
       tip.hidden = i < 0;
       if (i >= 0) {
-        $("tooltip-img").src = href(i);   // the original, scaled by the browser
+        setLink($("tooltip-img"), "src", href(i));   // the original, scaled by the browser
         $("tooltip-path").textContent = D.paths[i];
         $("tooltip-info").textContent = describe(i);
       }
@@ -261,7 +273,7 @@
     canvas.style.cursor = "grab";
     if (drag && !drag.moved && e.target === canvas) {
       const r = canvas.getBoundingClientRect(), i = pick(e.clientX - r.left, e.clientY - r.top);
-      if (i >= 0) window.open(href(i), "_blank", "noopener");
+      if (i >= 0 && href(i)) window.open(href(i), "_blank", "noopener");
     }
     drag = null;
   });
@@ -415,10 +427,10 @@
     selected = i;
     document.querySelectorAll(".thumb.selected").forEach((b) => b.classList.remove("selected"));
     $("photo-empty").hidden = true; $("photo").hidden = false;
-    $("photo-img").src = href(i);
+    setLink($("photo-img"), "src", href(i));
     $("photo-path").textContent = D.paths[i];
     $("photo-info").textContent = describe(i);
-    $("photo-open").href = href(i);
+    setLink($("photo-open"), "href", href(i));
     const list = $("neighbours");
     list.replaceChildren();
     if (nb) {
