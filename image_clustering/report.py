@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .atomic import atomic_path, atomic_write_text
-from .embedding import FeatureRows, sample_index
+from .embedding import sample_index
 
 logger = logging.getLogger(__name__)
 ASSETS = ("report.js", "report.css")
@@ -299,17 +299,13 @@ def _curves_doc(curves: ReportCurves | None) -> dict | None:
             "marks": [[name, int(k)] for name, k in curves.marks.items()]}
 
 
-def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
-                 clusterings: list[ReportClustering], sweep=None, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
-                 tags: list[list[str]] | None = None, run: ReportRun | None = None, title: str = "imgclust",
-                 cache_dir: Path | None = None) -> Path:
-    """Write the interactive report into ``out_dir`` (created): ``index.html``, ``report.js``,
-    ``report.css``, ``data.js`` and ``atlas-*.jpg``.
+@dataclass
+class ReportContent:
+    """What the report shows, gathered by the workflow (:func:`image_clustering.pipeline.report`)
+    and handed to :func:`write_report`, which only renders it.
 
-    Args:
-        out_dir: the report folder, e.g. ``<plot_dir>/<object_name>/report``.
-        image_dir: folder the relative ``paths`` start from; links to the originals are relative
-            from ``out_dir`` to it.
+    Attributes:
+        image_dir: folder the relative ``paths`` start from.
         paths: N photo paths relative to ``image_dir`` (``/`` separators; surrogate-escaped
             non-UTF-8 names allowed).
         coords: float (N, d ≥ 2) embedding; the first two axes place the photos.
@@ -321,6 +317,37 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         tags: per photo its label words, best first, or None when ``imgclust tag`` never ran.
         run: the "run" section.
         title: page title (the collection name).
+    """
+
+    image_dir: Path
+    paths: list[str]
+    coords: np.ndarray
+    clusterings: list[ReportClustering]
+    sweep: object = None
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    tags: list[list[str]] | None = None
+    run: ReportRun | None = None
+    title: str = "imgclust"
+
+
+def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
+                 clusterings: list[ReportClustering], sweep=None, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+                 tags: list[list[str]] | None = None, run: ReportRun | None = None, title: str = "imgclust",
+                 cache_dir: Path | None = None) -> Path:
+    """Write the interactive report into ``out_dir``: :func:`write_report` of a
+    :class:`ReportContent` made of these arguments (see there)."""
+    return write_report(out_dir, ReportContent(Path(image_dir), paths, coords, clusterings, sweep, neighbours, tags,
+                                               run, title), cache_dir)
+
+
+def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None = None) -> Path:
+    """Write the interactive report of ``content`` into ``out_dir`` (created): ``index.html``,
+    ``report.js``, ``report.css``, ``data.js`` and ``atlas-*.js``.
+
+    Args:
+        out_dir: the report folder, e.g. ``<plot_dir>/<object_name>/report``; links to the
+            originals are relative from it to ``content.image_dir``.
+        content: what the page shows.
         cache_dir: where per-photo thumbnails are cached between runs (None: no cache).
 
     Returns:
@@ -331,8 +358,10 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    image_dir, paths, clusterings = Path(content.image_dir), content.paths, content.clusterings
+    tags, title = content.tags, content.title
     n = len(paths)
-    coords = np.asarray(coords)
+    coords = np.asarray(content.coords)
     if coords.shape[0] != n or any(len(c.labels) != n or len(c.distances) != n for c in clusterings):
         raise ValueError(f"report: {n} paths but coordinates or labels of another length")
     if not clusterings:
@@ -342,15 +371,15 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atlas = write_atlases(out_dir, Path(image_dir), paths, cache_dir)
-    curves = sweep if sweep is None or isinstance(sweep, ReportCurves) else sweep_curves(sweep)
+    atlas = write_atlases(out_dir, image_dir, paths, cache_dir)
+    curves = content.sweep if content.sweep is None or isinstance(content.sweep, ReportCurves) else sweep_curves(content.sweep)
     pictures = []
     for picture in (curves.pictures if curves else []):
         if Path(picture).is_file():
             with atomic_path(out_dir / Path(picture).name) as tmp:
                 shutil.copyfile(picture, tmp)
             pictures.append(Path(picture).name)
-    run = run or ReportRun()
+    run = content.run or ReportRun()
     base = os.path.relpath(os.path.abspath(image_dir), os.path.abspath(out_dir))
     data = {
         "title": display_text(title), "n": n, **atlas,
@@ -363,8 +392,8 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         "tags": [[display_text(w) for w in t[:MAX_TAGS]] for t in tags] if tags is not None else None,
         "neighbours": None,
     }
-    if neighbours is not None and n:
-        index, sim = neighbours
+    if content.neighbours is not None and n:
+        index, sim = content.neighbours
         data["neighbours"] = {"m": int(index.shape[1]), "index": _b64(index, "<i4"), "sim": _b64(sim, "<f4")}
     atomic_write_text(out_dir / "data.js", f"window.IMGCLUST_REPORT = {_script_json(data)};\n")
     assets = resources.files("image_clustering") / "report_assets"
@@ -387,44 +416,13 @@ def _cache_buster(out_dir: Path) -> str:
     return hashlib.sha1((out_dir / "data.js").read_bytes()).hexdigest()[:10]
 
 
-# ---------------------------------------------------------------- the workflow (Config → report)
-
-RUN_LOG = "run_log.json"
 
 
-def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
-    """Remember how long a pipeline step took (and e.g. the extraction counts) for the report's
-    "run" section, in ``<feature_dir>/run_log.json``."""
-    path = feature_dir / RUN_LOG
-    try:
-        log = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        log = {}
-    log[step] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
-    atomic_write_text(path, json.dumps(log, indent=1))
+# ---------------------------------------------------------------- from results to what the page shows
+# Pure functions over values the workflow hands in (it reads the files; these never do).
 
 
-def _tags(config, paths: list[str]) -> list[list[str]] | None:
-    from .errors import ImgclustError
-    from .pipeline import _tag_table
-
-    try:
-        table = _tag_table(config, None)
-    except ImgclustError as exc:  # no tags yet, or a damaged table: the report goes without words
-        logger.info(f"report: tag words left out ({exc})")
-        return None
-    words = {image: [w for w, _ in sorted(tags.items(), key=lambda item: -item[1])]
-             for image, tags in zip(table.images, table.tags)}
-    return [words.get(p, []) for p in paths]
-
-
-def _config_doc(config) -> dict:
-    from dataclasses import asdict
-
-    return json.loads(json.dumps(asdict(config), default=lambda v: display_text(str(v))))
-
-
-def _report_sample(n: int, seed: int) -> np.ndarray | None:
+def report_sample(n: int, seed: int) -> np.ndarray | None:
     """Rows shown when a collection has more than :data:`REPORT_SAMPLE` photos (a seeded sample,
     ascending), else None: the page was measured usable up to 10^5 points, and every photo
     costs a thumbnail and a neighbour search."""
@@ -435,138 +433,97 @@ def _report_sample(n: int, seed: int) -> np.ndarray | None:
     return sample_index(n, REPORT_SAMPLE, seed)
 
 
-def collection_report(config, progress: bool = False) -> Path:
-    """``imgclust report``: the report of the collection as the last ``cluster`` left it, in
-    ``<plot_dir>/<object_name>/report/index.html``.
-
-    Uses the cached embedding, the cached k sweep with its per-k labels (not fitted here: after
-    ``cluster`` with a fixed k on many photos that would take minutes; run ``find-k`` for the k
-    control), the label CSV of ``cluster`` (its clustering is the one shown first), the neighbours
-    (computed once per feature store), the ``imgclust tag`` labels, ``failures.csv``, the run log
-    and the evaluation scores when they exist.
-
-    Raises:
-        ImgclustError: no feature vectors yet, or neither a clustering nor a k sweep.
-    """
-    from .atomic import exclusive_lock
+def collection_clusterings(points: np.ndarray, paths: list[str], saved: dict | None, how: str, sweep,
+                           shown: np.ndarray | None) -> list[ReportClustering]:
+    """The groupings of the collection report: the result of ``imgclust cluster`` (``saved``:
+    path → cluster, None when it is missing or stale; ``how`` names its method) first, then
+    k-means at every k of ``sweep`` (its per-k ``labels``; None: none), restricted to the rows
+    ``shown`` (None: all). ``points`` (N shown, d) are the clustering-space points that order each
+    cluster's members by distance to its centre."""
     from .clustering import by_size
-    from .errors import ImgclustError
-    from .neighbours import cached_neighbours
-    from .outputs import read_labels
-    from .pipeline import algorithm_name, current_sweep
 
-    started = time.perf_counter()
-    m = config.model
-    with exclusive_lock(config.feature_dir, "report"):
-        paths, vectors, key, embedding, points, sweep = current_sweep(config, progress, fit=False)
-        every = set(paths)
-        shown = _report_sample(len(paths), m.seed)
-        if shown is not None:
-            paths, embedding, points = [paths[i] for i in shown], embedding[shown], points[shown]
-            vectors = vectors.take(shown) if isinstance(vectors, FeatureRows) else vectors[shown]
-            key += f"-sample{len(shown)}-{m.seed}"
-        clusterings = []
-        label_csv = config.layout.labels_csv()
-        if label_csv.is_file():
-            saved = read_labels(label_csv)
-            if set(saved) == every:
-                result = by_size(points, np.array([saved[p] for p in paths]))
-                how = algorithm_name(m)
-                clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
-                                                    result.distances, current=True))
-            else:
-                logger.info(f"report: {label_csv} is older than the feature store; run `imgclust cluster` to show it")
-        if sweep is not None:
-            per_k = np.asarray(sweep.labels if shown is None else sweep.labels[:, shown])
-            for k, labels in zip(sweep.ks, per_k):
-                result = by_size(points, labels)
-                clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
-        else:
-            logger.info("report: no k sweep of this clustering space yet; run `imgclust find-k` for the k control")
-        if not clusterings:
-            raise ImgclustError(f"{config.feature_dir}: nothing to show yet; run `imgclust find-k` or `imgclust cluster`")
+    clusterings = []
+    if saved is not None:
+        result = by_size(points, np.array([saved[p] for p in paths]))
+        clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
+                                            result.distances, current=True))
+    if sweep is not None:
+        per_k = np.asarray(sweep.labels if shown is None else sweep.labels[:, shown])
+        for k, labels in zip(sweep.ks, per_k):
+            result = by_size(points, labels)
+            clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
         if not any(c.current for c in clusterings):  # no clustering yet: open at the suggested k
             clusterings[int(np.searchsorted(sweep.ks, sweep.suggested_k))].current = True
-        neighbours = cached_neighbours(config.feature_dir, key, vectors)
-        run_log = {}
-        if (config.feature_dir / RUN_LOG).is_file():
-            try:
-                run_log = json.loads((config.feature_dir / RUN_LOG).read_text())
-            except ValueError:
-                pass
-        from .features import read_failures
-
-        failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]
-        counts = {"images in the feature store": len(every), "failed (unreadable)": len(failures)}
-        if shown is not None:
-            counts["shown in this report (seeded sample)"] = len(shown)
-        extract = run_log.get("extract", {})
-        for name in ("computed", "reused", "removed"):
-            if name in extract:
-                counts[f"{name} (last extract)"] = extract[name]
-        evaluation_file = config.layout.evaluation_json()
-        evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
-        run = ReportRun(counts, failures, _config_doc(config),
-                        {step: doc["seconds"] for step, doc in run_log.items() if "seconds" in doc}, evaluation)
-        index = build_report(config.plot_dir / "report", config.paths.image_dir, paths, embedding, clusterings,
-                             sweep, neighbours, _tags(config, paths), run, m.object_name,
-                             cache_dir=config.feature_dir)
-    logger.info(f"report: {len(paths)} photos in {time.perf_counter() - started:.1f} s")
-    return index
+    return clusterings
 
 
-def label_report(config, label_file: Path | None = None) -> Path:
-    """The report of ``imgclust cluster-labels``, in ``<plot_dir>/<object_name>/report_labels/``:
-    the photos placed by a t-SNE of their Jaccard distances (1 − shared labels / all labels), the
-    Ward clusters of the last ``cluster-labels`` run (and every k of the separation curve), the
-    separation curve with its L-method errors and knee, the label dendrogram, and neighbours by
-    Jaccard similarity.
+def run_section(n_all: int, n_shown: int | None, failures: list, run_log: dict, config: dict | None,
+                evaluation: dict | None) -> ReportRun:
+    """The "Run" tab of the collection report: ``n_all`` photos in the feature store (``n_shown``
+    of them in a sample, or None), the unreadable files (path, reason), the run log (step →
+    ``{"seconds", ...counts}``), the config as a dict and the evaluation scores."""
+    counts = {"images in the feature store": n_all, "failed (unreadable)": len(failures)}
+    if n_shown is not None:
+        counts["shown in this report (seeded sample)"] = n_shown
+    extract = run_log.get("extract", {})
+    for name in ("computed", "reused", "removed"):
+        if name in extract:
+            counts[f"{name} (last extract)"] = extract[name]
+    timings = {step: doc["seconds"] for step, doc in run_log.items() if isinstance(doc, dict) and "seconds" in doc}
+    return ReportRun(counts, failures, config, timings, evaluation)
 
-    Raises:
-        ImgclustError: no label table, or no ``cluster-labels`` result yet.
+
+def tag_words(images: list[str], tags: list[dict], paths: list[str]) -> list[list[str]]:
+    """Per path of ``paths`` its label words, most probable first, from a label table's
+    ``images`` and their ``tags`` (word → score); photos the table lacks get none."""
+    words = {image: [w for w, _ in sorted(t.items(), key=lambda item: -item[1])] for image, t in zip(images, tags)}
+    return [words.get(p, []) for p in paths]
+
+
+def config_doc(config) -> dict:
+    """A config dataclass as nested JSON-able dicts (paths and other objects as text)."""
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(config), default=lambda v: display_text(str(v))))
+
+
+def label_content(table, chosen: int, k_max: int, perplexity: float, seed: int,
+                  image_dir: Path, pictures: list[Path], run: ReportRun, title: str) -> ReportContent:
+    """What the report of ``imgclust cluster-labels`` shows: the photos placed by a t-SNE of their
+    Jaccard distances (1 − shared labels / all labels), the Ward clusters at k = ``chosen`` and at
+    every k of the separation curve (k = 2..``k_max``), the curve with its L-method errors and knee,
+    ``pictures`` (the label dendrogram and curve PNGs), and neighbours by Jaccard similarity.
+
+    Args:
+        table: the label table (:class:`~image_clustering.tags.TagTable`, N photos).
     """
     from sklearn.manifold import TSNE
 
     from .clustering import l_method_errors
-    from .errors import ImgclustError
-    from .pipeline import _tag_table
     from .tags import choose_k, cluster_tags_at_k, jaccard_similarity, tag_matrix, ward_tree
 
-    started = time.perf_counter()
-    m = config.model
-    result_file = config.layout.labels_json(of_tags=True)
-    if not result_file.is_file():
-        raise ImgclustError(f"{result_file}: no label clustering yet; run `imgclust cluster-labels`")
-    chosen = json.loads(result_file.read_text())["k"]
-    table = _tag_table(config, label_file)
-    n = len(table.images)
-    x, vocabulary = tag_matrix(table)
+    images = table.images
+    n = len(images)
+    x, _vocabulary = tag_matrix(table)
     sim = jaccard_similarity(x)
     tree = ward_tree(sim)
-    choice = choose_k(sim, tree, 2, m.label_k_max)
+    choice = choose_k(sim, tree, 2, k_max)
     clusterings = []
     for k in sorted({*map(int, choice.ks), int(chosen)}):
         result = cluster_tags_at_k(sim, tree, k)
         clusterings.append(ReportClustering(f"Ward on label words, k = {k}" + (" (cluster-labels)" if k == chosen else ""),
                                             result.labels, result.distances, current=k == chosen))
-    coords = TSNE(2, metric="precomputed", init="random", perplexity=min(m.perplexity, (n - 1) / 3),
-                  random_state=m.seed).fit_transform(np.clip(1.0 - sim, 0.0, None))
+    coords = TSNE(2, metric="precomputed", init="random", perplexity=min(perplexity, (n - 1) / 3),
+                  random_state=seed).fit_transform(np.clip(1.0 - sim, 0.0, None))
     at, errors = l_method_errors(choice.ks, choice.separation)
     curves = ReportCurves(choice.ks, {"separation (within − between mean similarity)": (choice.ks, choice.separation),
                                       "L-method error (two-line fit RMSE)": (at, errors)},
                           {"L-method knee": choice.knee},
                           f"L-method knee of the separation curve: k = {choice.knee}; cluster-labels used k = {chosen}.",
-                          [config.layout.plot("label_dendrogram.png"), config.layout.plot("label_k.png")])
+                          list(pictures))
     m_nb = min(12, n - 1)
     off_self = sim - 2 * np.eye(n)  # never one's own neighbour
     index = np.argsort(-off_self, axis=1, kind="stable")[:, :m_nb].astype(np.int32)
     neighbours = (index, np.take_along_axis(sim, index, axis=1).astype(np.float32))
-    tags = [[w for w, _ in sorted(words.items(), key=lambda item: -item[1])] for words in table.tags]
-    evaluation_file = config.layout.evaluation_json(of_tags=True)
-    run = ReportRun({"images in the label table": n, "distinct labels": len(vocabulary)}, [], _config_doc(config), {},
-                    json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None)
-    index_html = build_report(config.plot_dir / "report_labels", config.paths.image_dir, table.images, coords,
-                              clusterings, curves, neighbours, tags, run, f"{m.object_name}: label words",
-                              cache_dir=config.feature_dir)
-    logger.info(f"label report: {n} photos in {time.perf_counter() - started:.1f} s")
-    return index_html
+    words = tag_words(images, table.tags, images)
+    return ReportContent(image_dir, images, coords, clusterings, curves, neighbours, words, run, title)

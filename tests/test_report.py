@@ -290,11 +290,9 @@ def test_no_request_leaves_the_machine(browser, collection):
 
 @pytest.mark.browser
 def test_label_word_clustering_report(browser, collection):
-    from image_clustering.report import label_report
-
     config, _ = collection
     result = pipeline.cluster_by_tags(config)
-    index = label_report(config)
+    index = pipeline.tag_report(config)
     assert index == config.plot_dir / "report_labels" / "index.html"
     page = open_report(browser, index)
     assert page.inner_text("#map-count") == f"{N_PHOTOS} photos on the map"
@@ -404,3 +402,16 @@ def test_thumbnails_are_decoded_once(tmp_path, monkeypatch):
     before = {p: p.stat().st_mtime_ns for p in out.glob("atlas-*")}
     assert build() == second and decoded == []
     assert {p: p.stat().st_mtime_ns for p in out.glob("atlas-*")} == before
+
+
+def test_report_renders_values_and_never_calls_the_workflow():
+    """Floors (docs/architecture.md): the workflow gathers a ReportContent and hands it over;
+    report.py imports nothing from the workflow or the interfaces, not even inside a function."""
+    import ast
+
+    import image_clustering.report as report_mod
+
+    tree = ast.parse(Path(report_mod.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.split(".")[-1] in ("pipeline", "cli", "distributed")}, imported
