@@ -375,6 +375,65 @@ def test_large_map_pans_by_moving_the_last_frame(browser, tmp_path):
     page.context.close()
 
 
+def synthetic_report(folder: Path, n: int, k: int = 5, seed: int = 0, **extra) -> Path:
+    """A report of n points in k separated blobs (cluster c around centre c), photos missing (grey
+    tiles, which is all the map tests need); ``extra`` goes to :class:`ReportContent`."""
+    from image_clustering.report import ReportClustering, ReportContent, write_report
+
+    rng = np.random.default_rng(seed)
+    labels = np.sort(rng.integers(0, k, n))[::-1] if k > 1 else np.zeros(n, int)
+    labels = np.searchsorted(np.sort(np.unique(labels)), labels)
+    sizes = np.bincount(labels, minlength=k)
+    order = np.argsort(-sizes, kind="stable")
+    labels = np.argsort(order)[labels]  # cluster 0 the largest
+    angle = 2 * np.pi * labels / max(k, 1)
+    coords = np.column_stack([np.cos(angle), np.sin(angle)]) * 10 + rng.normal(size=(n, 2))
+    paths = [f"missing/{i}.jpg" for i in range(n)]
+    clustering = ReportClustering(f"test, k = {k}", labels, rng.random(n), True)
+    return write_report(folder, ReportContent(folder, paths, coords, [clustering], **extra))
+
+
+@pytest.fixture(scope="module")
+def big_report(tmp_path_factory):
+    """30,000 points: above the page's LIVE_LIMIT (20,000), where pan and zoom move the last frame."""
+    return synthetic_report(tmp_path_factory.mktemp("big") / "report", 30_000)
+
+
+@pytest.mark.browser
+def test_large_map_drag_and_wheel_keep_the_photo_under_the_pointer(browser, big_report):
+    """At 30,000 points a drag moves the map by as much as the pointer moved, and a fast run of
+    wheel notches (no redraw between them) keeps the photo under the pointer: positions, not
+    frame times."""
+    page = open_report(browser, big_report)
+    report = "window.imgclustReport"
+    target = "missing/7.jpg"
+    x, y = page.evaluate(f"{report}.screenPosition({json.dumps(target)})")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 200, y + 100, steps=8)
+    page.mouse.up()
+    page.wait_for_function("document.getElementById('map').style.transform === ''")
+    x2, y2 = page.evaluate(f"{report}.screenPosition({json.dumps(target)})")
+    assert (x2 - x, y2 - y) == pytest.approx((200, 100), abs=2)
+    # Ten wheel notches in one script: the canvas still wears the transform of the first ones.
+    page.evaluate("""([x, y]) => { const map = document.getElementById('map');
+        for (let i = 0; i < 10; i++) map.dispatchEvent(new WheelEvent('wheel',
+            {clientX: x, clientY: y, deltaY: -100, bubbles: true, cancelable: true})); }""", [x2, y2])
+    assert page.evaluate(f"{report}.view().zoom") > 3
+    page.wait_for_function("document.getElementById('map').style.transform === ''")
+    assert page.evaluate(f"{report}.screenPosition({json.dumps(target)})") == pytest.approx([x2, y2], abs=2)
+    # And as a person scrolls: notches 60 ms apart, then out again.
+    for delta in [-100] * 5 + [100] * 10:
+        page.mouse.wheel(0, delta)
+        page.wait_for_timeout(60)
+    page.wait_for_function("document.getElementById('map').style.transform === ''")
+    assert page.evaluate(f"{report}.screenPosition({json.dumps(target)})") == pytest.approx([x2, y2], abs=2)
+    page.mouse.move(x2 + 40, y2 + 40)
+    page.mouse.move(x2, y2)
+    assert page.inner_text("#tooltip-path") == target  # the drawn frame agrees: hover finds it there
+    page.context.close()
+
+
 def test_thumbnails_are_decoded_once(tmp_path, monkeypatch):
     """Atlases hold 4 photos here (1024-pixel cells); adding a photo that sorts first shifts every
     photo to another atlas, yet only the new photo is decoded; a re-run decodes nothing."""

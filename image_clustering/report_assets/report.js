@@ -224,10 +224,14 @@
     node.style.backgroundPosition = -(j % D.columns) * px + "px " + -Math.floor(j / D.columns) * px + "px";
   }
 
+  // Pointer positions relative to the map pane, not the canvas: above LIVE_LIMIT the canvas wears
+  // a CSS transform while the view moves, and its bounding rectangle moves and scales with it.
+  const pane = $("map-pane");
+  function local(e) { const r = pane.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
   const tip = $("tooltip");
   let hover = -1, drag = null;
   canvas.addEventListener("mousemove", (e) => {
-    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
+    const [px, py] = local(e);
     if (drag) {
       const side = cssSide();
       view.x = drag.vx - (px - drag.px) / side; view.y = drag.vy - (py - drag.py) / side;
@@ -253,21 +257,21 @@
   });
   canvas.addEventListener("mouseleave", () => { tip.hidden = true; hover = -1; drag = null; });
   canvas.addEventListener("mousedown", (e) => {
-    const r = canvas.getBoundingClientRect();
-    drag = { px: e.clientX - r.left, py: e.clientY - r.top, vx: view.x, vy: view.y, moved: false };
+    const [px, py] = local(e);
+    drag = { px, py, vx: view.x, vy: view.y, moved: false };
     canvas.style.cursor = "grabbing";
   });
   window.addEventListener("mouseup", (e) => {
     canvas.style.cursor = "grab";
     if (drag && !drag.moved && e.target === canvas) {
-      const r = canvas.getBoundingClientRect(), i = pick(e.clientX - r.left, e.clientY - r.top);
+      const i = pick(...local(e));
       if (i >= 0) window.open(href(i), "_blank", "noopener");
     }
     drag = null;
   });
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
-    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
+    const [px, py] = local(e);
     const [wx, wy] = toWorld(px, py);
     view.zoom = Math.min(400, Math.max(0.3, view.zoom * Math.exp(-e.deltaY * 0.0015)));
     const [nx, ny] = toWorld(px, py);  // keep the world point under the cursor in place
@@ -462,12 +466,13 @@
       return (performance.now() - t0) / frames;
     },
     screenPosition(path) {  // page pixel position of a photo's point on the map
-      const i = D.paths.indexOf(path), r = canvas.getBoundingClientRect();
+      const i = D.paths.indexOf(path), r = pane.getBoundingClientRect();
       const side = cssSide();
       return [r.left + canvas.clientWidth / 2 + (xy[2 * i] - view.x) * side,
               r.top + canvas.clientHeight / 2 + (xy[2 * i + 1] - view.y) * side];
     },
     setView(x, y, zoom) { view.x = x; view.y = y; view.zoom = zoom; draw(); },
+    view: () => ({ ...view }),
     frameLog: null,
     startFrameLog() {  // timestamps of the frames the page shows, to measure interaction
       const log = (this.frameLog = []);
