@@ -227,6 +227,24 @@ def test_k_control_regroups_the_photos(page, collection):
 
 
 @pytest.mark.browser
+def test_changing_k_stays_on_the_choosing_k_tab(page):
+    """Comparing k values after a photo was selected: the k tab stays in front, the photo stays
+    selected (its cluster number follows the k shown)."""
+    page.fill("#search", "ukbench00012")
+    page.locator("#search-results .thumb").click()
+    assert page.locator("#tab-photo").is_visible()
+    page.click("nav button[data-tab=k]")
+    for k in (3, 7):
+        page.select_option("#k-select", label=f"k-means, k = {k}")
+        assert page.locator("#tab-k").is_visible() and not page.locator("#tab-photo").is_visible()
+        assert page.locator("nav button.active").get_attribute("data-tab") == "k"
+    page.locator("#k-charts svg").first.click(position={"x": 200, "y": 60})  # a curve: another k
+    assert page.locator("#tab-k").is_visible()
+    page.click("nav button[data-tab=photo]")
+    assert page.inner_text("#photo-path") == "group003/ukbench00012.jpg"
+
+
+@pytest.mark.browser
 def test_hostile_names_render_as_text_and_run_nothing(page, collection):
     page.fill("#search", "alert")
     assert page.inner_text("#search-count") == "1 match"  # the path and its label word

@@ -354,7 +354,7 @@
     current = j; highlighted = null; $("highlight").textContent = "";
     select_k.value = String(j);
     renderGalleries(); recolour(); drawCharts();
-    if (selected >= 0) select(selected);
+    if (selected >= 0) select(selected, false);  // refresh its details, leave the tab in front
   }
   function drawCharts() {
     const S = D.sweep, root = $("k-charts");
@@ -415,7 +415,7 @@
     recolour();
   });
 
-  function select(i) {
+  function select(i, show = true) {
     selected = i;
     document.querySelectorAll(".thumb.selected").forEach((b) => b.classList.remove("selected"));
     $("photo-empty").hidden = true; $("photo").hidden = false;
@@ -432,7 +432,7 @@
         list.append(cell);
       }
     } else list.append(el("p", {}, "No neighbours stored."));
-    showTab("photo");
+    if (show) showTab("photo");
     recolour();
   }
 
