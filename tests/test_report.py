@@ -281,15 +281,30 @@ def test_neighbours_and_hover(page, collection):
     x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
     page.mouse.move(x, y)
     assert page.inner_text("#tooltip-path") == target and "distance to centre" in page.inner_text("#tooltip-info")
-    with page.context.expect_page() as opened:  # a click opens the original photo, by a relative link
-        page.mouse.click(x, y)
-    assert opened.value.url == (config.paths.image_dir / target).as_uri()
-    opened.value.close()
     page.mouse.down()
     page.mouse.move(x + 120, y + 60, steps=5)  # a drag pans: the point moves with the mouse
     page.mouse.up()
     x2, y2 = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
     assert (x2 - x, y2 - y) == pytest.approx((120, 60), abs=2)
+
+
+@pytest.mark.browser
+def test_map_click_selects_the_photo_and_double_click_resets(page, collection):
+    """A click on the map does what a thumbnail click does (the photo and its neighbours, no new
+    tab); a double-click resets the view and opens nothing either."""
+    config, _ = collection
+    target = "group003/ukbench00012.jpg"
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 2)")
+    x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
+    page.mouse.click(x, y)
+    assert page.locator("#tab-photo").is_visible() and page.inner_text("#photo-path") == target
+    expected = pipeline.similar(config, config.paths.image_dir / target, 12)
+    assert page.locator("#neighbours .thumb").evaluate_all("nodes => nodes.map(n => n.title)") == [p for p, _ in expected]
+    assert page.get_attribute("#photo-open", "href").endswith(target)  # the original: one explicit link
+    page.mouse.dblclick(x, y)
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.imgclustReport.view()") == {"x": 0.5, "y": 0.5, "zoom": 1}
+    assert len(page.context.pages) == 1
 
 
 @pytest.mark.browser

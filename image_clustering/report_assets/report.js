@@ -265,7 +265,7 @@
     canvas.style.cursor = "grab";
     if (drag && !drag.moved && e.target === canvas) {
       const i = pick(...local(e));
-      if (i >= 0) window.open(href(i), "_blank", "noopener");
+      if (i >= 0) select(i);  // as a thumbnail click: the photo and its neighbours, in this page
     }
     drag = null;
   });
