@@ -308,6 +308,51 @@ def test_map_click_selects_the_photo_and_double_click_resets(page, collection):
 
 
 @pytest.mark.browser
+def test_phone_layout_touch_pan_pinch_and_tap(browser, collection):
+    """At 390 × 844 with touch: no sideways scrolling, every tab on screen and working, one finger
+    pans, two fingers pinch-zoom about their centre, and a tap selects the photo (no new tab)."""
+    _, index = collection
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(index.as_uri())
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for tab in page.locator("nav button").all():
+        box = tab.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, tab.inner_text()
+        tab.tap()
+        assert page.locator(f"#tab-{tab.get_attribute('data-tab')}").is_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.evaluate("window.scrollTo(0, 0)")
+    target = "group003/ukbench00012.jpg"
+    where = f"window.imgclustReport.screenPosition({json.dumps(target)})"
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind, *points):
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+            {"x": x, "y": y, "id": j} for j, (x, y) in enumerate(points)]})
+
+    x, y = page.evaluate(where)
+    touch("touchStart", (x, y))
+    for step in range(1, 6):
+        touch("touchMove", (x + 12 * step, y + 8 * step))
+    touch("touchEnd")
+    assert page.evaluate(where) == pytest.approx([x + 60, y + 40], abs=2)
+    x, y = page.evaluate(where)
+    zoom = page.evaluate("window.imgclustReport.view().zoom")
+    touch("touchStart", (x - 30, y), (x + 30, y))
+    for step in range(1, 7):
+        touch("touchMove", (x - 30 - 10 * step, y), (x + 30 + 10 * step, y))
+    touch("touchEnd")
+    assert page.evaluate("window.imgclustReport.view().zoom") == pytest.approx(3 * zoom, rel=0.02)
+    assert page.evaluate(where) == pytest.approx([x, y], abs=2)  # the pinch centre stays put
+    page.touchscreen.tap(*page.evaluate(where))
+    assert page.inner_text("#photo-path") == target and page.locator("#tab-photo").is_visible()
+    assert len(context.pages) == 1
+    context.close()
+
+
+@pytest.mark.browser
 def test_no_request_leaves_the_machine(browser, collection):
     page = open_report(browser, collection[1], csp=True)  # as a user opens it: its policy in force
     page.wait_for_selector("body[data-ready='1']")
@@ -396,10 +441,11 @@ def test_large_map_pans_by_moving_the_last_frame(browser, tmp_path):
     # The events in one script, so the reading comes before the rest timer (the machine may be slow).
     moved = page.evaluate("""([x, y]) => {
         const map = document.getElementById('map'), at = (type, dx, dy) => map.dispatchEvent(
-            new MouseEvent(type, {clientX: x + dx, clientY: y + dy, bubbles: true}));
-        at('mousedown', 0, 0); at('mousemove', 80, 40);
+            new PointerEvent(type, {clientX: x + dx, clientY: y + dy, bubbles: true, pointerId: 1, isPrimary: true,
+                                    pointerType: 'mouse'}));
+        at('pointerdown', 0, 0); at('pointermove', 80, 40);
         const transform = map.style.transform;
-        at('mouseup', 80, 40);
+        at('pointerup', 80, 40);
         return transform; }""", [x, y])
     assert moved == "translate(80px, 40px) scale(1)"
     page.wait_for_function("document.getElementById('map').style.transform === ''")  # redrawn in place

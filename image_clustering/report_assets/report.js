@@ -229,17 +229,8 @@
   const pane = $("map-pane");
   function local(e) { const r = pane.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
   const tip = $("tooltip");
-  let hover = -1, drag = null;
-  canvas.addEventListener("mousemove", (e) => {
-    const [px, py] = local(e);
-    if (drag) {
-      const side = cssSide();
-      view.x = drag.vx - (px - drag.px) / side; view.y = drag.vy - (py - drag.py) / side;
-      drag.moved = drag.moved || Math.abs(px - drag.px) + Math.abs(py - drag.py) > 4;
-      tip.hidden = true;
-      viewChanged();
-      return;
-    }
+  let hover = -1;
+  function showTip(px, py) {
     const i = pick(px, py);
     if (i !== hover) {
       hover = i;
@@ -251,24 +242,63 @@
       }
     }
     if (i >= 0) {
-      tip.style.left = Math.min(px + 16, canvas.clientWidth - 280) + "px";
-      tip.style.top = Math.min(py + 16, canvas.clientHeight - 300) + "px";
+      tip.style.left = Math.max(0, Math.min(px + 16, canvas.clientWidth - 280)) + "px";
+      tip.style.top = Math.max(0, Math.min(py + 16, canvas.clientHeight - 300)) + "px";
     }
-  });
-  canvas.addEventListener("mouseleave", () => { tip.hidden = true; hover = -1; drag = null; });
-  canvas.addEventListener("mousedown", (e) => {
-    const [px, py] = local(e);
-    drag = { px, py, vx: view.x, vy: view.y, moved: false };
+  }
+  // Pan, pinch and tap through Pointer Events, one code path for mouse, pen and fingers: the
+  // world point under the pointers' centre follows that centre, and their spread scales the zoom.
+  const pointers = new Map();  // pointerId → [px, py] of each pointer pressed on the map
+  let gesture = null;          // the view and pointers when the set of pointers last changed
+  function centre() {
+    const pts = [...pointers.values()], mx = pts.reduce((s, p) => s + p[0], 0) / pts.length,
+          my = pts.reduce((s, p) => s + p[1], 0) / pts.length;
+    return [mx, my, pts.reduce((s, p) => s + Math.hypot(p[0] - mx, p[1] - my), 0) / pts.length];
+  }
+  function restartGesture() {
+    if (!pointers.size) { gesture = null; return; }
+    const [mx, my, spread] = centre();
+    gesture = { mx, my, spread, world: toWorld(mx, my), zoom: view.zoom, n: pointers.size,
+                moved: gesture ? gesture.moved : false, taps: gesture ? gesture.taps : pointers.size };
+  }
+  function moveTo(world, px, py) {  // put the world point under the pane pixel (px, py)
+    const side = cssSide();
+    view.x = world[0] - (px - canvas.clientWidth / 2) / side; view.y = world[1] - (py - canvas.clientHeight / 2) / side;
+  }
+  canvas.addEventListener("pointerdown", (e) => {
+    if (e.pointerType === "mouse" && e.button !== 0) return;
+    try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* a synthetic event's pointer */ }
+    pointers.set(e.pointerId, local(e));
+    if (pointers.size === 1) gesture = null;
+    restartGesture();
+    gesture.taps = Math.max(gesture.taps, pointers.size);
     canvas.style.cursor = "grabbing";
   });
-  window.addEventListener("mouseup", (e) => {
+  canvas.addEventListener("pointermove", (e) => {
+    const [px, py] = local(e);
+    if (!pointers.has(e.pointerId)) { if (e.pointerType === "mouse") showTip(px, py); return; }
+    pointers.set(e.pointerId, [px, py]);
+    const [mx, my, spread] = centre();
+    gesture.moved = gesture.moved || Math.abs(mx - gesture.mx) + Math.abs(my - gesture.my) > 4 || gesture.n > 1;
+    if (gesture.n > 1 && gesture.spread > 0) view.zoom = Math.min(400, Math.max(0.3, gesture.zoom * spread / gesture.spread));
+    moveTo(gesture.world, mx, my);
+    tip.hidden = true; hover = -1;
+    viewChanged();
+  });
+  function release(e) {
+    if (!pointers.has(e.pointerId)) return;
+    const tap = e.type === "pointerup" && gesture && !gesture.moved && gesture.taps === 1;
+    pointers.delete(e.pointerId);
+    restartGesture();
     canvas.style.cursor = "grab";
-    if (drag && !drag.moved && e.target === canvas) {
+    if (tap) {
       const i = pick(...local(e));
       if (i >= 0) select(i);  // as a thumbnail click: the photo and its neighbours, in this page
     }
-    drag = null;
-  });
+  }
+  canvas.addEventListener("pointerup", release);
+  canvas.addEventListener("pointercancel", release);
+  canvas.addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse") { tip.hidden = true; hover = -1; } });
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
     const [px, py] = local(e);
