@@ -878,7 +878,10 @@ def _report_content(config: Config, progress: bool):
             saved = None
     if sweep is None:
         logger.info("report: no k sweep of this clustering space yet; run `imgclust find-k` for the k control")
-    clusterings = collection_clusterings(points, paths, saved, algorithm_name(m), sweep, shown)
+    reducer = {"tsne": "t-SNE", "umap": "UMAP"}.get(m.reducer, m.reducer)
+    space = {"embedding": f"{m.reduced_dimension}-D {reducer} map", "pca": f"{m.pca_dimension}-D PCA"}
+    clusterings, note = collection_clusterings(points, paths, saved, algorithm_name(m), sweep, shown,
+                                               space.get(m.space, "feature space"))
     if not clusterings:
         raise ImgclustError(f"{config.feature_dir}: nothing to show yet; run `imgclust find-k` or `imgclust cluster`")
     try:
@@ -891,7 +894,7 @@ def _report_content(config: Config, progress: bool):
     run = run_section(len(every), None if shown is None else len(shown), failures, read_run_log(config.feature_dir),
                       config_doc(config), _read_json(config.layout.evaluation_json()))
     return ReportContent(config.paths.image_dir, paths, embedding, clusterings, sweep,
-                         cached_neighbours(config.feature_dir, key, vectors), tags, run, m.object_name)
+                         cached_neighbours(config.feature_dir, key, vectors), tags, run, m.object_name, note)
 
 
 def _read_json(path: Path):

@@ -69,12 +69,15 @@ class ReportClustering:
         labels: int (N,) cluster per photo, 0 the largest, -1 unclustered.
         distances: float (N,) distance to the own cluster centre (NaN when unclustered).
         current: the clustering ``imgclust cluster`` wrote (selected when the page opens).
+        group: the heading it is listed under in the clustering menu (e.g. the real result apart
+            from the sweep's k-means partitions), or None.
     """
 
     name: str
     labels: np.ndarray
     distances: np.ndarray
     current: bool = False
+    group: str | None = None
 
     @property
     def k(self) -> int:
@@ -250,7 +253,7 @@ def _clustering_doc(c: ReportClustering) -> dict:
     q = np.where(finite, np.round(dist / (dmax or 1.0) * 65534), 65535).astype(np.uint16)
     # Labels as bytes (cluster + 1, 0 = unclustered) when they fit: half the size of int16.
     small = c.k < 255
-    return {"name": c.name, "k": c.k, "current": c.current,
+    return {"name": c.name, "k": c.k, "current": c.current, "group": c.group,
             "labels": _b64(labels + 1, "u1") if small else _b64(labels, "<i2"), "labelBytes": 1 if small else 2,
             "dist": _b64(q, "<u2"), "dmax": dmax}
 
@@ -317,6 +320,7 @@ class ReportContent:
         tags: per photo its label words, best first, or None when ``imgclust tag`` never ran.
         run: the "run" section.
         title: page title (the collection name).
+        clustering_note: what the clustering menu's groups are, shown beside the curves.
     """
 
     image_dir: Path
@@ -328,6 +332,7 @@ class ReportContent:
     tags: list[list[str]] | None = None
     run: ReportRun | None = None
     title: str = "imgclust"
+    clustering_note: str | None = None
 
 
 def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
@@ -391,6 +396,7 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
         "sweep": _curves_doc(curves),
         "tags": [[display_text(w) for w in t[:MAX_TAGS]] for t in tags] if tags is not None else None,
         "neighbours": None,
+        "clusteringNote": content.clustering_note, "resultGroup": RESULT_GROUP,
     }
     if content.neighbours is not None and n:
         index, sim = content.neighbours
@@ -433,28 +439,42 @@ def report_sample(n: int, seed: int) -> np.ndarray | None:
     return sample_index(n, REPORT_SAMPLE, seed)
 
 
+RESULT_GROUP = "The result: what imgclust cluster wrote (label files, link folders)"
+
+
 def collection_clusterings(points: np.ndarray, paths: list[str], saved: dict | None, how: str, sweep,
-                           shown: np.ndarray | None) -> list[ReportClustering]:
+                           shown: np.ndarray | None, space: str = "clustering space") -> tuple[list[ReportClustering], str]:
     """The groupings of the collection report: the result of ``imgclust cluster`` (``saved``:
     path → cluster, None when it is missing or stale; ``how`` names its method) first, then
-    k-means at every k of ``sweep`` (its per-k ``labels``; None: none), restricted to the rows
-    ``shown`` (None: all). ``points`` (N shown, d) are the clustering-space points that order each
-    cluster's members by distance to its centre."""
+    k-means at every k of ``sweep`` (its per-k ``labels``; None: none) in ``space`` (words, e.g.
+    "2-D UMAP embedding"), restricted to the rows ``shown`` (None: all). ``points`` (N shown, d)
+    are the clustering-space points that order each cluster's members by distance to its centre.
+
+    Returns:
+        (the clusterings, a note on what the two groups are, for the page).
+    """
     from .clustering import by_size
 
-    clusterings = []
+    clusterings, notes = [], []
     if saved is not None:
         result = by_size(points, np.array([saved[p] for p in paths]))
         clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
-                                            result.distances, current=True))
+                                            result.distances, current=True, group=RESULT_GROUP))
+        notes.append(f"The result is the clustering the label files and link folders hold ({how}, k = {result.k}).")
+    else:
+        notes.append("There is no result of imgclust cluster for these photos yet.")
     if sweep is not None:
+        group = f"For comparing k: k-means in the {space} (find-k's sweep)"
         per_k = np.asarray(sweep.labels if shown is None else sweep.labels[:, shown])
         for k, labels in zip(sweep.ks, per_k):
             result = by_size(points, labels)
-            clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
+            clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances, group=group))
         if not any(c.current for c in clusterings):  # no clustering yet: open at the suggested k
             clusterings[int(np.searchsorted(sweep.ks, sweep.suggested_k))].current = True
-    return clusterings
+        notes.append(f"The k-means partitions are find-k's sweep in the {space}, one per k: they show how the "
+                     "photos regroup as k changes and are written nowhere; a click on a curve shows one of them, "
+                     "not the result, even at the same k.")
+    return clusterings, " ".join(notes)
 
 
 def run_section(n_all: int, n_shown: int | None, failures: list, run_log: dict, config: dict | None,

@@ -245,6 +245,28 @@ def test_changing_k_stays_on_the_choosing_k_tab(page):
 
 
 @pytest.mark.browser
+def test_clustering_menu_separates_the_result_from_the_k_sweep(page, collection):
+    """The menu lists the clustering the folders hold apart from find-k's k-means partitions, and
+    the page says what each is; a curve click at the result's k shows k-means and says so."""
+    config, _ = collection
+    k = label_doc(config)["k"]
+    groups = page.locator("#k-select optgroup").evaluate_all(
+        "gs => gs.map(g => [g.label, [...g.querySelectorAll('option')].map(o => o.textContent)])")
+    assert len(groups) == 2
+    (result_label, result), (sweep_label, sweep) = groups
+    assert "imgclust cluster" in result_label and "link folders" in result_label
+    assert len(result) == 1 and result[0].endswith(f"k = {k} (imgclust cluster)")
+    assert "k-means" in sweep_label and "2-D t-SNE map" in sweep_label
+    assert sweep == [f"k-means, k = {j}" for j in range(1, 21)]
+    assert page.inner_text("#clustering-kind") == "the result"
+    page.click("nav button[data-tab=k]")
+    note = page.inner_text("#clustering-note")
+    assert "label files and link folders hold" in note and "written nowhere" in note
+    page.select_option("#k-select", label=f"k-means, k = {k}")
+    assert page.inner_text("#clustering-kind") == "a comparison, not the result"
+
+
+@pytest.mark.browser
 def test_hostile_names_render_as_text_and_run_nothing(page, collection):
     page.fill("#search", "alert")
     assert page.inner_text("#search-count") == "1 match"  # the path and its label word

@@ -24,7 +24,7 @@
     for (let i = 0; i < N; i++) dist[i] = q[i] === 65535 ? NaN : (q[i] / 65534) * c.dmax;
     let labels = decode(c.labels, c.labelBytes === 1 ? Uint8Array : Int16Array);
     if (c.labelBytes === 1) labels = Int16Array.from(labels, (v) => v - 1);  // stored as cluster + 1
-    return { name: c.name, k: c.k, current: c.current, labels, dist };
+    return { name: c.name, k: c.k, current: c.current, group: c.group, labels, dist };
   });
   const nb = D.neighbours ? { m: D.neighbours.m, index: decode(D.neighbours.index, Int32Array),
                               sim: decode(D.neighbours.sim, Float32Array) } : null;
@@ -377,13 +377,27 @@
 
   // ------------------------------------------------------------------ the k control and its curves
   const select_k = $("k-select");
-  clusterings.forEach((c, j) => select_k.append(el("option", { value: String(j) }, c.name)));
+  // The menu lists the real result apart from the k-means partitions kept for comparing k.
+  const menuGroups = new Map();
+  clusterings.forEach((c, j) => {
+    let parent = select_k;
+    if (c.group) {
+      if (!menuGroups.has(c.group)) select_k.append(menuGroups.set(c.group, el("optgroup", { label: c.group })).get(c.group));
+      parent = menuGroups.get(c.group);
+    }
+    parent.append(el("option", { value: String(j) }, c.name));
+  });
+  if (D.clusteringNote) { $("clustering-note").textContent = D.clusteringNote; select_k.title = D.clusteringNote; }
+  function showKind() {
+    const c = clusterings[current];
+    $("clustering-kind").textContent = !c.group ? "" : c.group === D.resultGroup ? "the result" : "a comparison, not the result";
+  }
   select_k.value = String(current);
   select_k.addEventListener("change", () => setClustering(Number(select_k.value)));
   function setClustering(j) {
     current = j; highlighted = null; $("highlight").textContent = "";
     select_k.value = String(j);
-    renderGalleries(); recolour(); drawCharts();
+    renderGalleries(); recolour(); drawCharts(); showKind();
     if (selected >= 0) select(selected, false);  // refresh its details, leave the tab in front
   }
   function drawCharts() {
@@ -479,6 +493,7 @@
   renderGalleries();
   recolour();
   drawCharts();
+  showKind();
   requestDraw();
 
   // For tests and the benchmark: state a person could see, and a way to time frames.
