@@ -607,7 +607,20 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
     out = config.layout.evaluation_json(of_labels)
     atomic_write_text(out, json.dumps(scores, indent=1))
+    _refresh_report(config, of_labels)
     return scores, out
+
+
+def _refresh_report(config: Config, of_labels: bool) -> None:
+    """Rewrite the report (of ``cluster-labels`` with ``of_labels``) where one was written before,
+    so its Run tab shows what just changed; a report that cannot be made now is left as it was."""
+    folder = config.plot_dir / ("report_labels" if of_labels else "report")
+    if not (folder / "index.html").is_file():
+        return
+    try:
+        logger.info(f"report updated: {tag_report(config) if of_labels else report(config)}")
+    except ImgclustError as exc:
+        logger.warning(f"{folder}: not updated ({exc})")
 
 
 def _tag_table(config: Config, label_file: Path | None):

@@ -94,6 +94,7 @@ class ReportRun:
         config: the config used, as nested dicts.
         timings: step → seconds.
         evaluation: the scores of ``imgclust evaluate``.
+        finished: step → when it finished (local time, text).
     """
 
     counts: dict = field(default_factory=dict)
@@ -101,6 +102,7 @@ class ReportRun:
     config: dict | None = None
     timings: dict = field(default_factory=dict)
     evaluation: dict | None = None
+    finished: dict = field(default_factory=dict)
 
 
 def display_text(text: str) -> str:
@@ -412,7 +414,7 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
         title=display_text(title), n=n, counts=run.counts,
         failures=[(display_text(p), display_text(r)) for p, r in run.failures],
         config=json.dumps(run.config, indent=1, ensure_ascii=False, default=str) if run.config else None,
-        timings=timings, evaluation=run.evaluation, pictures=pictures, version=_cache_buster(out_dir))
+        timings=timings, finished=run.finished, evaluation=run.evaluation, pictures=pictures, version=_cache_buster(out_dir))
     atomic_write_text(out_dir / "index.html", html)
     return out_dir / "index.html"
 
@@ -489,8 +491,9 @@ def run_section(n_all: int, n_shown: int | None, failures: list, run_log: dict, 
     for name in ("computed", "reused", "removed"):
         if name in extract:
             counts[f"{name} (last extract)"] = extract[name]
-    timings = {step: doc["seconds"] for step, doc in run_log.items() if isinstance(doc, dict) and "seconds" in doc}
-    return ReportRun(counts, failures, config, timings, evaluation)
+    steps = {step: doc for step, doc in run_log.items() if isinstance(doc, dict) and "seconds" in doc}
+    return ReportRun(counts, failures, config, {step: doc["seconds"] for step, doc in steps.items()}, evaluation,
+                     {step: doc.get("finished", "") for step, doc in steps.items()})
 
 
 def tag_words(images: list[str], tags: list[dict], paths: list[str]) -> list[list[str]]:

@@ -24,7 +24,17 @@ def read_run_log(feature_dir: Path) -> dict:
 
 def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
     """Remember how long a pipeline step took (and e.g. the extraction counts) for the report's
-    "run" section, in ``<feature_dir>/run_log.json``."""
+    "run" section, in ``<feature_dir>/run_log.json``.
+
+    The log describes the run that made the current results, not the last command: an
+    ``extract`` that found nothing to compute or remove (as ``tag``, ``cluster`` after ``run``, or
+    a re-run do) keeps the record of the extraction that built the store and only notes when the
+    store was last checked."""
     log = read_run_log(feature_dir)
-    log[step] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    previous = log.get(step)
+    if step == "extract" and isinstance(previous, dict) and not info.get("computed") and not info.get("removed"):
+        previous["checked"] = now
+    else:
+        log[step] = {"seconds": round(seconds, 2), "finished": now, **info}
     atomic_write_text(Path(feature_dir) / RUN_LOG, json.dumps(log, indent=1))

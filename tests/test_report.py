@@ -375,6 +375,29 @@ def test_phone_layout_touch_pan_pinch_and_tap(browser, collection):
 
 
 @pytest.mark.browser
+def test_run_tab_shows_the_run_and_evaluate_updates_it(browser, collection, random_extractor, monkeypatch):
+    """An extract that finds nothing new (as `tag` runs one) does not replace the record of the
+    extraction that built the store; `evaluate` rewrites the report with its scores."""
+    from image_clustering.run_log import read_run_log, record_step
+
+    config, index = collection
+    # The fixture extracted without the workflow: record that extraction as `extract` would have.
+    record_step(config.feature_dir, "extract", 305.0, computed=N_PHOTOS - 1, reused=0, removed=0, failed=1)
+    monkeypatch.setattr(pipeline, "_network", lambda config, name: random_extractor[name])
+    assert pipeline.extract(config, progress=False).computed == 0  # what `tag` does first
+    log = read_run_log(config.feature_dir)["extract"]
+    assert log["seconds"] == 305.0 and log["computed"] == N_PHOTOS - 1 and "checked" in log
+    scores, _ = pipeline.evaluate(config)
+    page = open_report(browser, index)
+    page.click("nav button[data-tab=run]")
+    timings = page.inner_text("#timings")
+    assert "extract\t305.0" in timings and "cluster\t" in timings and "find-k\t" in timings
+    assert f"computed (last extract)\t{N_PHOTOS - 1}" in page.inner_text("#counts")
+    assert f"nmi\t{round(scores['nmi'], 4)}" in page.inner_text("#evaluation")
+    page.context.close()
+
+
+@pytest.mark.browser
 def test_no_request_leaves_the_machine(browser, collection):
     page = open_report(browser, collection[1], csp=True)  # as a user opens it: its policy in force
     page.wait_for_selector("body[data-ready='1']")
