@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .atomic import atomic_path, atomic_write_text
+from .colours import UNCLUSTERED, cluster_colours
 from .embedding import sample_index
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class ReportClustering:
         current: the clustering ``imgclust cluster`` wrote (selected when the page opens).
         group: the heading it is listed under in the clustering menu (e.g. the real result apart
             from the sweep's k-means partitions), or None.
+        names: cluster → its name (e.g. from the living collection's state), for the legend,
+            galleries and hover text; clusters without one show their number only.
     """
 
     name: str
@@ -78,6 +81,7 @@ class ReportClustering:
     distances: np.ndarray
     current: bool = False
     group: str | None = None
+    names: dict[int, str] | None = None
 
     @property
     def k(self) -> int:
@@ -120,13 +124,16 @@ def _b64(array: np.ndarray, dtype: str) -> str:
 
 
 def _unit_square(coords: np.ndarray) -> np.ndarray:
-    """The first two embedding axes scaled into [0, 1]², aspect kept, centred."""
+    """The first two embedding axes scaled into [0, 1]², aspect kept, centred, the second axis
+    turned downwards (page pixels grow downwards): the map shows the photos as the PNG plots do."""
     xy = np.asarray(coords, dtype=np.float64)[:, :2]
     if xy.shape[1] < 2:
         xy = np.column_stack([xy[:, 0] if xy.shape[1] else np.zeros(len(xy)), np.zeros(len(xy))])
     low, high = xy.min(axis=0), xy.max(axis=0)
     span = float((high - low).max()) or 1.0
-    return ((xy - low) / span + (1 - (high - low) / span) / 2).astype(np.float32)
+    unit = (xy - low) / span + (1 - (high - low) / span) / 2
+    unit[:, 1] = 1 - unit[:, 1]
+    return unit.astype(np.float32)
 
 
 # ---------------------------------------------------------------- thumbnails and atlases
@@ -255,7 +262,9 @@ def _clustering_doc(c: ReportClustering) -> dict:
     q = np.where(finite, np.round(dist / (dmax or 1.0) * 65534), 65535).astype(np.uint16)
     # Labels as bytes (cluster + 1, 0 = unclustered) when they fit: half the size of int16.
     small = c.k < 255
-    return {"name": c.name, "k": c.k, "current": c.current, "group": c.group,
+    names = {str(int(c)): display_text(str(name)) for c, name in (c.names or {}).items()}
+    return {"name": c.name, "k": c.k, "current": c.current, "group": c.group, "colours": cluster_colours(c.k),
+            "names": names,
             "labels": _b64(labels + 1, "u1") if small else _b64(labels, "<i2"), "labelBytes": 1 if small else 2,
             "dist": _b64(q, "<u2"), "dmax": dmax}
 
@@ -398,7 +407,7 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
         "sweep": _curves_doc(curves),
         "tags": [[display_text(w) for w in t[:MAX_TAGS]] for t in tags] if tags is not None else None,
         "neighbours": None,
-        "clusteringNote": content.clustering_note, "resultGroup": RESULT_GROUP,
+        "clusteringNote": content.clustering_note, "resultGroup": RESULT_GROUP, "unclustered": UNCLUSTERED,
     }
     if content.neighbours is not None and n:
         index, sim = content.neighbours

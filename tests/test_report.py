@@ -6,6 +6,7 @@ Run the browser tests alone with ``pytest -m browser``; they skip when Chromium 
 missing. ``IMGCLUST_SCREENSHOT=docs/report.png`` also saves the screenshot the README shows.
 """
 import base64
+import io
 import json
 import os
 import shutil
@@ -555,6 +556,66 @@ def test_large_map_drag_and_wheel_keep_the_photo_under_the_pointer(browser, big_
     page.mouse.move(x2 + 40, y2 + 40)
     page.mouse.move(x2, y2)
     assert page.inner_text("#tooltip-path") == target  # the drawn frame agrees: hover finds it there
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_map_agrees_with_the_png_and_has_a_legend(browser, tmp_path):
+    """Orientation and colours as in clusters_<d>D.png (plots.plot_scatter), each cluster's number
+    on the map, and a legend with names and counts; past 20 clusters the colours stay apart."""
+    from matplotlib.colors import to_hex
+
+    from image_clustering.colours import cluster_colours, hex_to_rgb, srgb_to_lab
+    from image_clustering.plots import plot_scatter
+
+    n, k = 3000, 5
+    index = synthetic_report(tmp_path / "report", n, k)
+    data = (index.parent / "data.js").read_text()
+    doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
+    labels = np.frombuffer(base64.b64decode(doc["clusterings"][0]["labels"]), np.uint8).astype(int) - 1
+    rng = np.random.default_rng(0)  # the coordinates synthetic_report made
+    rng.integers(0, k, n)
+    angle = 2 * np.pi * labels / k
+    coords = np.column_stack([np.cos(angle), np.sin(angle)]) * 10 + rng.normal(size=(n, 2))
+    ax = plot_scatter(coords, labels)
+    png_colours = [to_hex(c) for c in ax.collections[0].get_facecolors()[:, :3]]
+    page = open_report(browser, index)
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 0.6)")  # dots: flat colours
+    top, right = int(np.argmax(coords[:, 1])), int(np.argmax(coords[:, 0]))
+    bottom, left = int(np.argmin(coords[:, 1])), int(np.argmin(coords[:, 0]))
+    at = {i: page.evaluate(f"window.imgclustReport.screenPosition('missing/{i}.jpg')") for i in (top, right, bottom, left)}
+    assert at[top][1] < at[bottom][1] and at[right][0] > at[left][0]  # up is up, right is right
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+    for c in range(k):
+        assert page.evaluate(f"window.imgclustReport.colourOf({c})") == png_colours[int(np.flatnonzero(labels == c)[0])]
+        tag = page.locator(f'.map-label[data-cluster="{c}"]')
+        assert tag.inner_text() == str(c)
+        box = tag.bounding_box()  # the number sits on its cluster: the pixels around it have its colour
+        x, y = int(box["x"] + box["width"] / 2), int(box["y"] + box["height"] + 6)
+        near = shot[y - 3:y + 4, x - 3:x + 4].reshape(-1, 3)
+        want = (hex_to_rgb([png_colours[int(np.flatnonzero(labels == c)[0])]])[0] * 255).round()
+        assert (np.abs(near - want).max(axis=1) <= 3).mean() > 0.5, c
+    sizes = np.bincount(labels)
+    assert page.locator("#legend-list li").all_inner_texts() == [f"{c} · {sizes[c]}" for c in range(k)]
+    page.locator('.legend-entry[data-cluster="3"]').click()
+    assert page.inner_text("#highlight").startswith(f"highlighted: cluster 3, {sizes[3]} photos")
+    page.context.close()
+    # Names (e.g. the living collection's) in the legend, galleries and hover text; 30 clusters.
+    from image_clustering.report import ReportClustering, ReportContent, write_report
+
+    labels30 = np.arange(n) % 30
+    named = ReportClustering("k = 30", labels30, np.zeros(n), True, names={0: "beach", 2: "<b>snow</b>"})
+    index = write_report(tmp_path / "named", ReportContent(tmp_path, [f"m/{i}.jpg" for i in range(n)],
+                                                            rng.normal(size=(n, 2)), [named]))
+    page = open_report(browser, index)
+    legend = page.locator("#legend-list li").all_inner_texts()
+    assert legend[0] == "0 beach · 100" and legend[2] == "2 <b>snow</b> · 100" and len(legend) == 30
+    assert page.locator('.cluster[data-cluster="2"] .cluster-head').inner_text().startswith("Cluster 2 · <b>snow</b> · 100")
+    swatches = page.locator(".swatch").evaluate_all("s => s.map(e => getComputedStyle(e).backgroundColor)")
+    assert len(set(swatches)) == 30
+    lab = srgb_to_lab(hex_to_rgb(cluster_colours(30)))
+    gaps = np.linalg.norm(lab[:, None] - lab[None], axis=2) + np.eye(30) * 1e9
+    assert gaps.min() > 20  # CIE ΔE: clearly different colours (tab20's closest pair is 16.6)
     page.context.close()
 
 

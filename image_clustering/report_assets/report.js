@@ -24,17 +24,15 @@
     for (let i = 0; i < N; i++) dist[i] = q[i] === 65535 ? NaN : (q[i] / 65534) * c.dmax;
     let labels = decode(c.labels, c.labelBytes === 1 ? Uint8Array : Int16Array);
     if (c.labelBytes === 1) labels = Int16Array.from(labels, (v) => v - 1);  // stored as cluster + 1
-    return { name: c.name, k: c.k, current: c.current, group: c.group, labels, dist };
+    return { name: c.name, k: c.k, current: c.current, group: c.group, colours: c.colours, names: c.names || {},
+             labels, dist, medians: null };
   });
   const nb = D.neighbours ? { m: D.neighbours.m, index: decode(D.neighbours.index, Int32Array),
                               sim: decode(D.neighbours.sim, Float32Array) } : null;
   const href = (i) => D.imageBase + D.hrefs[i];
 
-  // Colours: 20 distinguishable hues (matplotlib tab20 order), grey for unclustered.
-  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
-    "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
-    "#9edae5", "#7f7f7f", "#393b79"];
-  const colour = (c) => (c < 0 ? "#666666" : PALETTE[c % PALETTE.length]);
+  // Colours: those of the PNG plots (image_clustering/colours.py), chosen per clustering by its k.
+  const colour = (c) => { const list = clusterings[current].colours; return c < 0 ? D.unclustered : list[c % list.length]; };
   const rgb = (hex) => [1, 3, 5].map((j) => parseInt(hex.slice(j, j + 2), 16) / 255);
 
   let current = Math.max(0, clusterings.findIndex((c) => c.current));
@@ -138,7 +136,8 @@
   function draw() {
     if (!gl) return;
     drawn = { x: view.x, y: view.y, zoom: view.zoom };
-    canvas.style.transform = "";
+    canvas.style.transform = labelLayer.style.transform = "";
+    placeLabels();
     const w = canvas.clientWidth * devicePixelRatio, h = canvas.clientHeight * devicePixelRatio;
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     gl.viewport(0, 0, canvas.width, canvas.height);
@@ -168,6 +167,54 @@
   }
   let pending = false;
   function requestDraw() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; draw(); }); } }
+  // Cluster numbers on the map at each cluster's median point, as the PNG plots write them, and
+  // a legend (colour, number, name, count) whose entries highlight their cluster.
+  const labelLayer = $("map-labels"), LABELS_MAX = 300;
+  function medians(c) {
+    if (c.medians) return c.medians;
+    const xs = new Map(), ys = new Map();
+    for (let i = 0; i < N; i++) {
+      const l = c.labels[i];
+      if (l < 0) continue;
+      if (!xs.has(l)) { xs.set(l, []); ys.set(l, []); }
+      xs.get(l).push(xy[2 * i]); ys.get(l).push(xy[2 * i + 1]);
+    }
+    const mid = (a) => { a.sort((p, q) => p - q); return a[Math.floor(a.length / 2)]; };
+    c.medians = [...xs.keys()].sort((a, b) => a - b).map((l) => [l, mid(xs.get(l)), mid(ys.get(l))]);
+    return c.medians;
+  }
+  function renderLabels() {
+    const c = clusterings[current];
+    labelLayer.replaceChildren(...(c.k > LABELS_MAX ? [] : medians(c).map(([l]) => {
+      const tag = el("span", { class: "map-label", "data-cluster": String(l) }, String(l));
+      tag.style.borderColor = colour(l);
+      return tag;
+    })));
+    placeLabels();
+  }
+  function placeLabels() {
+    const c = clusterings[current];
+    if (c.k > LABELS_MAX || !labelLayer.firstChild) return;
+    const side = cssSide(), cx = canvas.clientWidth / 2, cy = canvas.clientHeight / 2;
+    medians(c).forEach(([, x, y], j) => {
+      const tag = labelLayer.children[j];
+      tag.style.left = cx + (x - drawn.x) * side + "px"; tag.style.top = cy + (y - drawn.y) * side + "px";
+    });
+  }
+  function renderLegend(lists) {
+    const root = $("legend-list");
+    root.replaceChildren(...lists.map(([label, list]) => {
+      const item = el("li"), b = el("button", { class: "legend-entry", "data-cluster": String(label) });
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = colour(label);
+      b.append(swatch, el("span", {}, (label < 0 ? "unclustered" : String(label)) + (nameOf(label) ? " " + nameOf(label) : "") +
+                               " · " + list.length));
+      b.addEventListener("click", () => focusCluster(label));
+      item.append(b);
+      return item;
+    }));
+  }
+
   // Pan and zoom. Redrawing every point costs about 1 µs a point where WebGL runs on the CPU
   // (no GPU: SwiftShader), 0.1 s at 100,000 points; above LIVE_LIMIT points the last frame is
   // moved and scaled by a CSS transform (the compositor's work, one frame at display rate) while
@@ -177,7 +224,8 @@
   function viewChanged() {
     if (N <= LIVE_LIMIT) { requestDraw(); return; }
     const k = view.zoom / drawn.zoom, side = cssSide();
-    canvas.style.transform = `translate(${(drawn.x - view.x) * side}px, ${(drawn.y - view.y) * side}px) scale(${k})`;
+    canvas.style.transform = labelLayer.style.transform =
+      `translate(${(drawn.x - view.x) * side}px, ${(drawn.y - view.y) * side}px) scale(${k})`;
     clearTimeout(settle);
     settle = setTimeout(draw, SETTLE_MS);
   }
@@ -209,7 +257,8 @@
     return best;
   }
 
-  function clusterName(c) { return c < 0 ? "unclustered" : "cluster " + c; }
+  function nameOf(c) { return c < 0 ? "" : clusterings[current].names[String(c)] || ""; }
+  function clusterName(c) { return c < 0 ? "unclustered" : "cluster " + c + (nameOf(c) ? " (" + nameOf(c) + ")" : ""); }
   function describe(i) {
     const c = clusterings[current].labels[i], d = clusterings[current].dist[i];
     let text = clusterName(c) + (isNaN(d) ? "" : " · distance to centre " + d.toPrecision(3));
@@ -343,11 +392,12 @@
   function renderGalleries() {
     const root = $("galleries"), c = clusterings[current];
     root.replaceChildren();
-    for (const [label, list] of groups()) {
+    const lists = groups();
+    for (const [label, list] of lists) {
       const box = el("div", { class: "cluster", "data-cluster": String(label) });
       box.style.setProperty("--c", colour(label));
-      const head = el("button", { class: "cluster-head" }, (label < 0 ? "Unclustered" : "Cluster " + label) + " · " +
-                      list.length + " photo" + (list.length === 1 ? "" : "s"));
+      const head = el("button", { class: "cluster-head" }, (label < 0 ? "Unclustered" : "Cluster " + label) +
+                      (nameOf(label) ? " · " + nameOf(label) : "") + " · " + list.length + " photo" + (list.length === 1 ? "" : "s"));
       const cap = el("div", { class: "caption" }, caption(list));
       const g = el("div", { class: "grid" });
       fillGrid(g, list, label, GALLERY_SHOWN);
@@ -360,8 +410,18 @@
       head.addEventListener("click", () => highlight(label === highlighted ? null : label, box, g, list));
       root.append(box);
     }
+    renderLegend(lists);
+    renderLabels();
     const k = c.k, un = c.labels.filter((l) => l < 0).length;
     $("cluster-count").textContent = k + " cluster" + (k === 1 ? "" : "s") + (un ? " + " + un + " unclustered" : "");
+  }
+  function focusCluster(label) {  // highlight a cluster and bring its gallery into view
+    const box = document.querySelector('.cluster[data-cluster="' + label + '"]');
+    if (!box) return;
+    showTab("clusters");
+    if (highlighted !== label) box.querySelector(".cluster-head").click();
+    box.scrollIntoView({ block: "start" });
+    box.querySelector(".cluster-head").focus({ preventScroll: true });
   }
   function highlight(label, box, g, list) {
     highlighted = label;
@@ -487,6 +547,7 @@
   document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
 
   // ------------------------------------------------------------------ start
+  if (innerWidth < 760) $("legend").open = false;  // a phone's map is small: the legend waits for a tap
   if (gl) setupGL();
   else $("map-status").append(el("b", {}, " WebGL is not available in this browser: the map cannot be drawn."));
   $("map-count").textContent = N + " photos on the map";
@@ -502,6 +563,7 @@
     atlasesLoaded: () => atlasesLoaded,
     atlasCount: D.atlases.length,
     clusterCount: () => clusterings[current].k,
+    colourOf: (c) => colour(c),
     panFrames(frames) {  // draw `frames` frames while panning; returns ms per frame (GPU work included)
       const px = new Uint8Array(4), t0 = performance.now();
       for (let f = 0; f < frames; f++) {
