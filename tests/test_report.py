@@ -268,6 +268,44 @@ def test_clustering_menu_separates_the_result_from_the_k_sweep(page, collection)
 
 
 @pytest.mark.browser
+def test_keyboard_map_zoom_buttons_and_cluster_jump(page, collection):
+    """By keyboard: the map takes focus within a few Tab presses, arrows pan, + and − zoom, 0
+    resets; the +/− buttons zoom; cluster n is a number and Enter away."""
+    view = "window.imgclustReport.view()"
+
+    def tab_to(element_id, limit):
+        for presses in range(1, limit + 1):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == element_id:
+                return presses
+        raise AssertionError(f"#{element_id} not reached in {limit} Tab presses")
+
+    page.select_option("#k-select", label="k-means, k = 12")
+    page.evaluate("document.activeElement.blur()")
+    tab_to("cluster-jump", 5)
+    page.keyboard.type("10")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.closest('.cluster').dataset.cluster") == "10"
+    assert page.inner_text("#highlight").startswith("highlighted: cluster 10,")
+    page.locator("#search").focus()
+    tab_to("map", 4)
+    page.keyboard.press("+")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.5)
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate(view)["x"] > 0.5
+    page.keyboard.press("-")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.0)
+    page.keyboard.press("0")
+    assert page.evaluate(view) == {"x": 0.5, "y": 0.5, "zoom": 1}
+    page.keyboard.press("Tab")  # the zoom buttons come next
+    assert page.evaluate("document.activeElement.id") == "zoom-in"
+    page.keyboard.press("Enter")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.5)
+    page.click("#zoom-out")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.0)
+
+
+@pytest.mark.browser
 def test_hostile_names_render_as_text_and_run_nothing(page, collection):
     page.fill("#search", "alert")
     assert page.inner_text("#search-count") == "1 match"  # the path and its label word

@@ -350,14 +350,41 @@
   canvas.addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse") { tip.hidden = true; hover = -1; } });
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
-    const [px, py] = local(e);
-    const [wx, wy] = toWorld(px, py);
-    view.zoom = Math.min(400, Math.max(0.3, view.zoom * Math.exp(-e.deltaY * 0.0015)));
-    const [nx, ny] = toWorld(px, py);  // keep the world point under the cursor in place
-    view.x += wx - nx; view.y += wy - ny;
-    viewChanged();
+    zoomAt(Math.exp(-e.deltaY * 0.0015), ...local(e));
   }, { passive: false });
-  canvas.addEventListener("dblclick", () => { view.x = 0.5; view.y = 0.5; view.zoom = 1; requestDraw(); });
+  function zoomAt(factor, px, py) {  // zoom by factor, keeping the world point under (px, py) in place
+    const world = toWorld(px, py);
+    view.zoom = Math.min(400, Math.max(0.3, view.zoom * factor));
+    moveTo(world, px, py);
+    viewChanged();
+  }
+  // Keyboard: the map takes focus; arrows pan by a tenth of the map, + and − zoom about the
+  // centre, 0 resets, Enter selects the photo at the centre. The buttons do the same by pointer.
+  function resetView() { view.x = 0.5; view.y = 0.5; view.zoom = 1; requestDraw(); }
+  const zoomCentre = (factor) => zoomAt(factor, canvas.clientWidth / 2, canvas.clientHeight / 2);
+  canvas.addEventListener("keydown", (e) => {
+    const step = Math.min(canvas.clientWidth, canvas.clientHeight) / 10 / cssSide();
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (moves[e.key]) { view.x += moves[e.key][0]; view.y += moves[e.key][1]; viewChanged(); }
+    else if (e.key === "+" || e.key === "=") zoomCentre(1.5);
+    else if (e.key === "-" || e.key === "_") zoomCentre(1 / 1.5);
+    else if (e.key === "0") resetView();
+    else if (e.key === "Enter") { const i = pick(canvas.clientWidth / 2, canvas.clientHeight / 2); if (i >= 0) select(i); }
+    else return;
+    e.preventDefault();
+  });
+  $("zoom-in").addEventListener("click", () => zoomCentre(1.5));
+  $("zoom-out").addEventListener("click", () => zoomCentre(1 / 1.5));
+  $("zoom-reset").addEventListener("click", resetView);
+  $("cluster-jump").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();  // else the Enter also presses the cluster's button, which takes the focus
+    const label = Number(e.target.value);
+    if (e.target.value !== "" && Number.isInteger(label) && document.querySelector('.cluster[data-cluster="' + label + '"]')) {
+      e.target.setCustomValidity(""); focusCluster(label);
+    } else { e.target.setCustomValidity("no such cluster"); e.target.reportValidity(); }
+  });
+  canvas.addEventListener("dblclick", () => resetView());
   window.addEventListener("resize", requestDraw);
 
   // ------------------------------------------------------------------ galleries
