@@ -657,6 +657,34 @@ def test_map_agrees_with_the_png_and_has_a_legend(browser, tmp_path):
     page.context.close()
 
 
+@pytest.mark.browser
+def test_big_cluster_and_search_grow_a_page_at_a_time(browser, tmp_path):
+    """Highlighting a 3,000-photo cluster adds a page of thumbnails, not 3,000 elements; search
+    shows 60 results and a "more" button for the rest."""
+    index = synthetic_report(tmp_path / "report", 6000, 2)
+    page = open_report(browser, index)
+    count = "document.getElementsByTagName('*').length"
+    before = page.evaluate(count)
+    box = page.locator('.cluster[data-cluster="0"]')
+    size = int(box.locator(".cluster-head").inner_text().split(" · ")[1].split()[0])
+    assert size > 2900
+    box.locator(".cluster-head").click()
+    assert page.inner_text("#highlight") == f"highlighted: cluster 0, {size} photos"
+    assert page.evaluate(count) - before < 300
+    assert box.locator(".thumb").count() == 120
+    box.locator(".more").click()
+    assert box.locator(".thumb").count() == 240 and f"240 of {size} shown" in box.locator(".more").inner_text()
+    page.fill("#search", "missing/1")  # 1, 10–19, 100–199, 1000–1999: 1,111 photos
+    results = page.locator("#search-results")
+    assert page.inner_text("#search-count") == "1111 matches"
+    assert results.locator(".thumb").count() == 60
+    results.locator(".more").click()
+    assert results.locator(".thumb").count() == 180
+    titles = results.locator(".thumb").evaluate_all("nodes => nodes.map(n => n.title)")
+    assert len(set(titles)) == 180 and all(t.startswith("missing/1") for t in titles)
+    page.context.close()
+
+
 def test_thumbnails_are_decoded_once(tmp_path, monkeypatch):
     """Atlases hold 4 photos here (1024-pixel cells); adding a photo that sorts first shifts every
     photo to another atlas, yet only the new photo is decoded; a re-run decodes nothing."""

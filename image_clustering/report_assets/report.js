@@ -413,8 +413,24 @@
     b.addEventListener("click", () => select(i));
     return b;
   }
-  function fillGrid(grid, list, c, limit) {
-    grid.replaceChildren(...list.slice(0, limit).map((i) => thumbButton(i, c)));
+  // A grid that grows a page at a time behind a "more" button: a 16,000-photo cluster or search
+  // costs the page PAGE elements, not 16,000. colourOf(i) frames each thumbnail.
+  const PAGE = 120;
+  function pagedGrid(box, grid, list, colourOf, first) {
+    box.querySelectorAll(":scope > .more").forEach((b) => b.remove());
+    grid.replaceChildren();
+    let shown = 0;
+    const more = el("button", { class: "more" });
+    function grow(count) {
+      const next = list.slice(shown, shown + count);
+      grid.append(...next.map((i) => thumbButton(i, colourOf(i))));
+      shown += next.length;
+      more.textContent = "show " + Math.min(PAGE, list.length - shown) + " more (" + shown + " of " + list.length + " shown)";
+      if (shown >= list.length) more.remove();
+    }
+    more.addEventListener("click", () => grow(PAGE));
+    box.append(more);
+    grow(first);
   }
   function renderGalleries() {
     const root = $("galleries"), c = clusterings[current];
@@ -427,13 +443,8 @@
                       (nameOf(label) ? " · " + nameOf(label) : "") + " · " + list.length + " photo" + (list.length === 1 ? "" : "s"));
       const cap = el("div", { class: "caption" }, caption(list));
       const g = el("div", { class: "grid" });
-      fillGrid(g, list, label, GALLERY_SHOWN);
       box.append(head, cap, g);
-      if (list.length > GALLERY_SHOWN) {
-        const more = el("button", { class: "more" }, "show all " + list.length);
-        more.addEventListener("click", () => { fillGrid(g, list, label, list.length); more.remove(); });
-        box.append(more);
-      }
+      pagedGrid(box, g, list, () => label, GALLERY_SHOWN);
       head.addEventListener("click", () => highlight(label === highlighted ? null : label, box, g, list));
       root.append(box);
     }
@@ -455,8 +466,7 @@
     document.querySelectorAll(".cluster.active").forEach((b) => b.classList.remove("active"));
     if (label !== null) {
       box.classList.add("active");
-      fillGrid(g, list, label, list.length);   // the whole cluster, nearest the centre first
-      const more = box.querySelector(".more"); if (more) more.remove();
+      pagedGrid(box, g, list, () => label, PAGE);   // nearest the centre first, a page at a time
       $("highlight").textContent = "highlighted: " + clusterName(label) + ", " + list.length + " photos";
     } else $("highlight").textContent = "";
     recolour();
@@ -538,9 +548,8 @@
     }
     $("search-count").textContent = hits.length + " match" + (hits.length === 1 ? "" : "es");
     const g = el("div", { class: "grid" });
-    fillGrid(g, hits, 0, 60);
-    g.querySelectorAll(".thumb").forEach((b) => b.style.setProperty("--c", colour(clusterings[current].labels[Number(b.dataset.index)])));
     box.replaceChildren(el("h3", {}, "Search: " + hits.length + " photos (shown bright on the map)"), g);
+    pagedGrid(box, g, hits, (i) => clusterings[current].labels[i], 60);
     box.hidden = false;
     showTab("clusters");
     recolour();
