@@ -844,9 +844,11 @@ def run(config: Config, progress: bool = True) -> RunResult:
     return RunResult(summary, found, clustered, report(config, progress))
 
 
-def report(config: Config, progress: bool = False) -> Path:
+def report(config: Config, progress: bool = False, portable: bool = False) -> Path:
     """``imgclust report``: the interactive report, ``<plot_dir>/<object_name>/report/index.html``,
-    of the collection as the last ``cluster`` left it (see :mod:`image_clustering.report`).
+    of the collection as the last ``cluster`` left it (see :mod:`image_clustering.report`); with
+    ``portable``, one to send to others, in ``report_portable/``: previews of the photos inside,
+    no link to them and no absolute local path.
 
     Uses the cached embedding, the cached k sweep with its per-k labels (not fitted here: after
     ``cluster`` with a fixed k on many photos that would take minutes; run ``find-k`` for the k
@@ -862,7 +864,8 @@ def report(config: Config, progress: bool = False) -> Path:
     started = time.perf_counter()
     with exclusive_lock(config.feature_dir, "report"):
         content = _report_content(config, progress)
-        index = write_report(config.plot_dir / "report", content, cache_dir=config.feature_dir)
+        index = write_report(config.plot_dir / ("report_portable" if portable else "report"), content,
+                             cache_dir=config.feature_dir, portable=portable)
     logger.info(f"report: {len(content.paths)} photos in {time.perf_counter() - started:.1f} s")
     return index
 

@@ -243,6 +243,58 @@ def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: P
     return {"cell": cell, "columns": columns, "per_atlas": per_atlas, "atlases": names}
 
 
+PREVIEW_SIDE = 512  # pixels, the longer side of a portable report's previews (about 40 kB each)
+
+
+def write_previews(out_dir: Path, image_dir: Path, paths: list[str], workers: int = 2) -> list[str]:
+    """A JPEG preview (longer side :data:`PREVIEW_SIDE`) of each photo in ``out_dir/previews``,
+    for a report that travels without the photos. A preview's name hashes its photo's path,
+    size and mtime, so a re-run encodes only new or changed photos; previews no longer used are
+    deleted. Unreadable photos get none.
+
+    Returns:
+        Per photo its preview's path relative to ``out_dir`` (``previews/<hash>.jpg``), or "".
+    """
+    from .images import open_rgb
+
+    folder = out_dir / "previews"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [hashlib.sha1(json.dumps([p, *_stamp(image_dir, p), PREVIEW_SIDE]).encode("utf-8", "surrogateescape"))
+             .hexdigest()[:20] + ".jpg" for p in paths]
+
+    def make(i: int) -> str:
+        target = folder / names[i]
+        if not target.is_file():
+            try:
+                image = open_rgb(image_dir / paths[i], PREVIEW_SIDE)
+            except Exception:  # an unreadable photo has no preview; the report must not fail for it
+                return ""
+            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+            with atomic_path(target) as tmp:
+                image.save(tmp, "JPEG", quality=80)
+        return "previews/" + names[i]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
+        made = list(pool.map(make, range(len(paths))))
+    wanted = set(names)
+    for old in folder.glob("*.jpg"):
+        if old.name not in wanted and len(old.stem) == 20:
+            old.unlink()
+    return made
+
+
+def without_local_paths(value):
+    """``value`` (nested dicts and lists) with every absolute file path cut to ``…/<last part>``:
+    what a shared report may say about where the files were."""
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return "…/" + Path(value).name
+    return value
+
+
 # ---------------------------------------------------------------- the page
 
 
@@ -356,7 +408,7 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
                                                run, title), cache_dir)
 
 
-def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None = None) -> Path:
+def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None = None, portable: bool = False) -> Path:
     """Write the interactive report of ``content`` into ``out_dir`` (created): ``index.html``,
     ``report.js``, ``report.css``, ``data.js`` and ``atlas-*.js``.
 
@@ -365,6 +417,9 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
             originals are relative from it to ``content.image_dir``.
         content: what the page shows.
         cache_dir: where per-photo thumbnails are cached between runs (None: no cache).
+        portable: a report another person can open without the photos: previews inside
+            (:func:`write_previews`) instead of links to the originals, and no absolute local
+            path in the page (:func:`without_local_paths`).
 
     Returns:
         The path of ``index.html``.
@@ -396,12 +451,26 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
                 shutil.copyfile(picture, tmp)
             pictures.append(Path(picture).name)
     run = content.run or ReportRun()
-    base = os.path.relpath(os.path.abspath(image_dir), os.path.abspath(out_dir))
+    if portable:
+        hrefs = [url_path(p) for p in write_previews(out_dir, image_dir, paths)]
+        image_base = ""
+        roots = sorted({str(image_dir), os.path.abspath(image_dir), os.path.realpath(image_dir)}, key=len, reverse=True)
+
+        def local(text: str) -> str:  # failure reasons quote the photo's full path: keep the relative part
+            for root in roots:
+                text = text.replace(root + os.sep, "").replace(root, "…")
+            return text
+
+        run = ReportRun(run.counts, [(p, local(r)) for p, r in run.failures], without_local_paths(run.config),
+                        run.timings, without_local_paths(run.evaluation), run.finished)
+    else:
+        hrefs = [url_path(p) for p in paths]
+        image_base = url_path(os.path.relpath(os.path.abspath(image_dir), os.path.abspath(out_dir)).replace(os.sep, "/")) + "/"
     data = {
-        "title": display_text(title), "n": n, **atlas,
-        "imageBase": url_path(base.replace(os.sep, "/")) + "/",
+        "title": display_text(title), "n": n, **atlas, "portable": portable,
+        "imageBase": image_base,
         "paths": [display_text(p) for p in paths],
-        "hrefs": [url_path(p) for p in paths],
+        "hrefs": hrefs,
         "xy": _b64(_unit_square(coords) if n else np.zeros((0, 2)), "<f4"),
         "clusterings": [_clustering_doc(c) for c in clusterings],
         "sweep": _curves_doc(curves),

@@ -437,6 +437,42 @@ def test_run_tab_shows_the_run_and_evaluate_updates_it(browser, collection, rand
 
 
 @pytest.mark.browser
+def test_portable_report_opens_without_the_photos(browser, collection, tmp_path):
+    """`imgclust report --portable` prints the path it wrote as its last line; the folder, moved
+    where no photo is, still shows thumbnails and previews, and names no local path."""
+    from click.testing import CliRunner
+
+    from image_clustering.cli import main
+
+    config, _ = collection
+    printed = CliRunner().invoke(main, ["report", "--portable", "--config", str(config.source), "-q"])
+    assert printed.exit_code == 0, printed.output
+    index = Path(printed.output.splitlines()[-1])
+    assert index == config.plot_dir / "report_portable" / "index.html" and index.is_file()
+    root = str(config.source.parent)
+    for file in index.parent.rglob("*"):
+        if file.suffix in (".html", ".js", ".css"):
+            assert root not in file.read_text(), file  # no absolute path, not even in the config
+    assert '"image_dir": "…/photos"' in index.read_text().replace("&#34;", '"').replace("&quot;", '"')
+    moved = tmp_path / "sent" / "report"
+    shutil.copytree(index.parent, moved)
+    page = open_report(browser, moved / "index.html")
+    target = "group003/ukbench00012.jpg"
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 2)")
+    x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
+    page.mouse.move(x, y)
+    page.wait_for_function("document.getElementById('tooltip-img').naturalWidth > 0")
+    page.mouse.click(x, y)
+    assert page.inner_text("#photo-path") == target
+    page.wait_for_function("document.getElementById('photo-img').naturalWidth > 0")
+    assert max(page.evaluate("[document.getElementById('photo-img').naturalWidth, "
+                             "document.getElementById('photo-img').naturalHeight]")) <= 512
+    photos = [u for u in page.requests if u.endswith(".jpg")]
+    assert photos and all(u.startswith((moved / "previews").as_uri()) for u in photos)
+    page.context.close()
+
+
+@pytest.mark.browser
 def test_no_request_leaves_the_machine(browser, collection):
     page = open_report(browser, collection[1], csp=True)  # as a user opens it: its policy in force
     page.wait_for_selector("body[data-ready='1']")

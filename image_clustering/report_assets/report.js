@@ -563,6 +563,7 @@
     $("photo-path").textContent = D.paths[i];
     $("photo-info").textContent = describe(i);
     $("photo-open").href = href(i);
+    if (D.portable) $("photo-open").textContent = "Open the preview (a portable report holds no originals)";
     const list = $("neighbours");
     list.replaceChildren();
     if (nb) {
