@@ -910,7 +910,22 @@ def _report_content(config: Config, progress: bool):
     run = run_section(len(every), None if shown is None else len(shown), failures, read_run_log(config.feature_dir),
                       config_doc(config), _read_json(config.layout.evaluation_json()))
     return ReportContent(config.paths.image_dir, paths, embedding, clusterings, sweep,
-                         cached_neighbours(config.feature_dir, key, vectors), tags, run, m.object_name, note)
+                         cached_neighbours(config.feature_dir, key, vectors), tags, run, m.object_name, note,
+                         _dates(config, paths))
+
+
+def _dates(config: Config, paths: list[str]) -> np.ndarray:
+    """float (N,) when each photo was taken (seconds since the epoch; EXIF, else the file time),
+    NaN where the photo is gone."""
+    from .images import photo_time
+
+    def taken(path: str) -> float:
+        try:
+            return photo_time(config.paths.image_dir / path)
+        except OSError:
+            return float("nan")
+
+    return np.array([taken(p) for p in paths], dtype=np.float64)
 
 
 def _read_json(path: Path):

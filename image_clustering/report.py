@@ -384,6 +384,8 @@ class ReportContent:
         run: the "run" section.
         title: page title (the collection name).
         clustering_note: what the clustering menu's groups are, shown beside the curves.
+        times: float (N,) when each photo was taken, seconds since the epoch (EXIF
+            DateTimeOriginal, else the file time; NaN unknown), for the Dates tab; None: no tab.
     """
 
     image_dir: Path
@@ -396,6 +398,7 @@ class ReportContent:
     run: ReportRun | None = None
     title: str = "imgclust"
     clustering_note: str | None = None
+    times: np.ndarray | None = None
 
 
 def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
@@ -439,6 +442,8 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
         raise ValueError("report: at least one clustering is needed")
     if tags is not None and len(tags) != n:
         raise ValueError(f"report: {n} paths but {len(tags)} tag lists")
+    if content.times is not None and len(content.times) != n:
+        raise ValueError(f"report: {n} paths but {len(content.times)} dates")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -476,6 +481,8 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
         "sweep": _curves_doc(curves),
         "tags": [[display_text(w) for w in t[:MAX_TAGS]] for t in tags] if tags is not None else None,
         "neighbours": None,
+        # Days since 1970 as float32 (a minute's precision): a quarter of the bytes of seconds as text.
+        "days": None if content.times is None else _b64(np.asarray(content.times, np.float64) / 86400, "<f4"),
         "clusteringNote": content.clustering_note, "resultGroup": RESULT_GROUP, "unclustered": UNCLUSTERED,
     }
     if content.neighbours is not None and n:

@@ -71,6 +71,9 @@ def test_report_files_and_fast_rerun(collection):
     assert index == config.plot_dir / "report" / "index.html"
     data = (folder / "data.js").read_text()
     assert "<" not in data and "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e.jpg" in data  # JSON-escaped
+    doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
+    days = np.frombuffer(base64.b64decode(doc["days"]), "<f4")  # when each photo was taken, for the Dates tab
+    assert len(days) == N_PHOTOS and np.isfinite(days).all() and days.min() > 10_000  # after 1997
     html = index.read_text()
     assert "&lt;img src=x onerror=alert(2)&gt;.jpg" in html and "<img src=x" not in html  # failure listed, escaped
     assert "http:" not in html + data + (folder / "report.js").read_text().replace("http://www.w3.org/2000/svg", "")
@@ -718,6 +721,47 @@ def test_big_cluster_and_search_grow_a_page_at_a_time(browser, tmp_path):
     assert results.locator(".thumb").count() == 180
     titles = results.locator(".thumb").evaluate_all("nodes => nodes.map(n => n.title)")
     assert len(set(titles)) == 180 and all(t.startswith("missing/1") for t in titles)
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_dates_timeline_and_range_filter(browser, tmp_path):
+    """The Dates tab: a timeline coloured by cluster, and a date range that dims the map's photos
+    outside it and keeps them out of the galleries."""
+    from datetime import datetime, timezone
+
+    from image_clustering.report import ReportClustering, ReportContent, write_report
+
+    n = 400
+    rng = np.random.default_rng(1)
+    labels = (np.arange(n) >= 250).astype(int)  # cluster 0: 250 photos from 2019, cluster 1: 150 from 2021
+    start = [datetime(2019, 6, 1, tzinfo=timezone.utc).timestamp(), datetime(2021, 3, 1, tzinfo=timezone.utc).timestamp()]
+    times = np.array([start[c] + rng.uniform(0, 20 * 86400) for c in labels])
+    times[5] = np.nan  # a photo whose date is unknown
+    content = ReportContent(tmp_path, [f"m/{i}.jpg" for i in range(n)], rng.normal(size=(n, 2)),
+                            [ReportClustering("k = 2", labels, rng.random(n), True)], times=times)
+    page = open_report(browser, write_report(tmp_path / "report", content))
+    page.click("nav button[data-tab=dates]")
+    fills = set(page.locator("#timeline-chart rect").evaluate_all("rs => rs.map(r => r.getAttribute('fill'))"))
+    assert fills == {page.evaluate(f"window.imgclustReport.colourOf({c})") for c in (0, 1)}
+    bars = page.locator("#timeline-chart rect").evaluate_all(
+        "rs => rs.map(r => [r.dataset.cluster, Number(r.getAttribute('x'))])")
+    assert max(x for c, x in bars if c == "0") < min(x for c, x in bars if c == "1")  # 2019 left of 2021
+    page.fill("#date-from", "2021-01-01")
+    page.dispatch_event("#date-from", "change")
+    assert page.evaluate("window.imgclustReport.brightCount()") == 150
+    assert page.inner_text("#date-count").startswith(f"150 of {n} photos in the range")
+    heads = page.locator(".cluster-head").all_inner_texts()
+    assert heads == ["Cluster 1 · 150 photos in the date range (of 150)"]
+    page.fill("#date-to", "2021-03-05")
+    page.dispatch_event("#date-to", "change")
+    inside = int(((times >= start[1]) & (times < start[1] + 5 * 86400)).sum())
+    assert page.evaluate("window.imgclustReport.brightCount()") == inside < 150
+    page.click("#date-clear")
+    assert page.evaluate("window.imgclustReport.brightCount()") == n and page.locator(".cluster").count() == 2
+    page.locator("#timeline-chart .bin").first.click()  # a bar keeps its dates: early 2019 only
+    assert 0 < page.evaluate("window.imgclustReport.brightCount()") < 250
+    assert page.locator(".cluster").count() == 1
     page.context.close()
 
 

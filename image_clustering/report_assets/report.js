@@ -119,7 +119,7 @@
       const c = labels[i];
       if (!rgbs.has(c)) rgbs.set(c, rgb(colour(c)).map((v) => Math.round(v * 255)));
       col.set(rgbs.get(c), 4 * i);
-      const on = (highlighted === null || c === highlighted) && (!matches || matches[i]);
+      const on = (highlighted === null || c === highlighted) && (!matches || matches[i]) && (!dateOk || dateOk[i]);
       col[4 * i + 3] = i === selected ? 255 : on ? 128 : 23;
     }
     if (!gl) return;
@@ -389,9 +389,10 @@
 
   // ------------------------------------------------------------------ galleries
   const GALLERY_SHOWN = 24;
-  function groups() {
+  function groups(inRange = true) {  // [cluster, its photos nearest the centre first], in the date range
     const c = clusterings[current], members = new Map();
     for (let i = 0; i < N; i++) {
+      if (inRange && dateOk && !dateOk[i]) continue;
       const l = c.labels[i];
       if (!members.has(l)) members.set(l, []);
       members.get(l).push(i);
@@ -435,12 +436,14 @@
   function renderGalleries() {
     const root = $("galleries"), c = clusterings[current];
     root.replaceChildren();
-    const lists = groups();
+    const lists = groups(), all = dateOk ? groups(false) : lists;
+    const totals = new Map(all.map(([label, list]) => [label, list.length]));
     for (const [label, list] of lists) {
       const box = el("div", { class: "cluster", "data-cluster": String(label) });
       box.style.setProperty("--c", colour(label));
       const head = el("button", { class: "cluster-head" }, (label < 0 ? "Unclustered" : "Cluster " + label) +
-                      (nameOf(label) ? " · " + nameOf(label) : "") + " · " + list.length + " photo" + (list.length === 1 ? "" : "s"));
+                      (nameOf(label) ? " · " + nameOf(label) : "") + " · " + list.length + " photo" + (list.length === 1 ? "" : "s") +
+                      (dateOk ? " in the date range (of " + totals.get(label) + ")" : ""));
       const cap = el("div", { class: "caption" }, caption(list));
       const g = el("div", { class: "grid" });
       box.append(head, cap, g);
@@ -448,7 +451,7 @@
       head.addEventListener("click", () => highlight(label === highlighted ? null : label, box, g, list));
       root.append(box);
     }
-    renderLegend(lists);
+    renderLegend(all);
     renderLabels();
     const k = c.k, un = c.labels.filter((l) => l < 0).length;
     $("cluster-count").textContent = k + " cluster" + (k === 1 ? "" : "s") + (un ? " + " + un + " unclustered" : "");
@@ -494,7 +497,7 @@
   function setClustering(j) {
     current = j; highlighted = null; $("highlight").textContent = "";
     select_k.value = String(j);
-    renderGalleries(); recolour(); drawCharts(); showKind();
+    renderGalleries(); recolour(); drawCharts(); showKind(); drawTimeline();
     if (selected >= 0) select(selected, false);  // refresh its details, leave the tab in front
   }
   function drawCharts() {
@@ -533,6 +536,72 @@
     S.marks.forEach(([name, k], j) => { const m = el("span", {}, "┆ " + name + " k = " + k + "  "); m.style.color = MARKS[j % MARKS.length]; legend.append(m); });
     legend.append(el("span", {}, "│ shown k = " + shown));
     root.append(legend);
+  }
+
+  // ------------------------------------------------------------------ dates: a timeline and a range filter
+  // Days since 1970 (EXIF date taken, else the file's time; NaN unknown). The range dims the map's
+  // photos outside it and keeps them out of the galleries.
+  const days = D.days ? decode(D.days, Float32Array) : null;
+  let dateOk = null;  // Uint8Array: 1 where a photo is in the chosen range, or null (no range)
+  const dayText = (d) => new Date(Math.round(d) * 86400000).toISOString().slice(0, 10);
+  const dayOf = (text) => (text ? Date.parse(text + "T00:00:00Z") / 86400000 : NaN);
+  function applyDates() {
+    const from = dayOf($("date-from").value), to = dayOf($("date-to").value);
+    let inside = 0;
+    if (isNaN(from) && isNaN(to)) dateOk = null;
+    else {
+      dateOk = new Uint8Array(N);
+      for (let i = 0; i < N; i++) {
+        const d = days[i];
+        dateOk[i] = !isNaN(d) && (isNaN(from) || d >= from) && (isNaN(to) || d < to + 1) ? 1 : 0;
+        inside += dateOk[i];
+      }
+    }
+    $("date-count").textContent = dateOk ? inside + " of " + N + " photos in the range (bright on the map; the galleries show only them)" : "";
+    highlighted = null; $("highlight").textContent = "";
+    renderGalleries(); recolour(); drawTimeline();
+  }
+  function drawTimeline() {
+    const root = $("timeline");
+    if (!days) return;
+    root.replaceChildren();
+    let lo = Infinity, hi = -Infinity;
+    for (const d of days) if (!isNaN(d)) { lo = Math.min(lo, d); hi = Math.max(hi, d); }
+    if (lo === Infinity) { root.append(el("p", {}, "No dates.")); return; }
+    const B = 60, width = Math.max((hi - lo) / B, 1 / 24), labels = clusterings[current].labels;
+    const bins = Array.from({ length: B }, () => new Map());
+    for (let i = 0; i < N; i++) {
+      if (isNaN(days[i])) continue;
+      const b = bins[Math.min(B - 1, Math.floor((days[i] - lo) / width))];
+      b.set(labels[i], (b.get(labels[i]) || 0) + 1);
+    }
+    const most = Math.max(...bins.map((b) => [...b.values()].reduce((s, v) => s + v, 0)));
+    const NS = "http://www.w3.org/2000/svg", W = 560, H = 160, L = 6, T = 6, Bm = 20, bw = (W - 2 * L) / B;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", "100%"); svg.setAttribute("id", "timeline-chart");
+    const add = (parent, tag, attrs, text) => { const e = document.createElementNS(NS, tag); for (const a in attrs) e.setAttribute(a, attrs[a]); if (text !== undefined) e.textContent = text; parent.append(e); return e; };
+    bins.forEach((b, j) => {
+      const g = add(svg, "g", { class: "bin" });
+      let y = H - Bm;
+      for (const label of [...b.keys()].sort((p, q) => (p < 0) - (q < 0) || p - q)) {
+        const h = (b.get(label) / most) * (H - Bm - T);
+        add(g, "rect", { x: L + j * bw, y: y - h, width: Math.max(bw - 1, 1), height: h, fill: colour(label), "data-cluster": String(label) });
+        y -= h;
+      }
+      const start = lo + j * width, total = [...b.values()].reduce((s, v) => s + v, 0);
+      add(g, "title", {}, dayText(start) + " – " + dayText(start + width) + ": " + total + " photos");
+      g.addEventListener("click", () => {  // keep this bar's dates
+        $("date-from").value = dayText(Math.floor(start)); $("date-to").value = dayText(Math.floor(start + width)); applyDates();
+      });
+    });
+    add(svg, "text", { x: L, y: H - 5 }, dayText(lo));
+    add(svg, "text", { x: W - L - 70, y: H - 5 }, dayText(hi));
+    root.append(svg);
+  }
+  if (days) {
+    $("dates-button").hidden = false;
+    for (const id of ["date-from", "date-to"]) $(id).addEventListener("change", applyDates);
+    $("date-clear").addEventListener("click", () => { $("date-from").value = $("date-to").value = ""; applyDates(); });
   }
 
   // ------------------------------------------------------------------ search, selection, neighbours
@@ -592,6 +661,7 @@
   recolour();
   drawCharts();
   showKind();
+  drawTimeline();
   requestDraw();
 
   // For tests and the benchmark: state a person could see, and a way to time frames.
@@ -601,6 +671,8 @@
     atlasCount: D.atlases.length,
     clusterCount: () => clusterings[current].k,
     colourOf: (c) => colour(c),
+    brightCount: () => { let n = 0; for (let i = 0; i < N; i++) n += (highlighted === null || clusterings[current].labels[i] === highlighted) &&
+                           (!matches || matches[i]) && (!dateOk || dateOk[i]) ? 1 : 0; return n; },
     panFrames(frames) {  // draw `frames` frames while panning; returns ms per frame (GPU work included)
       const px = new Uint8Array(4), t0 = performance.now();
       for (let f = 0; f < frames; f++) {
