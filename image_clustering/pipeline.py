@@ -875,7 +875,7 @@ def _report_content(config: Config, progress: bool):
     :class:`~image_clustering.report.ReportContent`)."""
     from .features import read_failures
     from .neighbours import cached_neighbours
-    from .report import ReportContent, collection_clusterings, config_doc, report_sample, run_section, tag_words
+    from .report import ReportContent, collection_clusterings, config_doc, photo_dates, report_sample, run_section, tag_words
     from .run_log import read_run_log
 
     m = config.model
@@ -911,21 +911,7 @@ def _report_content(config: Config, progress: bool):
                       config_doc(config), _read_json(config.layout.evaluation_json()))
     return ReportContent(config.paths.image_dir, paths, embedding, clusterings, sweep,
                          cached_neighbours(config.feature_dir, key, vectors), tags, run, m.object_name, note,
-                         _dates(config, paths))
-
-
-def _dates(config: Config, paths: list[str]) -> np.ndarray:
-    """float (N,) when each photo was taken (seconds since the epoch; EXIF, else the file time),
-    NaN where the photo is gone."""
-    from .images import photo_time
-
-    def taken(path: str) -> float:
-        try:
-            return photo_time(config.paths.image_dir / path)
-        except OSError:
-            return float("nan")
-
-    return np.array([taken(p) for p in paths], dtype=np.float64)
+                         photo_dates(config.paths.image_dir, paths, config.feature_dir))
 
 
 def _read_json(path: Path):

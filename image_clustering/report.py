@@ -243,6 +243,37 @@ def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: P
     return {"cell": cell, "columns": columns, "per_atlas": per_atlas, "atlases": names}
 
 
+def photo_dates(image_dir: Path, paths: list[str], cache_dir: Path | None = None) -> np.ndarray:
+    """float (N,) when each photo was taken, seconds since the epoch
+    (:func:`~image_clustering.images.photo_time`: EXIF DateTimeOriginal, else the file time; NaN
+    where the photo is gone). Kept between runs in ``<cache_dir>/dates.json`` keyed by path, size
+    and mtime, so a re-run opens only new or changed photos."""
+    from .images import photo_time
+
+    cache = cache_dir / "dates.json" if cache_dir else None
+    known = {}
+    if cache and cache.is_file():
+        try:
+            known = {tuple(row[:3]): row[3] for row in json.loads(cache.read_text())["rows"]}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            known = {}  # a damaged cache is rebuilt
+    rows, out = [], np.full(len(paths), np.nan)
+    for i, path in enumerate(paths):
+        key = (path, *_stamp(image_dir, path))
+        if key[1] < 0:
+            continue  # gone
+        if key not in known:
+            try:
+                known[key] = photo_time(image_dir / path)
+            except OSError:
+                known[key] = None
+        out[i] = np.nan if known[key] is None else known[key]
+        rows.append([*key, known[key]])
+    if cache:
+        atomic_write_text(cache, json.dumps({"rows": rows}))
+    return out
+
+
 PREVIEW_SIDE = 512  # pixels, the longer side of a portable report's previews (about 40 kB each)
 
 

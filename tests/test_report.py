@@ -74,6 +74,7 @@ def test_report_files_and_fast_rerun(collection):
     doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
     days = np.frombuffer(base64.b64decode(doc["days"]), "<f4")  # when each photo was taken, for the Dates tab
     assert len(days) == N_PHOTOS and np.isfinite(days).all() and days.min() > 10_000  # after 1997
+    assert (config.feature_dir / "dates.json").is_file()  # read once per photo, kept by path, size and mtime
     html = index.read_text()
     assert "&lt;img src=x onerror=alert(2)&gt;.jpg" in html and "<img src=x" not in html  # failure listed, escaped
     assert "http:" not in html + data + (folder / "report.js").read_text().replace("http://www.w3.org/2000/svg", "")
@@ -413,6 +414,10 @@ def test_phone_layout_touch_pan_pinch_and_tap(browser, collection):
     page.touchscreen.tap(*page.evaluate(where))
     assert page.inner_text("#photo-path") == target and page.locator("#tab-photo").is_visible()
     assert len(context.pages) == 1
+    if os.environ.get("IMGCLUST_SCREENSHOT"):  # the README's phone picture, beside the wide one
+        shot = Path(os.environ["IMGCLUST_SCREENSHOT"])
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shot.with_name(shot.stem + "_phone.png")))
     context.close()
 
 
@@ -805,3 +810,28 @@ def test_report_renders_values_and_never_calls_the_workflow():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert not {name for name in imported if name.split(".")[-1] in ("pipeline", "cli", "distributed")}, imported
+
+
+def test_photo_dates_come_from_exif_and_are_read_once(tmp_path, monkeypatch):
+    """The Dates tab's dates: EXIF DateTimeOriginal where the photo has it, else the file time;
+    a second call opens no photo (cached by path, size and mtime); a missing photo is NaN."""
+    from datetime import datetime, timezone
+
+    from image_clustering import images
+    from image_clustering.report import photo_dates
+
+    image_dir = tmp_path / "photos"
+    image_dir.mkdir()
+    exif = Image.Exif()
+    exif.get_ifd(images.EXIF_IFD)[images.DATETIME_ORIGINAL] = "2019:06:01 12:30:00"
+    Image.new("RGB", (32, 24)).save(image_dir / "dated.jpg", exif=exif)
+    Image.new("RGB", (32, 24)).save(image_dir / "plain.jpg")
+    os.utime(image_dir / "plain.jpg", (1_600_000_000, 1_600_000_000))
+    paths = ["dated.jpg", "plain.jpg", "gone.jpg"]
+    first = photo_dates(image_dir, paths, tmp_path)
+    assert first[0] == datetime(2019, 6, 1, 12, 30, tzinfo=timezone.utc).timestamp()
+    assert first[1] == 1_600_000_000 and np.isnan(first[2])
+    opened = []
+    monkeypatch.setattr(images, "photo_time", lambda path: opened.append(path) or 0.0)
+    np.testing.assert_array_equal(photo_dates(image_dir, paths, tmp_path), first)
+    assert opened == []
