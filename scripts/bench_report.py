@@ -208,16 +208,21 @@ def pointer_accuracy(page, target: str = "p000007.jpg") -> dict:
     x2, y2 = page.evaluate(where)
     drag_error = float(np.hypot(x2 - x - 200, y2 - y - 100))
     result = {"drag_error_px": round(drag_error, 1)}
+    other = f"window.imgclustReport.screenPosition({json.dumps(target.replace('7', '8'))})"
     for direction, delta in (("in", -100), ("out", 100)):
-        page.mouse.move(x2, y2)
+        px, py = round(x2), round(y2)  # the pointer sits on whole pixels
+        before, spread = np.array(page.evaluate(where)), np.subtract(page.evaluate(other), page.evaluate(where))
+        page.mouse.move(px, py)
         for _ in range(10):
             page.mouse.wheel(0, delta)
             page.wait_for_timeout(60)
         page.wait_for_function(REST, timeout=60_000)
-        x3, y3 = page.evaluate(where)
-        result[f"wheel_{direction}_drift_px"] = round(float(np.hypot(x3 - x2, y3 - y2)), 1)
-        zoom = page.evaluate("window.imgclustReport.view ? window.imgclustReport.view().zoom : null")  # older pages: none
-        result[f"wheel_{direction}_zoom"] = round(zoom, 2) if zoom else None
+        after = np.array(page.evaluate(where))
+        zoom = float(np.linalg.norm(np.subtract(page.evaluate(other), after)) / np.linalg.norm(spread))
+        expected = np.array([px, py]) + zoom * (before - [px, py])  # the world point under the pointer stays
+        result[f"wheel_{direction}_drift_px"] = round(float(np.linalg.norm(after - expected)), 1)
+        result[f"wheel_{direction}_zoom"] = round(zoom, 2)
+        x2, y2 = after
     return result
 
 
