@@ -339,10 +339,14 @@ def tag_network(config_path, quiet, labels_file):
 
 @main.command(cls=_Command)
 @_common
-def report(config_path, quiet):
+@click.option("--portable", is_flag=True,
+              help="A report to send: previews of the photos inside, no links to them, no local paths; "
+                   "prints its path as the last line.")
+def report(config_path, quiet, portable):
     """Write the interactive report (open its index.html in a browser; works offline)."""
     pipeline = _start(quiet)
-    click.echo(f"report: {pipeline.report(load_config(config_path))}")
+    index = pipeline.report(load_config(config_path), portable=portable)
+    click.echo(str(index) if portable else f"report: {index}")
 
 
 @main.command(cls=_Command)

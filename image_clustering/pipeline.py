@@ -96,7 +96,7 @@ def extract(config: Config, progress: bool = True, networks: tuple[str, ...] | N
     Raises:
         ImgclustError: no weights, missing image folder, or no images.
     """
-    from .report import record_step
+    from .run_log import record_step
 
     networks = networks or config.model.extractor
     loaders = {n: _network(config, n) for n in networks}
@@ -411,7 +411,7 @@ def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKRe
     Raises:
         ImgclustError: no feature vectors yet, or fewer than 3.
     """
-    from .report import record_step
+    from .run_log import record_step
 
     start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "find-k"):
@@ -489,7 +489,7 @@ def cluster(config: Config, progress: bool = True, write: bool = True, recluster
         ImgclustError: no feature vectors, ``model.k`` larger than the number of images, or a
             pair-distance method on too many images.
     """
-    from .report import record_step
+    from .run_log import record_step
 
     start = time.perf_counter()
     with exclusive_lock(config.feature_dir, "cluster"):
@@ -743,7 +743,20 @@ def evaluate(config: Config, truth_csv: Path | None = None, of_labels: bool = Fa
     scores["truth"] = str(truth_csv) if truth_csv else "first folder level"
     out = config.layout.evaluation_json(of_labels)
     atomic_write_text(out, json.dumps(scores, indent=1))
+    _refresh_report(config, of_labels)
     return scores, out
+
+
+def _refresh_report(config: Config, of_labels: bool) -> None:
+    """Rewrite the report (of ``cluster-labels`` with ``of_labels``) where one was written before,
+    so its Run tab shows what just changed; a report that cannot be made now is left as it was."""
+    folder = config.plot_dir / ("report_labels" if of_labels else "report")
+    if not (folder / "index.html").is_file():
+        return
+    try:
+        logger.info(f"report updated: {tag_report(config) if of_labels else report(config)}")
+    except ImgclustError as exc:
+        logger.warning(f"{folder}: not updated ({exc})")
 
 
 def _tag_table(config: Config, label_file: Path | None):
@@ -994,20 +1007,119 @@ def run(config: Config, progress: bool = True) -> RunResult:
     return RunResult(summary, found, clustered, report(config, progress))
 
 
-def report(config: Config, progress: bool = False) -> Path:
-    """``imgclust report``: the interactive report, ``<plot_dir>/<object_name>/report/index.html``
-    (see :func:`image_clustering.report.collection_report`)."""
-    from .report import collection_report
+def report(config: Config, progress: bool = False, portable: bool = False) -> Path:
+    """``imgclust report``: the interactive report, ``<plot_dir>/<object_name>/report/index.html``,
+    of the collection as the last ``cluster`` left it (see :mod:`image_clustering.report`); with
+    ``portable``, one to send to others, in ``report_portable/``: previews of the photos inside,
+    no link to them and no absolute local path.
 
-    return collection_report(config, progress)
+    Uses the cached embedding, the cached k sweep with its per-k labels (not fitted here: after
+    ``cluster`` with a fixed k on many photos that would take minutes; run ``find-k`` for the k
+    control), the label CSV of ``cluster`` (its clustering is the one shown first), the neighbours
+    (computed once per feature store), the ``imgclust tag`` labels, ``failures.csv``, the run log
+    and the evaluation scores when they exist.
+
+    Raises:
+        ImgclustError: no feature vectors yet, or neither a clustering nor a k sweep.
+    """
+    from .report import write_report
+
+    started = time.perf_counter()
+    with exclusive_lock(config.feature_dir, "report"):
+        content = _report_content(config, progress)
+        index = write_report(config.plot_dir / ("report_portable" if portable else "report"), content,
+                             cache_dir=config.feature_dir, portable=portable)
+    logger.info(f"report: {len(content.paths)} photos in {time.perf_counter() - started:.1f} s")
+    return index
+
+
+def _report_content(config: Config, progress: bool):
+    """What the collection report shows, read from the caches and result files (a
+    :class:`~image_clustering.report.ReportContent`)."""
+    from .features import read_failures
+    from .neighbours import cached_neighbours
+    from .report import ReportContent, collection_clusterings, config_doc, photo_dates, report_sample, run_section, tag_words
+    from .run_log import read_run_log
+
+    m = config.model
+    paths, vectors, key, embedding, points, sweep = current_sweep(config, progress, fit=False)
+    every = set(paths)
+    shown = report_sample(len(paths), m.seed)
+    if shown is not None:
+        paths, embedding, points = [paths[i] for i in shown], embedding[shown], points[shown]
+        vectors = vectors.take(shown) if isinstance(vectors, FeatureRows) else vectors[shown]
+        key += f"-sample{len(shown)}-{m.seed}"
+    label_csv, saved = config.layout.labels_csv(), None
+    if label_csv.is_file():
+        saved = read_labels(label_csv)
+        if set(saved) != every:
+            logger.info(f"report: {label_csv} is older than the feature store; run `imgclust cluster` to show it")
+            saved = None
+    if sweep is None:
+        logger.info("report: no k sweep of this clustering space yet; run `imgclust find-k` for the k control")
+    reducer = {"tsne": "t-SNE", "umap": "UMAP"}.get(m.reducer, m.reducer)
+    space = {"embedding": f"{m.reduced_dimension}-D {reducer} map", "pca": f"{m.pca_dimension}-D PCA"}
+    clusterings, note = collection_clusterings(points, paths, saved, algorithm_name(m), sweep, shown,
+                                               space.get(m.space, "feature space"))
+    if not clusterings:
+        raise ImgclustError(f"{config.feature_dir}: nothing to show yet; run `imgclust find-k` or `imgclust cluster`")
+    try:
+        table = _tag_table(config, None)
+        tags = tag_words(table.images, table.tags, paths)
+    except ImgclustError as exc:  # no tags yet, or a damaged table: the report goes without words
+        logger.info(f"report: tag words left out ({exc})")
+        tags = None
+    failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]
+    run = run_section(len(every), None if shown is None else len(shown), failures, read_run_log(config.feature_dir),
+                      config_doc(config), _read_json(config.layout.evaluation_json()))
+    return ReportContent(config.paths.image_dir, paths, embedding, clusterings, sweep,
+                         cached_neighbours(config.feature_dir, key, vectors), tags, run, m.object_name, note,
+                         photo_dates(config.paths.image_dir, paths, config.feature_dir))
+
+
+def _read_json(path: Path) -> dict | None:
+    """The scores ``imgclust evaluate`` wrote in ``path`` (only their text and number entries: what
+    the page can show), or None when there are none, or with a warning when the file is damaged."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict):
+            return {str(k): v for k, v in doc.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    except (OSError, ValueError):
+        pass
+    logger.warning(f"{path}: unreadable scores, left out of the report; run `imgclust evaluate` again")
+    return None
 
 
 def tag_report(config: Config, label_file: Path | None = None) -> Path:
     """The report of ``cluster-labels``, ``<plot_dir>/<object_name>/report_labels/index.html``
-    (see :func:`image_clustering.report.label_report`)."""
-    from .report import label_report
+    (see :func:`image_clustering.report.label_content`).
 
-    return label_report(config, label_file)
+    Raises:
+        ImgclustError: no label table, or no ``cluster-labels`` result yet.
+    """
+    from .report import ReportRun, config_doc, label_content, write_report
+    from .tags import local_photos
+
+    started = time.perf_counter()
+    m = config.model
+    result_file = config.layout.labels_json(of_tags=True)
+    if not result_file.is_file():
+        raise ImgclustError(f"{result_file}: no label clustering yet; run `imgclust cluster-labels`")
+    table = _tag_table(config, label_file)
+    run = ReportRun({"images in the label table": len(table.images),
+                     "distinct labels": len({w for words in table.tags for w in words})}, [], config_doc(config), {},
+                    _read_json(config.layout.evaluation_json(of_tags=True)))
+    content = label_content(table, json.loads(result_file.read_text())["k"], m.label_k_max, m.perplexity, m.seed,
+                            config.paths.image_dir,
+                            [config.layout.plot("label_dendrogram.png"), config.layout.plot("label_k.png")],
+                            run, f"{m.object_name}: label words")
+    local = local_photos(config.paths.image_dir, table.images).paths  # rows outside image_dir: never opened
+    content.openable = [i in local for i in range(len(table.images))]
+    index = write_report(config.plot_dir / "report_labels", content, cache_dir=config.feature_dir)
+    logger.info(f"label report: {len(table.images)} photos in {time.perf_counter() - started:.1f} s")
+    return index
 
 
 def similar(config: Config, photo: Path, n: int = 12) -> list[tuple[str, float]]:

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_path
 from .clustering import KSweep
+from .colours import UNCLUSTERED, cluster_colours
 from .images import open_rgb
 
 
@@ -118,11 +119,9 @@ SCATTER_MAX = 200_000  # points drawn: above, a seeded sample (a million dots ar
 def plot_scatter(embedding: np.ndarray, labels: np.ndarray | None = None, title: str = "",
                  ax: Axes | None = None) -> Axes:
     """Scatter of the first two embedding dimensions (N, d), coloured by cluster when ``labels``
-    (int (N,)) is given (each cluster's number written at its median point; unclustered images,
-    label -1, light grey); above :data:`SCATTER_MAX` points a seeded random sample of that many
-    is drawn. Returns ``ax``."""
-    from matplotlib import colormaps
-
+    (int (N,)) is given (:func:`~image_clustering.colours.cluster_colours`; each cluster's number
+    written at its median point; unclustered images, label -1, light grey); above
+    :data:`SCATTER_MAX` points a seeded random sample of that many is drawn. Returns ``ax``."""
     if len(embedding) > SCATTER_MAX:
         keep = np.sort(np.random.default_rng(0).choice(len(embedding), SCATTER_MAX, replace=False))
         embedding, labels = embedding[keep], (labels[keep] if labels is not None else None)
@@ -132,8 +131,8 @@ def plot_scatter(embedding: np.ndarray, labels: np.ndarray | None = None, title:
         ax.scatter(embedding[:, 0], y, s=6, alpha=0.7)
     else:
         k = int(labels.max()) + 1
-        cmap = colormaps["tab20" if k > 10 else "tab10"]
-        ax.scatter(embedding[:, 0], y, s=6, alpha=0.8, c=[cmap(c % cmap.N) if c >= 0 else "0.85" for c in labels])
+        colours = cluster_colours(k)  # the report's colours too
+        ax.scatter(embedding[:, 0], y, s=6, alpha=0.8, c=[colours[c] if c >= 0 else UNCLUSTERED for c in labels])
         for c in range(k):
             members = labels == c
             if members.any():

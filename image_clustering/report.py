@@ -44,10 +44,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .atomic import atomic_path, atomic_write_text
-from .embedding import FeatureRows, sample_index
+from .colours import UNCLUSTERED, cluster_colours
+from .embedding import sample_index
 
 logger = logging.getLogger(__name__)
-ASSETS = ("report.js", "report.css", "duplicates_tab.js", "duplicates_tab.css")
+ASSETS = ("report.js", "report.css")
 ATLAS_SIDE = 2048  # pixels: a texture size every WebGL device supports (most allow 4096 or more)
 ATLAS_QUALITY = 80  # JPEG quality of the atlases: 10,000 64-pixel thumbnails take about 30 MB
 MAX_TAGS = 5  # label words per photo carried into the page
@@ -69,12 +70,18 @@ class ReportClustering:
         labels: int (N,) cluster per photo, 0 the largest, -1 unclustered.
         distances: float (N,) distance to the own cluster centre (NaN when unclustered).
         current: the clustering ``imgclust cluster`` wrote (selected when the page opens).
+        group: the heading it is listed under in the clustering menu (e.g. the real result apart
+            from the sweep's k-means partitions), or None.
+        names: cluster → its name (e.g. from the living collection's state), for the legend,
+            galleries and hover text; clusters without one show their number only.
     """
 
     name: str
     labels: np.ndarray
     distances: np.ndarray
     current: bool = False
+    group: str | None = None
+    names: dict[int, str] | None = None
 
     @property
     def k(self) -> int:
@@ -91,6 +98,7 @@ class ReportRun:
         config: the config used, as nested dicts.
         timings: step → seconds.
         evaluation: the scores of ``imgclust evaluate``.
+        finished: step → when it finished (local time, text).
     """
 
     counts: dict = field(default_factory=dict)
@@ -98,6 +106,7 @@ class ReportRun:
     config: dict | None = None
     timings: dict = field(default_factory=dict)
     evaluation: dict | None = None
+    finished: dict = field(default_factory=dict)
 
 
 def display_text(text: str) -> str:
@@ -121,13 +130,16 @@ def _b64(array: np.ndarray, dtype: str) -> str:
 
 
 def _unit_square(coords: np.ndarray) -> np.ndarray:
-    """The first two embedding axes scaled into [0, 1]², aspect kept, centred."""
+    """The first two embedding axes scaled into [0, 1]², aspect kept, centred, the second axis
+    turned downwards (page pixels grow downwards): the map shows the photos as the PNG plots do."""
     xy = np.asarray(coords, dtype=np.float64)[:, :2]
     if xy.shape[1] < 2:
         xy = np.column_stack([xy[:, 0] if xy.shape[1] else np.zeros(len(xy)), np.zeros(len(xy))])
     low, high = xy.min(axis=0), xy.max(axis=0)
     span = float((high - low).max()) or 1.0
-    return ((xy - low) / span + (1 - (high - low) / span) / 2).astype(np.float32)
+    unit = (xy - low) / span + (1 - (high - low) / span) / 2
+    unit[:, 1] = 1 - unit[:, 1]
+    return unit.astype(np.float32)
 
 
 # ---------------------------------------------------------------- thumbnails and atlases
@@ -247,6 +259,89 @@ def write_atlases(out_dir: Path, image_dir: Path, paths: list[str], cache_dir: P
     return {"cell": cell, "columns": columns, "per_atlas": per_atlas, "atlases": names}
 
 
+def photo_dates(image_dir: Path, paths: list[str], cache_dir: Path | None = None) -> np.ndarray:
+    """float (N,) when each photo was taken, seconds since the epoch
+    (:func:`~image_clustering.images.photo_time`: EXIF DateTimeOriginal, else the file time; NaN
+    where the photo is gone). Kept between runs in ``<cache_dir>/dates.json`` keyed by path, size
+    and mtime, so a re-run opens only new or changed photos."""
+    from .images import photo_time
+
+    cache = cache_dir / "dates.json" if cache_dir else None
+    known = {}
+    if cache and cache.is_file():
+        try:
+            known = {tuple(row[:3]): row[3] for row in json.loads(cache.read_text())["rows"]}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            known = {}  # a damaged cache is rebuilt
+    rows, out = [], np.full(len(paths), np.nan)
+    for i, path in enumerate(paths):
+        key = (path, *_stamp(image_dir, path))
+        if key[1] < 0:
+            continue  # gone
+        if key not in known:
+            try:
+                known[key] = photo_time(image_dir / path)
+            except OSError:
+                known[key] = None
+        out[i] = np.nan if known[key] is None else known[key]
+        rows.append([*key, known[key]])
+    if cache:
+        atomic_write_text(cache, json.dumps({"rows": rows}))
+    return out
+
+
+PREVIEW_SIDE = 512  # pixels, the longer side of a portable report's previews (about 40 kB each)
+
+
+def write_previews(out_dir: Path, image_dir: Path, paths: list[str], workers: int = 2) -> list[str]:
+    """A JPEG preview (longer side :data:`PREVIEW_SIDE`) of each photo in ``out_dir/previews``,
+    for a report that travels without the photos. A preview's name hashes its photo's path,
+    size and mtime, so a re-run encodes only new or changed photos; previews no longer used are
+    deleted. Unreadable photos get none.
+
+    Returns:
+        Per photo its preview's path relative to ``out_dir`` (``previews/<hash>.jpg``), or "".
+    """
+    from .images import open_rgb
+
+    folder = out_dir / "previews"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [hashlib.sha1(json.dumps([p, *_stamp(image_dir, p), PREVIEW_SIDE]).encode("utf-8", "surrogateescape"))
+             .hexdigest()[:20] + ".jpg" for p in paths]
+
+    def make(i: int) -> str:
+        target = folder / names[i]
+        if not target.is_file():
+            try:
+                image = open_rgb(image_dir / paths[i], PREVIEW_SIDE)
+            except Exception:  # an unreadable photo has no preview; the report must not fail for it
+                return ""
+            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+            with atomic_path(target) as tmp:
+                image.save(tmp, "JPEG", quality=80)
+        return "previews/" + names[i]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
+        made = list(pool.map(make, range(len(paths))))
+    wanted = set(names)
+    for old in folder.glob("*.jpg"):
+        if old.name not in wanted and len(old.stem) == 20:
+            old.unlink()
+    return made
+
+
+def without_local_paths(value):
+    """``value`` (nested dicts and lists) with every absolute file path cut to ``…/<last part>``:
+    what a shared report may say about where the files were."""
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return "…/" + Path(value).name
+    return value
+
+
 # ---------------------------------------------------------------- the page
 
 
@@ -266,7 +361,9 @@ def _clustering_doc(c: ReportClustering) -> dict:
     q = np.where(finite, np.round(dist / (dmax or 1.0) * 65534), 65535).astype(np.uint16)
     # Labels as bytes (cluster + 1, 0 = unclustered) when they fit: half the size of int16.
     small = c.k < 255
-    return {"name": c.name, "k": c.k, "current": c.current,
+    names = {str(int(c)): display_text(str(name)) for c, name in (c.names or {}).items()}
+    return {"name": c.name, "k": c.k, "current": c.current, "group": c.group, "colours": cluster_colours(c.k),
+            "names": names,
             "labels": _b64(labels + 1, "u1") if small else _b64(labels, "<i2"), "labelBytes": 1 if small else 2,
             "dist": _b64(q, "<u2"), "dmax": dmax}
 
@@ -315,17 +412,13 @@ def _curves_doc(curves: ReportCurves | None) -> dict | None:
             "marks": [[name, int(k)] for name, k in curves.marks.items()]}
 
 
-def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
-                 clusterings: list[ReportClustering], sweep=None, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
-                 tags: list[list[str]] | None = None, run: ReportRun | None = None, title: str = "imgclust",
-                 cache_dir: Path | None = None, openable: list[bool] | None = None) -> Path:
-    """Write the interactive report into ``out_dir`` (created): ``index.html``, ``report.js``,
-    ``report.css``, ``data.js`` and ``atlas-*.jpg``.
+@dataclass
+class ReportContent:
+    """What the report shows, gathered by the workflow (:func:`image_clustering.pipeline.report`)
+    and handed to :func:`write_report`, which only renders it.
 
-    Args:
-        out_dir: the report folder, e.g. ``<plot_dir>/<object_name>/report``.
-        image_dir: folder the relative ``paths`` start from; links to the originals are relative
-            from ``out_dir`` to it.
+    Attributes:
+        image_dir: folder the relative ``paths`` start from.
         paths: N photo paths relative to ``image_dir`` (``/`` separators; surrogate-escaped
             non-UTF-8 names allowed).
         coords: float (N, d ≥ 2) embedding; the first two axes place the photos.
@@ -337,10 +430,50 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         tags: per photo its label words, best first, or None when ``imgclust tag`` never ran.
         run: the "run" section.
         title: page title (the collection name).
-        cache_dir: where per-photo thumbnails are cached between runs (None: no cache).
+        clustering_note: what the clustering menu's groups are, shown beside the curves.
+        times: float (N,) when each photo was taken, seconds since the epoch (EXIF
+            DateTimeOriginal, else the file time; NaN unknown), for the Dates tab; None: no tab.
         openable: per photo, whether the page may show and link its original (and the report
             read it for a thumbnail); None: all. Paths that are absolute or contain ``..`` are
             never opened or linked (:func:`inside`); the others are drawn as grey tiles.
+    """
+
+    image_dir: Path
+    paths: list[str]
+    coords: np.ndarray
+    clusterings: list[ReportClustering]
+    sweep: object = None
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    tags: list[list[str]] | None = None
+    run: ReportRun | None = None
+    title: str = "imgclust"
+    clustering_note: str | None = None
+    times: np.ndarray | None = None
+    openable: list[bool] | None = None
+
+
+def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.ndarray,
+                 clusterings: list[ReportClustering], sweep=None, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+                 tags: list[list[str]] | None = None, run: ReportRun | None = None, title: str = "imgclust",
+                 cache_dir: Path | None = None) -> Path:
+    """Write the interactive report into ``out_dir``: :func:`write_report` of a
+    :class:`ReportContent` made of these arguments (see there)."""
+    return write_report(out_dir, ReportContent(Path(image_dir), paths, coords, clusterings, sweep, neighbours, tags,
+                                               run, title), cache_dir)
+
+
+def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None = None, portable: bool = False) -> Path:
+    """Write the interactive report of ``content`` into ``out_dir`` (created): ``index.html``,
+    ``report.js``, ``report.css``, ``data.js`` and ``atlas-*.js``.
+
+    Args:
+        out_dir: the report folder, e.g. ``<plot_dir>/<object_name>/report``; links to the
+            originals are relative from it to ``content.image_dir``.
+        content: what the page shows.
+        cache_dir: where per-photo thumbnails are cached between runs (None: no cache).
+        portable: a report another person can open without the photos: previews inside
+            (:func:`write_previews`) instead of links to the originals, and no absolute local
+            path in the page (:func:`without_local_paths`).
 
     Returns:
         The path of ``index.html``.
@@ -350,41 +483,64 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    image_dir, paths, clusterings = Path(content.image_dir), content.paths, content.clusterings
+    tags, title = content.tags, content.title
     n = len(paths)
-    coords = np.asarray(coords)
+    coords = np.asarray(content.coords)
     if coords.shape[0] != n or any(len(c.labels) != n or len(c.distances) != n for c in clusterings):
         raise ValueError(f"report: {n} paths but coordinates or labels of another length")
     if not clusterings:
         raise ValueError("report: at least one clustering is needed")
     if tags is not None and len(tags) != n:
         raise ValueError(f"report: {n} paths but {len(tags)} tag lists")
+    if content.times is not None and len(content.times) != n:
+        raise ValueError(f"report: {n} paths but {len(content.times)} dates")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ok = [inside(p) and (openable is None or bool(openable[i])) for i, p in enumerate(paths)]
-    atlas = write_atlases(out_dir, Path(image_dir), paths, cache_dir, openable=ok)
-    curves = sweep if sweep is None or isinstance(sweep, ReportCurves) else sweep_curves(sweep)
+    ok = [inside(p) and (content.openable is None or bool(content.openable[i])) for i, p in enumerate(paths)]
+    atlas = write_atlases(out_dir, image_dir, paths, cache_dir, openable=ok)
+    curves = content.sweep if content.sweep is None or isinstance(content.sweep, ReportCurves) else sweep_curves(content.sweep)
     pictures = []
     for picture in (curves.pictures if curves else []):
         if Path(picture).is_file():
             with atomic_path(out_dir / Path(picture).name) as tmp:
                 shutil.copyfile(picture, tmp)
             pictures.append(Path(picture).name)
-    run = run or ReportRun()
-    base = os.path.relpath(os.path.abspath(image_dir), os.path.abspath(out_dir))
+    run = content.run or ReportRun()
+    if portable:
+        shown = [i for i in range(n) if ok[i]]  # rows outside the photos get no preview either
+        previews = dict(zip(shown, write_previews(out_dir, image_dir, [paths[i] for i in shown])))
+        hrefs = [url_path(previews[i]) if previews.get(i) else None for i in range(n)]
+        image_base = ""
+        roots = sorted({str(image_dir), os.path.abspath(image_dir), os.path.realpath(image_dir)}, key=len, reverse=True)
+
+        def local(text: str) -> str:  # failure reasons quote the photo's full path: keep the relative part
+            for root in roots:
+                text = text.replace(root + os.sep, "").replace(root, "…")
+            return text
+
+        run = ReportRun(run.counts, [(p, local(r)) for p, r in run.failures], without_local_paths(run.config),
+                        run.timings, without_local_paths(run.evaluation), run.finished)
+    else:
+        hrefs = [url_path(p) if o else None for p, o in zip(paths, ok)]
+        image_base = url_path(os.path.relpath(os.path.abspath(image_dir), os.path.abspath(out_dir)).replace(os.sep, "/")) + "/"
     data = {
-        "title": display_text(title), "n": n, **atlas,
-        "imageBase": url_path(base.replace(os.sep, "/")) + "/",
+        "title": display_text(title), "n": n, **atlas, "portable": portable,
+        "imageBase": image_base,
         "paths": [display_text(p) for p in paths],
-        "hrefs": [url_path(p) if o else None for p, o in zip(paths, ok)],
+        "hrefs": hrefs,
         "xy": _b64(_unit_square(coords) if n else np.zeros((0, 2)), "<f4"),
         "clusterings": [_clustering_doc(c) for c in clusterings],
         "sweep": _curves_doc(curves),
         "tags": [[display_text(w) for w in t[:MAX_TAGS]] for t in tags] if tags is not None else None,
         "neighbours": None,
+        # Days since 1970 as float32 (a minute's precision): a quarter of the bytes of seconds as text.
+        "days": None if content.times is None else _b64(np.asarray(content.times, np.float64) / 86400, "<f4"),
+        "clusteringNote": content.clustering_note, "resultGroup": RESULT_GROUP, "unclustered": UNCLUSTERED,
     }
-    if neighbours is not None and n:
-        index, sim = neighbours
+    if content.neighbours is not None and n:
+        index, sim = content.neighbours
         data["neighbours"] = {"m": int(index.shape[1]), "index": _b64(index, "<i4"), "sim": _b64(sim, "<f4")}
     atomic_write_text(out_dir / "data.js", f"window.IMGCLUST_REPORT = {_script_json(data)};\n")
     assets = resources.files("image_clustering") / "report_assets"
@@ -397,7 +553,7 @@ def build_report(out_dir: Path, image_dir: Path, paths: list[str], coords: np.nd
         title=display_text(title), n=n, counts=run.counts,
         failures=[(display_text(p), display_text(r)) for p, r in run.failures],
         config=json.dumps(run.config, indent=1, ensure_ascii=False, default=str) if run.config else None,
-        timings=timings, evaluation=run.evaluation, pictures=pictures, version=_cache_buster(out_dir))
+        timings=timings, finished=run.finished, evaluation=run.evaluation, pictures=pictures, version=_cache_buster(out_dir))
     atomic_write_text(out_dir / "index.html", html)
     return out_dir / "index.html"
 
@@ -407,76 +563,13 @@ def _cache_buster(out_dir: Path) -> str:
     return hashlib.sha1((out_dir / "data.js").read_bytes()).hexdigest()[:10]
 
 
-# ---------------------------------------------------------------- the workflow (Config → report)
-
-RUN_LOG = "run_log.json"
 
 
-def read_run_log(path: Path) -> dict[str, dict]:
-    """``run_log.json``: step → {"seconds": float, ...}; steps of another shape are left out, and
-    an unreadable file (damaged, not JSON, not an object) reads as empty, with a warning."""
-    if not path.is_file():
-        return {}
-    try:
-        log = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(log, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        logger.warning(f"{path}: unreadable run log ({type(exc).__name__}), starting a new one")
-        return {}
-    ok = {step: doc for step, doc in log.items()
-          if isinstance(doc, dict) and isinstance(doc.get("seconds"), (int, float)) and not isinstance(doc["seconds"], bool)}
-    for doc in ok.values():  # counts must be whole numbers, or they are not shown
-        for name in [k for k, v in doc.items() if k in ("computed", "reused", "removed", "failed")
-                     and not (isinstance(v, int) and not isinstance(v, bool))]:
-            del doc[name]
-    return ok
+# ---------------------------------------------------------------- from results to what the page shows
+# Pure functions over values the workflow hands in (it reads the files; these never do).
 
 
-def record_step(feature_dir: Path, step: str, seconds: float, **info) -> None:
-    """Remember how long a pipeline step took (and e.g. the extraction counts) for the report's
-    "run" section, in ``<feature_dir>/run_log.json``."""
-    path = feature_dir / RUN_LOG
-    log = read_run_log(path)
-    log[step] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
-    atomic_write_text(path, json.dumps(log, indent=1))
-
-
-def _read_evaluation(path: Path) -> dict | None:
-    """The scores ``imgclust evaluate`` wrote, or None (with a warning when the file is damaged)."""
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(doc, dict):  # only what the page can show: text and numbers
-            return {str(k): v for k, v in doc.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
-    except (OSError, ValueError):
-        pass
-    logger.warning(f"{path}: unreadable scores, left out of the report; run `imgclust evaluate` again")
-    return None
-
-
-def _tags(config, paths: list[str]) -> list[list[str]] | None:
-    from .errors import ImgclustError
-    from .pipeline import _tag_table
-
-    try:
-        table = _tag_table(config, None)
-    except ImgclustError as exc:  # no tags yet, or a damaged table: the report goes without words
-        logger.info(f"report: tag words left out ({exc})")
-        return None
-    words = {image: [w for w, _ in sorted(tags.items(), key=lambda item: -item[1])]
-             for image, tags in zip(table.images, table.tags)}
-    return [words.get(p, []) for p in paths]
-
-
-def _config_doc(config) -> dict:
-    from dataclasses import asdict
-
-    return json.loads(json.dumps(asdict(config), default=lambda v: display_text(str(v))))
-
-
-def _report_sample(n: int, seed: int) -> np.ndarray | None:
+def report_sample(n: int, seed: int) -> np.ndarray | None:
     """Rows shown when a collection has more than :data:`REPORT_SAMPLE` photos (a seeded sample,
     ascending), else None: the page was measured usable up to 10^5 points, and every photo
     costs a thumbnail and a neighbour search."""
@@ -487,133 +580,112 @@ def _report_sample(n: int, seed: int) -> np.ndarray | None:
     return sample_index(n, REPORT_SAMPLE, seed)
 
 
-def collection_report(config, progress: bool = False) -> Path:
-    """``imgclust report``: the report of the collection as the last ``cluster`` left it, in
-    ``<plot_dir>/<object_name>/report/index.html``.
+RESULT_GROUP = "The result: what imgclust cluster wrote (label files, link folders)"
 
-    Uses the cached embedding, the cached k sweep with its per-k labels (not fitted here: after
-    ``cluster`` with a fixed k on many photos that would take minutes; run ``find-k`` for the k
-    control), the label CSV of ``cluster`` (its clustering is the one shown first), the neighbours
-    (computed once per feature store), the ``imgclust tag`` labels, ``failures.csv``, the run log
-    and the evaluation scores when they exist.
 
-    Raises:
-        ImgclustError: no feature vectors yet, or neither a clustering nor a k sweep.
+def collection_clusterings(points: np.ndarray, paths: list[str], saved: dict | None, how: str, sweep,
+                           shown: np.ndarray | None, space: str = "clustering space") -> tuple[list[ReportClustering], str]:
+    """The groupings of the collection report: the result of ``imgclust cluster`` (``saved``:
+    path → cluster, None when it is missing or stale; ``how`` names its method) first, then
+    k-means at every k of ``sweep`` (its per-k ``labels``; None: none) in ``space`` (words, e.g.
+    "2-D UMAP embedding"), restricted to the rows ``shown`` (None: all). ``points`` (N shown, d)
+    are the clustering-space points that order each cluster's members by distance to its centre.
+
+    Returns:
+        (the clusterings, a note on what the two groups are, for the page).
     """
-    from .atomic import exclusive_lock
     from .clustering import by_size
-    from .errors import ImgclustError
-    from .neighbours import cached_neighbours
-    from .outputs import read_labels
-    from .pipeline import algorithm_name, current_sweep
 
-    started = time.perf_counter()
-    m = config.model
-    with exclusive_lock(config.feature_dir, "report"):
-        paths, vectors, key, embedding, points, sweep = current_sweep(config, progress, fit=False)
-        every = set(paths)
-        shown = _report_sample(len(paths), m.seed)
-        if shown is not None:
-            paths, embedding, points = [paths[i] for i in shown], embedding[shown], points[shown]
-            vectors = vectors.take(shown) if isinstance(vectors, FeatureRows) else vectors[shown]
-            key += f"-sample{len(shown)}-{m.seed}"
-        clusterings = []
-        label_csv = config.layout.labels_csv()
-        if label_csv.is_file():
-            saved = read_labels(label_csv)
-            if set(saved) == every:
-                result = by_size(points, np.array([saved[p] for p in paths]))
-                how = algorithm_name(m)
-                clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
-                                                    result.distances, current=True))
-            else:
-                logger.info(f"report: {label_csv} is older than the feature store; run `imgclust cluster` to show it")
-        if sweep is not None:
-            per_k = np.asarray(sweep.labels if shown is None else sweep.labels[:, shown])
-            for k, labels in zip(sweep.ks, per_k):
-                result = by_size(points, labels)
-                clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances))
-        else:
-            logger.info("report: no k sweep of this clustering space yet; run `imgclust find-k` for the k control")
-        if not clusterings:
-            raise ImgclustError(f"{config.feature_dir}: nothing to show yet; run `imgclust find-k` or `imgclust cluster`")
+    clusterings, notes = [], []
+    if saved is not None:
+        result = by_size(points, np.array([saved[p] for p in paths]))
+        clusterings.append(ReportClustering(f"{how}, k = {result.k} (imgclust cluster)", result.labels,
+                                            result.distances, current=True, group=RESULT_GROUP))
+        notes.append(f"The result is the clustering the label files and link folders hold ({how}, k = {result.k}).")
+    else:
+        notes.append("There is no result of imgclust cluster for these photos yet.")
+    if sweep is not None:
+        group = f"For comparing k: k-means in the {space} (find-k's sweep)"
+        per_k = np.asarray(sweep.labels if shown is None else sweep.labels[:, shown])
+        for k, labels in zip(sweep.ks, per_k):
+            result = by_size(points, labels)
+            clusterings.append(ReportClustering(f"k-means, k = {int(k)}", result.labels, result.distances, group=group))
         if not any(c.current for c in clusterings):  # no clustering yet: open at the suggested k
             clusterings[int(np.searchsorted(sweep.ks, sweep.suggested_k))].current = True
-        neighbours = cached_neighbours(config.feature_dir, key, vectors)
-        run_log = read_run_log(config.feature_dir / RUN_LOG)
-        from .features import read_failures
-
-        failures = [(path, row.get("reason", "")) for path, row in read_failures(config.layout.failures_csv).items()]
-        counts = {"images in the feature store": len(every), "failed (unreadable)": len(failures)}
-        if shown is not None:
-            counts["shown in this report (seeded sample)"] = len(shown)
-        extract = run_log.get("extract", {})
-        for name in ("computed", "reused", "removed"):
-            if name in extract:
-                counts[f"{name} (last extract)"] = extract[name]
-        evaluation = _read_evaluation(config.layout.evaluation_json())
-        run = ReportRun(counts, failures, _config_doc(config),
-                        {step: doc["seconds"] for step, doc in run_log.items() if "seconds" in doc}, evaluation)
-        index = build_report(config.plot_dir / "report", config.paths.image_dir, paths, embedding, clusterings,
-                             sweep, neighbours, _tags(config, paths), run, m.object_name,
-                             cache_dir=config.feature_dir)
-    logger.info(f"report: {len(paths)} photos in {time.perf_counter() - started:.1f} s")
-    return index
+        notes.append(f"The k-means partitions are find-k's sweep in the {space}, one per k: they show how the "
+                     "photos regroup as k changes and are written nowhere; a click on a curve shows one of them, "
+                     "not the result, even at the same k.")
+    return clusterings, " ".join(notes)
 
 
-def label_report(config, label_file: Path | None = None) -> Path:
-    """The report of ``imgclust cluster-labels``, in ``<plot_dir>/<object_name>/report_labels/``:
-    the photos placed by a t-SNE of their Jaccard distances (1 − shared labels / all labels), the
-    Ward clusters of the last ``cluster-labels`` run (and every k of the separation curve), the
-    separation curve with its L-method errors and knee, the label dendrogram, and neighbours by
-    Jaccard similarity.
+def run_section(n_all: int, n_shown: int | None, failures: list, run_log: dict, config: dict | None,
+                evaluation: dict | None) -> ReportRun:
+    """The "Run" tab of the collection report: ``n_all`` photos in the feature store (``n_shown``
+    of them in a sample, or None), the unreadable files (path, reason), the run log (step →
+    ``{"seconds", ...counts}``), the config as a dict and the evaluation scores."""
+    counts = {"images in the feature store": n_all, "failed (unreadable)": len(failures)}
+    if n_shown is not None:
+        counts["shown in this report (seeded sample)"] = n_shown
+    extract = run_log.get("extract", {})
+    for name in ("computed", "reused", "removed"):
+        if name in extract:
+            counts[f"{name} (last extract)"] = extract[name]
+    steps = {step: doc for step, doc in run_log.items() if isinstance(doc, dict) and "seconds" in doc}
+    return ReportRun(counts, failures, config, {step: doc["seconds"] for step, doc in steps.items()}, evaluation,
+                     {step: doc.get("finished", "") for step, doc in steps.items()})
 
-    Raises:
-        ImgclustError: no label table, or no ``cluster-labels`` result yet.
+
+def tag_words(images: list[str], tags: list[dict], paths: list[str]) -> list[list[str]]:
+    """Per path of ``paths`` its label words, most probable first, from a label table's
+    ``images`` and their ``tags`` (word → score); photos the table lacks get none."""
+    words = {image: [w for w, _ in sorted(t.items(), key=lambda item: -item[1])] for image, t in zip(images, tags)}
+    return [words.get(p, []) for p in paths]
+
+
+def config_doc(config) -> dict:
+    """A config dataclass as nested JSON-able dicts (paths and other objects as text)."""
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(config), default=lambda v: display_text(str(v))))
+
+
+def label_content(table, chosen: int, k_max: int, perplexity: float, seed: int,
+                  image_dir: Path, pictures: list[Path], run: ReportRun, title: str) -> ReportContent:
+    """What the report of ``imgclust cluster-labels`` shows: the photos placed by a t-SNE of their
+    Jaccard distances (1 − shared labels / all labels), the Ward clusters at k = ``chosen`` and at
+    every k of the separation curve (k = 2..``k_max``), the curve with its L-method errors and knee,
+    ``pictures`` (the label dendrogram and curve PNGs), and neighbours by Jaccard similarity.
+
+    Args:
+        table: the label table (:class:`~image_clustering.tags.TagTable`, N photos).
     """
     from sklearn.manifold import TSNE
 
     from .clustering import l_method_errors
-    from .errors import ImgclustError
-    from .pipeline import _tag_table
-    from .tags import choose_k, cluster_tags_at_k, jaccard_similarity, local_photos, tag_matrix, ward_tree
+    from .tags import choose_k, cluster_tags_at_k, jaccard_similarity, tag_matrix, ward_tree
 
-    started = time.perf_counter()
-    m = config.model
-    result_file = config.layout.labels_json(of_tags=True)
-    if not result_file.is_file():
-        raise ImgclustError(f"{result_file}: no label clustering yet; run `imgclust cluster-labels`")
-    chosen = json.loads(result_file.read_text())["k"]
-    table = _tag_table(config, label_file)
-    n = len(table.images)
-    x, vocabulary = tag_matrix(table)
+    images = table.images
+    n = len(images)
+    x, _vocabulary = tag_matrix(table)
     sim = jaccard_similarity(x)
     tree = ward_tree(sim)
-    choice = choose_k(sim, tree, 2, m.label_k_max)
+    choice = choose_k(sim, tree, 2, k_max)
     clusterings = []
     for k in sorted({*map(int, choice.ks), int(chosen)}):
         result = cluster_tags_at_k(sim, tree, k)
         clusterings.append(ReportClustering(f"Ward on label words, k = {k}" + (" (cluster-labels)" if k == chosen else ""),
                                             result.labels, result.distances, current=k == chosen))
-    coords = TSNE(2, metric="precomputed", init="random", perplexity=min(m.perplexity, (n - 1) / 3),
-                  random_state=m.seed).fit_transform(np.clip(1.0 - sim, 0.0, None))
+    coords = TSNE(2, metric="precomputed", init="random", perplexity=min(perplexity, (n - 1) / 3),
+                  random_state=seed).fit_transform(np.clip(1.0 - sim, 0.0, None))
     at, errors = l_method_errors(choice.ks, choice.separation)
     curves = ReportCurves(choice.ks, {"separation (within − between mean similarity)": (choice.ks, choice.separation),
                                       "L-method error (two-line fit RMSE)": (at, errors)},
                           {"L-method knee": choice.knee},
                           f"L-method knee of the separation curve: k = {choice.knee}; cluster-labels used k = {chosen}.",
-                          [config.layout.plot("label_dendrogram.png"), config.layout.plot("label_k.png")])
+                          list(pictures))
     m_nb = min(12, n - 1)
     off_self = sim - 2 * np.eye(n)  # never one's own neighbour
     index = np.argsort(-off_self, axis=1, kind="stable")[:, :m_nb].astype(np.int32)
     neighbours = (index, np.take_along_axis(sim, index, axis=1).astype(np.float32))
-    tags = [[w for w, _ in sorted(words.items(), key=lambda item: -item[1])] for words in table.tags]
-    evaluation_file = config.layout.evaluation_json(of_tags=True)
-    run = ReportRun({"images in the label table": n, "distinct labels": len(vocabulary)}, [], _config_doc(config), {},
-                    _read_evaluation(evaluation_file))
-    local = local_photos(config.paths.image_dir, table.images).paths  # rows never opened elsewhere
-    index_html = build_report(config.plot_dir / "report_labels", config.paths.image_dir, table.images, coords,
-                              clusterings, curves, neighbours, tags, run, f"{m.object_name}: label words",
-                              cache_dir=config.feature_dir, openable=[i in local for i in range(n)])
-    logger.info(f"label report: {n} photos in {time.perf_counter() - started:.1f} s")
-    return index_html
+    words = tag_words(images, table.tags, images)
+    return ReportContent(image_dir, images, coords, clusterings, curves, neighbours, words, run, title)

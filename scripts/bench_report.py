@@ -9,6 +9,11 @@
    when panning), zoomed out (dots) and zoomed in (thumbnails); and the time of one full redraw
    of every point. N points (default 100,000; one repeated thumbnail, served through the
    thumbnail cache so nothing is decoded).
+3. In the same pages, correctness where pan and zoom move the last frame (above 20,000 points):
+   pointer accuracy (how far a photo ends from where a 200 × 100 px drag should put it) and
+   wheel stability (how far the photo under the pointer drifts after 10 wheel notches 60 ms
+   apart in, then 10 out), in CSS pixels, after the view rests; and the time and elements that
+   highlighting the largest cluster adds.
 
 Each line ends with the 1-minute load average: on a shared machine, timings taken under load
 are slower by about that factor over the core count.
@@ -177,10 +182,56 @@ def bench_browser(index: Path, frames: int) -> dict:
         zoomed_out = page.evaluate(f"window.imgclustReport.panFrames({frames})")
         page.evaluate("window.imgclustReport.setView(0.5, 0.5, 12)")
         zoomed_in = page.evaluate(f"window.imgclustReport.panFrames({frames})")
+        accuracy = pointer_accuracy(page)
+        highlight = highlight_cost(page)
         browser.close()
     frames = {f"drag_{k}_{stat}": v for k, d in drag.items() for stat, v in d.items()}
     return {"ready_s": round(ready, 2), "thumbnails_s": round(load, 2), **frames,
-            "redraw_ms_overview": round(zoomed_out, 1), "redraw_ms_zoomed": round(zoomed_in, 1)}
+            "redraw_ms_overview": round(zoomed_out, 1), "redraw_ms_zoomed": round(zoomed_in, 1), **accuracy, **highlight}
+
+
+REST = "document.getElementById('map').style.transform === ''"  # the view rested and was redrawn
+
+
+def pointer_accuracy(page, target: str = "p000007.jpg") -> dict:
+    """Where a photo ends after a 200 × 100 px drag (error from pointer motion, px), and how far
+    the photo under the pointer drifts after 10 wheel notches 60 ms apart (in, then out; px),
+    with the zoom reached: what a person sees, not how fast."""
+    where = f"window.imgclustReport.screenPosition({json.dumps(target)})"
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 1)")
+    x, y = page.evaluate(where)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 200, y + 100, steps=8)
+    page.mouse.up()
+    page.wait_for_function(REST, timeout=60_000)
+    x2, y2 = page.evaluate(where)
+    drag_error = float(np.hypot(x2 - x - 200, y2 - y - 100))
+    result = {"drag_error_px": round(drag_error, 1)}
+    other = f"window.imgclustReport.screenPosition({json.dumps(target.replace('7', '8'))})"
+    for direction, delta in (("in", -100), ("out", 100)):
+        px, py = round(x2), round(y2)  # the pointer sits on whole pixels
+        before, spread = np.array(page.evaluate(where)), np.subtract(page.evaluate(other), page.evaluate(where))
+        page.mouse.move(px, py)
+        for _ in range(10):
+            page.mouse.wheel(0, delta)
+            page.wait_for_timeout(60)
+        page.wait_for_function(REST, timeout=60_000)
+        after = np.array(page.evaluate(where))
+        zoom = float(np.linalg.norm(np.subtract(page.evaluate(other), after)) / np.linalg.norm(spread))
+        expected = np.array([px, py]) + zoom * (before - [px, py])  # the world point under the pointer stays
+        result[f"wheel_{direction}_drift_px"] = round(float(np.linalg.norm(after - expected)), 1)
+        result[f"wheel_{direction}_zoom"] = round(zoom, 2)
+        x2, y2 = after
+    return result
+
+
+def highlight_cost(page) -> dict:
+    """Milliseconds of script and elements added when the largest cluster is highlighted."""
+    cost = page.evaluate("""() => { const before = document.getElementsByTagName('*').length, t = performance.now();
+        document.querySelector('.cluster-head').click();
+        return [performance.now() - t, document.getElementsByTagName('*').length - before]; }""")
+    return {"highlight_ms": round(cost[0], 1), "highlight_new_elements": cost[1]}
 
 
 def drag_frames(page, moves: int) -> dict:

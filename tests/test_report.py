@@ -6,6 +6,7 @@ Run the browser tests alone with ``pytest -m browser``; they skip when Chromium 
 missing. ``IMGCLUST_SCREENSHOT=docs/report.png`` also saves the screenshot the README shows.
 """
 import base64
+import io
 import json
 import os
 import shutil
@@ -69,6 +70,10 @@ def test_report_files_and_fast_rerun(collection):
     assert index == config.plot_dir / "report" / "index.html"
     data = (folder / "data.js").read_text()
     assert "<" not in data and "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e.jpg" in data  # JSON-escaped
+    doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
+    days = np.frombuffer(base64.b64decode(doc["days"]), "<f4")  # when each photo was taken, for the Dates tab
+    assert len(days) == N_PHOTOS and np.isfinite(days).all() and days.min() > 10_000  # after 1997
+    assert (config.feature_dir / "dates.json").is_file()  # read once per photo, kept by path, size and mtime
     html = index.read_text()
     assert "&lt;img src=x onerror=alert(2)&gt;.jpg" in html and "<img src=x" not in html  # failure listed, escaped
     assert "http:" not in html + data + (folder / "report.js").read_text().replace("http://www.w3.org/2000/svg", "")
@@ -224,6 +229,84 @@ def test_k_control_regroups_the_photos(page, collection):
 
 
 @pytest.mark.browser
+def test_changing_k_stays_on_the_choosing_k_tab(page):
+    """Comparing k values after a photo was selected: the k tab stays in front, the photo stays
+    selected (its cluster number follows the k shown)."""
+    page.fill("#search", "ukbench00012")
+    page.locator("#search-results .thumb").click()
+    assert page.locator("#tab-photo").is_visible()
+    page.click("nav button[data-tab=k]")
+    for k in (3, 7):
+        page.select_option("#k-select", label=f"k-means, k = {k}")
+        assert page.locator("#tab-k").is_visible() and not page.locator("#tab-photo").is_visible()
+        assert page.locator("nav button.active").get_attribute("data-tab") == "k"
+    page.locator("#k-charts svg").first.click(position={"x": 200, "y": 60})  # a curve: another k
+    assert page.locator("#tab-k").is_visible()
+    page.click("nav button[data-tab=photo]")
+    assert page.inner_text("#photo-path") == "group003/ukbench00012.jpg"
+
+
+@pytest.mark.browser
+def test_clustering_menu_separates_the_result_from_the_k_sweep(page, collection):
+    """The menu lists the clustering the folders hold apart from find-k's k-means partitions, and
+    the page says what each is; a curve click at the result's k shows k-means and says so."""
+    config, _ = collection
+    k = label_doc(config)["k"]
+    groups = page.locator("#k-select optgroup").evaluate_all(
+        "gs => gs.map(g => [g.label, [...g.querySelectorAll('option')].map(o => o.textContent)])")
+    assert len(groups) == 2
+    (result_label, result), (sweep_label, sweep) = groups
+    assert "imgclust cluster" in result_label and "link folders" in result_label
+    assert len(result) == 1 and result[0].endswith(f"k = {k} (imgclust cluster)")
+    assert "k-means" in sweep_label and "2-D t-SNE map" in sweep_label
+    assert sweep == [f"k-means, k = {j}" for j in range(1, 21)]
+    assert page.inner_text("#clustering-kind") == "the result"
+    page.click("nav button[data-tab=k]")
+    note = page.inner_text("#clustering-note")
+    assert "label files and link folders hold" in note and "written nowhere" in note
+    page.select_option("#k-select", label=f"k-means, k = {k}")
+    assert page.inner_text("#clustering-kind") == "a comparison, not the result"
+
+
+@pytest.mark.browser
+def test_keyboard_map_zoom_buttons_and_cluster_jump(page, collection):
+    """By keyboard: the map takes focus within a few Tab presses, arrows pan, + and − zoom, 0
+    resets; the +/− buttons zoom; cluster n is a number and Enter away."""
+    view = "window.imgclustReport.view()"
+
+    def tab_to(element_id, limit):
+        for presses in range(1, limit + 1):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == element_id:
+                return presses
+        raise AssertionError(f"#{element_id} not reached in {limit} Tab presses")
+
+    page.select_option("#k-select", label="k-means, k = 12")
+    page.evaluate("document.activeElement.blur()")
+    tab_to("cluster-jump", 5)
+    page.keyboard.type("10")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.closest('.cluster').dataset.cluster") == "10"
+    assert page.inner_text("#highlight").startswith("highlighted: cluster 10,")
+    page.locator("#search").focus()
+    tab_to("map", 4)
+    page.keyboard.press("+")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.5)
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate(view)["x"] > 0.5
+    page.keyboard.press("-")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.0)
+    page.keyboard.press("0")
+    assert page.evaluate(view) == {"x": 0.5, "y": 0.5, "zoom": 1}
+    page.keyboard.press("Tab")  # the zoom buttons come next
+    assert page.evaluate("document.activeElement.id") == "zoom-in"
+    page.keyboard.press("Enter")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.5)
+    page.click("#zoom-out")
+    assert page.evaluate(view)["zoom"] == pytest.approx(1.0)
+
+
+@pytest.mark.browser
 def test_hostile_names_render_as_text_and_run_nothing(page, collection):
     page.fill("#search", "alert")
     assert page.inner_text("#search-count") == "1 match"  # the path and its label word
@@ -261,15 +344,138 @@ def test_neighbours_and_hover(page, collection):
     x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
     page.mouse.move(x, y)
     assert page.inner_text("#tooltip-path") == target and "distance to centre" in page.inner_text("#tooltip-info")
-    with page.context.expect_page() as opened:  # a click opens the original photo, by a relative link
-        page.mouse.click(x, y)
-    assert opened.value.url == (config.paths.image_dir / target).as_uri()
-    opened.value.close()
     page.mouse.down()
     page.mouse.move(x + 120, y + 60, steps=5)  # a drag pans: the point moves with the mouse
     page.mouse.up()
     x2, y2 = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
     assert (x2 - x, y2 - y) == pytest.approx((120, 60), abs=2)
+
+
+@pytest.mark.browser
+def test_map_click_selects_the_photo_and_double_click_resets(page, collection):
+    """A click on the map does what a thumbnail click does (the photo and its neighbours, no new
+    tab); a double-click resets the view and opens nothing either."""
+    config, _ = collection
+    target = "group003/ukbench00012.jpg"
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 2)")
+    x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
+    page.mouse.click(x, y)
+    assert page.locator("#tab-photo").is_visible() and page.inner_text("#photo-path") == target
+    expected = pipeline.similar(config, config.paths.image_dir / target, 12)
+    assert page.locator("#neighbours .thumb").evaluate_all("nodes => nodes.map(n => n.title)") == [p for p, _ in expected]
+    assert page.get_attribute("#photo-open", "href").endswith(target)  # the original: one explicit link
+    page.mouse.dblclick(x, y)
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.imgclustReport.view()") == {"x": 0.5, "y": 0.5, "zoom": 1}
+    assert len(page.context.pages) == 1
+
+
+@pytest.mark.browser
+def test_phone_layout_touch_pan_pinch_and_tap(browser, collection):
+    """At 390 × 844 with touch: no sideways scrolling, every tab on screen and working, one finger
+    pans, two fingers pinch-zoom about their centre, and a tap selects the photo (no new tab)."""
+    _, index = collection
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(index.as_uri())
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for tab in page.locator("nav button").all():
+        box = tab.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, tab.inner_text()
+        tab.tap()
+        assert page.locator(f"#tab-{tab.get_attribute('data-tab')}").is_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.evaluate("window.scrollTo(0, 0)")
+    target = "group003/ukbench00012.jpg"
+    where = f"window.imgclustReport.screenPosition({json.dumps(target)})"
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind, *points):
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+            {"x": x, "y": y, "id": j} for j, (x, y) in enumerate(points)]})
+
+    x, y = page.evaluate(where)
+    touch("touchStart", (x, y))
+    for step in range(1, 6):
+        touch("touchMove", (x + 12 * step, y + 8 * step))
+    touch("touchEnd")
+    assert page.evaluate(where) == pytest.approx([x + 60, y + 40], abs=2)
+    x, y = page.evaluate(where)
+    zoom = page.evaluate("window.imgclustReport.view().zoom")
+    touch("touchStart", (x - 30, y), (x + 30, y))
+    for step in range(1, 7):
+        touch("touchMove", (x - 30 - 10 * step, y), (x + 30 + 10 * step, y))
+    touch("touchEnd")
+    assert page.evaluate("window.imgclustReport.view().zoom") == pytest.approx(3 * zoom, rel=0.02)
+    assert page.evaluate(where) == pytest.approx([x, y], abs=2)  # the pinch centre stays put
+    page.touchscreen.tap(*page.evaluate(where))
+    assert page.inner_text("#photo-path") == target and page.locator("#tab-photo").is_visible()
+    assert len(context.pages) == 1
+    if os.environ.get("IMGCLUST_SCREENSHOT"):  # the README's phone picture, beside the wide one
+        shot = Path(os.environ["IMGCLUST_SCREENSHOT"])
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shot.with_name(shot.stem + "_phone.png")))
+    context.close()
+
+
+@pytest.mark.browser
+def test_run_tab_shows_the_run_and_evaluate_updates_it(browser, collection, random_extractor, monkeypatch):
+    """An extract that finds nothing new (as `tag` runs one) does not replace the record of the
+    extraction that built the store; `evaluate` rewrites the report with its scores."""
+    from image_clustering.run_log import read_run_log, record_step
+
+    config, index = collection
+    # The fixture extracted without the workflow: record that extraction as `extract` would have.
+    record_step(config.feature_dir, "extract", 305.0, computed=N_PHOTOS - 1, reused=0, removed=0, failed=1)
+    monkeypatch.setattr(pipeline, "_network", lambda config, name: random_extractor[name])
+    assert pipeline.extract(config, progress=False).computed == 0  # what `tag` does first
+    log = read_run_log(config.feature_dir)["extract"]
+    assert log["seconds"] == 305.0 and log["computed"] == N_PHOTOS - 1 and "checked" in log
+    scores, _ = pipeline.evaluate(config)
+    page = open_report(browser, index)
+    page.click("nav button[data-tab=run]")
+    timings = page.inner_text("#timings")
+    assert "extract\t305.0" in timings and "cluster\t" in timings and "find-k\t" in timings
+    assert f"computed (last extract)\t{N_PHOTOS - 1}" in page.inner_text("#counts")
+    assert f"nmi\t{round(scores['nmi'], 4)}" in page.inner_text("#evaluation")
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_portable_report_opens_without_the_photos(browser, collection, tmp_path):
+    """`imgclust report --portable` prints the path it wrote as its last line; the folder, moved
+    where no photo is, still shows thumbnails and previews, and names no local path."""
+    from click.testing import CliRunner
+
+    from image_clustering.cli import main
+
+    config, _ = collection
+    printed = CliRunner().invoke(main, ["report", "--portable", "--config", str(config.source), "-q"])
+    assert printed.exit_code == 0, printed.output
+    index = Path(printed.output.splitlines()[-1])
+    assert index == config.plot_dir / "report_portable" / "index.html" and index.is_file()
+    root = str(config.source.parent)
+    for file in index.parent.rglob("*"):
+        if file.suffix in (".html", ".js", ".css"):
+            assert root not in file.read_text(), file  # no absolute path, not even in the config
+    assert '"image_dir": "…/photos"' in index.read_text().replace("&#34;", '"').replace("&quot;", '"')
+    moved = tmp_path / "sent" / "report"
+    shutil.copytree(index.parent, moved)
+    page = open_report(browser, moved / "index.html")
+    target = "group003/ukbench00012.jpg"
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 2)")
+    x, y = page.evaluate(f"window.imgclustReport.screenPosition({json.dumps(target)})")
+    page.mouse.move(x, y)
+    page.wait_for_function("document.getElementById('tooltip-img').naturalWidth > 0")
+    page.mouse.click(x, y)
+    assert page.inner_text("#photo-path") == target
+    page.wait_for_function("document.getElementById('photo-img').naturalWidth > 0")
+    assert max(page.evaluate("[document.getElementById('photo-img').naturalWidth, "
+                             "document.getElementById('photo-img').naturalHeight]")) <= 512
+    photos = [u for u in page.requests if u.endswith(".jpg")]
+    assert photos and all(u.startswith((moved / "previews").as_uri()) for u in photos)
+    page.context.close()
 
 
 @pytest.mark.browser
@@ -288,11 +494,9 @@ def test_no_request_leaves_the_machine(browser, collection):
 
 @pytest.mark.browser
 def test_label_word_clustering_report(browser, collection):
-    from image_clustering.report import label_report
-
     config, _ = collection
     result = pipeline.cluster_by_tags(config)
-    index = label_report(config)
+    index = pipeline.tag_report(config)
     assert index == config.plot_dir / "report_labels" / "index.html"
     page = open_report(browser, index)
     assert page.inner_text("#map-count") == f"{N_PHOTOS} photos on the map"
@@ -363,15 +567,204 @@ def test_large_map_pans_by_moving_the_last_frame(browser, tmp_path):
     # The events in one script, so the reading comes before the rest timer (the machine may be slow).
     moved = page.evaluate("""([x, y]) => {
         const map = document.getElementById('map'), at = (type, dx, dy) => map.dispatchEvent(
-            new MouseEvent(type, {clientX: x + dx, clientY: y + dy, bubbles: true}));
-        at('mousedown', 0, 0); at('mousemove', 80, 40);
+            new PointerEvent(type, {clientX: x + dx, clientY: y + dy, bubbles: true, pointerId: 1, isPrimary: true,
+                                    pointerType: 'mouse'}));
+        at('pointerdown', 0, 0); at('pointermove', 80, 40);
         const transform = map.style.transform;
-        at('mouseup', 80, 40);
+        at('pointerup', 80, 40);
         return transform; }""", [x, y])
     assert moved == "translate(80px, 40px) scale(1)"
     page.wait_for_function("document.getElementById('map').style.transform === ''")  # redrawn in place
     x2, y2 = page.evaluate("window.imgclustReport.screenPosition('missing/7.jpg')")
     assert (x2 - x, y2 - y) == pytest.approx((80, 40), abs=1)
+    page.context.close()
+
+
+def synthetic_report(folder: Path, n: int, k: int = 5, seed: int = 0, **extra) -> Path:
+    """A report of n points in k separated blobs (cluster c around centre c), photos missing (grey
+    tiles, which is all the map tests need); ``extra`` goes to :class:`ReportContent`."""
+    from image_clustering.report import ReportClustering, ReportContent, write_report
+
+    rng = np.random.default_rng(seed)
+    labels = np.sort(rng.integers(0, k, n))[::-1] if k > 1 else np.zeros(n, int)
+    labels = np.searchsorted(np.sort(np.unique(labels)), labels)
+    sizes = np.bincount(labels, minlength=k)
+    order = np.argsort(-sizes, kind="stable")
+    labels = np.argsort(order)[labels]  # cluster 0 the largest
+    angle = 2 * np.pi * labels / max(k, 1)
+    coords = np.column_stack([np.cos(angle), np.sin(angle)]) * 10 + rng.normal(size=(n, 2))
+    paths = [f"missing/{i}.jpg" for i in range(n)]
+    clustering = ReportClustering(f"test, k = {k}", labels, rng.random(n), True)
+    return write_report(folder, ReportContent(folder, paths, coords, [clustering], **extra))
+
+
+@pytest.fixture(scope="module")
+def big_report(tmp_path_factory):
+    """30,000 points: above the page's LIVE_LIMIT (20,000), where pan and zoom move the last frame."""
+    return synthetic_report(tmp_path_factory.mktemp("big") / "report", 30_000)
+
+
+@pytest.mark.browser
+def test_large_map_drag_and_wheel_keep_the_photo_under_the_pointer(browser, big_report):
+    """At 30,000 points a drag moves the map by as much as the pointer moved, and a fast run of
+    wheel notches (no redraw between them) keeps the photo under the pointer: positions, not
+    frame times."""
+    page = open_report(browser, big_report)
+    report = "window.imgclustReport"
+    target = "missing/7.jpg"
+    x, y = page.evaluate(f"{report}.screenPosition({json.dumps(target)})")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 200, y + 100, steps=8)
+    page.mouse.up()
+    page.wait_for_function("document.getElementById('map').style.transform === ''")
+    x2, y2 = page.evaluate(f"{report}.screenPosition({json.dumps(target)})")
+    assert (x2 - x, y2 - y) == pytest.approx((200, 100), abs=2)
+    # Ten wheel notches in one script: the canvas still wears the transform of the first ones.
+    page.evaluate("""([x, y]) => { const map = document.getElementById('map');
+        for (let i = 0; i < 10; i++) map.dispatchEvent(new WheelEvent('wheel',
+            {clientX: x, clientY: y, deltaY: -100, bubbles: true, cancelable: true})); }""", [x2, y2])
+    assert page.evaluate(f"{report}.view().zoom") > 3
+    page.wait_for_function("document.getElementById('map').style.transform === ''")
+    assert page.evaluate(f"{report}.screenPosition({json.dumps(target)})") == pytest.approx([x2, y2], abs=2)
+    # And as a person scrolls: notches 60 ms apart, then out again.
+    for delta in [-100] * 5 + [100] * 10:
+        page.mouse.wheel(0, delta)
+        page.wait_for_timeout(60)
+    page.wait_for_function("document.getElementById('map').style.transform === ''")
+    assert page.evaluate(f"{report}.screenPosition({json.dumps(target)})") == pytest.approx([x2, y2], abs=2)
+    page.mouse.move(x2 + 40, y2 + 40)
+    page.mouse.move(x2, y2)
+    assert page.inner_text("#tooltip-path") == target  # the drawn frame agrees: hover finds it there
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_map_agrees_with_the_png_and_has_a_legend(browser, tmp_path):
+    """Orientation and colours as in clusters_<d>D.png (plots.plot_scatter), each cluster's number
+    on the map, and a legend with names and counts; past 20 clusters the colours stay apart."""
+    from matplotlib.colors import to_hex
+
+    from image_clustering.colours import cluster_colours, hex_to_rgb, srgb_to_lab
+    from image_clustering.plots import plot_scatter
+
+    n, k = 3000, 5
+    index = synthetic_report(tmp_path / "report", n, k)
+    data = (index.parent / "data.js").read_text()
+    doc = json.loads(data[data.index("{"):data.rindex("}") + 1])
+    labels = np.frombuffer(base64.b64decode(doc["clusterings"][0]["labels"]), np.uint8).astype(int) - 1
+    rng = np.random.default_rng(0)  # the coordinates synthetic_report made
+    rng.integers(0, k, n)
+    angle = 2 * np.pi * labels / k
+    coords = np.column_stack([np.cos(angle), np.sin(angle)]) * 10 + rng.normal(size=(n, 2))
+    ax = plot_scatter(coords, labels)
+    png_colours = [to_hex(c) for c in ax.collections[0].get_facecolors()[:, :3]]
+    page = open_report(browser, index)
+    page.evaluate("window.imgclustReport.setView(0.5, 0.5, 0.6)")  # dots: flat colours
+    top, right = int(np.argmax(coords[:, 1])), int(np.argmax(coords[:, 0]))
+    bottom, left = int(np.argmin(coords[:, 1])), int(np.argmin(coords[:, 0]))
+    at = {i: page.evaluate(f"window.imgclustReport.screenPosition('missing/{i}.jpg')") for i in (top, right, bottom, left)}
+    assert at[top][1] < at[bottom][1] and at[right][0] > at[left][0]  # up is up, right is right
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+    for c in range(k):
+        assert page.evaluate(f"window.imgclustReport.colourOf({c})") == png_colours[int(np.flatnonzero(labels == c)[0])]
+        tag = page.locator(f'.map-label[data-cluster="{c}"]')
+        assert tag.inner_text() == str(c)
+        box = tag.bounding_box()  # the number sits on its cluster: the pixels around it have its colour
+        x, y = int(box["x"] + box["width"] / 2), int(box["y"] + box["height"] + 6)
+        near = shot[y - 3:y + 4, x - 3:x + 4].reshape(-1, 3)
+        want = (hex_to_rgb([png_colours[int(np.flatnonzero(labels == c)[0])]])[0] * 255).round()
+        assert (np.abs(near - want).max(axis=1) <= 3).mean() > 0.5, c
+    sizes = np.bincount(labels)
+    assert page.locator("#legend-list li").all_inner_texts() == [f"{c} · {sizes[c]}" for c in range(k)]
+    page.locator('.legend-entry[data-cluster="3"]').click()
+    assert page.inner_text("#highlight").startswith(f"highlighted: cluster 3, {sizes[3]} photos")
+    page.context.close()
+    # Names (e.g. the living collection's) in the legend, galleries and hover text; 30 clusters.
+    from image_clustering.report import ReportClustering, ReportContent, write_report
+
+    labels30 = np.arange(n) % 30
+    named = ReportClustering("k = 30", labels30, np.zeros(n), True, names={0: "beach", 2: "<b>snow</b>"})
+    index = write_report(tmp_path / "named", ReportContent(tmp_path, [f"m/{i}.jpg" for i in range(n)],
+                                                            rng.normal(size=(n, 2)), [named]))
+    page = open_report(browser, index)
+    legend = page.locator("#legend-list li").all_inner_texts()
+    assert legend[0] == "0 beach · 100" and legend[2] == "2 <b>snow</b> · 100" and len(legend) == 30
+    assert page.locator('.cluster[data-cluster="2"] .cluster-head').inner_text().startswith("Cluster 2 · <b>snow</b> · 100")
+    swatches = page.locator(".swatch").evaluate_all("s => s.map(e => getComputedStyle(e).backgroundColor)")
+    assert len(set(swatches)) == 30
+    lab = srgb_to_lab(hex_to_rgb(cluster_colours(30)))
+    gaps = np.linalg.norm(lab[:, None] - lab[None], axis=2) + np.eye(30) * 1e9
+    assert gaps.min() > 20  # CIE ΔE: clearly different colours (tab20's closest pair is 16.6)
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_big_cluster_and_search_grow_a_page_at_a_time(browser, tmp_path):
+    """Highlighting a 3,000-photo cluster adds a page of thumbnails, not 3,000 elements; search
+    shows 60 results and a "more" button for the rest."""
+    index = synthetic_report(tmp_path / "report", 6000, 2)
+    page = open_report(browser, index)
+    count = "document.getElementsByTagName('*').length"
+    before = page.evaluate(count)
+    box = page.locator('.cluster[data-cluster="0"]')
+    size = int(box.locator(".cluster-head").inner_text().split(" · ")[1].split()[0])
+    assert size > 2900
+    box.locator(".cluster-head").click()
+    assert page.inner_text("#highlight") == f"highlighted: cluster 0, {size} photos"
+    assert page.evaluate(count) - before < 300
+    assert box.locator(".thumb").count() == 120
+    box.locator(".more").click()
+    assert box.locator(".thumb").count() == 240 and f"240 of {size} shown" in box.locator(".more").inner_text()
+    page.fill("#search", "missing/1")  # 1, 10–19, 100–199, 1000–1999: 1,111 photos
+    results = page.locator("#search-results")
+    assert page.inner_text("#search-count") == "1111 matches"
+    assert results.locator(".thumb").count() == 60
+    results.locator(".more").click()
+    assert results.locator(".thumb").count() == 180
+    titles = results.locator(".thumb").evaluate_all("nodes => nodes.map(n => n.title)")
+    assert len(set(titles)) == 180 and all(t.startswith("missing/1") for t in titles)
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_dates_timeline_and_range_filter(browser, tmp_path):
+    """The Dates tab: a timeline coloured by cluster, and a date range that dims the map's photos
+    outside it and keeps them out of the galleries."""
+    from datetime import datetime, timezone
+
+    from image_clustering.report import ReportClustering, ReportContent, write_report
+
+    n = 400
+    rng = np.random.default_rng(1)
+    labels = (np.arange(n) >= 250).astype(int)  # cluster 0: 250 photos from 2019, cluster 1: 150 from 2021
+    start = [datetime(2019, 6, 1, tzinfo=timezone.utc).timestamp(), datetime(2021, 3, 1, tzinfo=timezone.utc).timestamp()]
+    times = np.array([start[c] + rng.uniform(0, 20 * 86400) for c in labels])
+    times[5] = np.nan  # a photo whose date is unknown
+    content = ReportContent(tmp_path, [f"m/{i}.jpg" for i in range(n)], rng.normal(size=(n, 2)),
+                            [ReportClustering("k = 2", labels, rng.random(n), True)], times=times)
+    page = open_report(browser, write_report(tmp_path / "report", content))
+    page.click("nav button[data-tab=dates]")
+    fills = set(page.locator("#timeline-chart rect").evaluate_all("rs => rs.map(r => r.getAttribute('fill'))"))
+    assert fills == {page.evaluate(f"window.imgclustReport.colourOf({c})") for c in (0, 1)}
+    bars = page.locator("#timeline-chart rect").evaluate_all(
+        "rs => rs.map(r => [r.dataset.cluster, Number(r.getAttribute('x'))])")
+    assert max(x for c, x in bars if c == "0") < min(x for c, x in bars if c == "1")  # 2019 left of 2021
+    page.fill("#date-from", "2021-01-01")
+    page.dispatch_event("#date-from", "change")
+    assert page.evaluate("window.imgclustReport.brightCount()") == 150
+    assert page.inner_text("#date-count").startswith(f"150 of {n} photos in the range")
+    heads = page.locator(".cluster-head").all_inner_texts()
+    assert heads == ["Cluster 1 · 150 photos in the date range (of 150)"]
+    page.fill("#date-to", "2021-03-05")
+    page.dispatch_event("#date-to", "change")
+    inside = int(((times >= start[1]) & (times < start[1] + 5 * 86400)).sum())
+    assert page.evaluate("window.imgclustReport.brightCount()") == inside < 150
+    page.click("#date-clear")
+    assert page.evaluate("window.imgclustReport.brightCount()") == n and page.locator(".cluster").count() == 2
+    page.locator("#timeline-chart .bin").first.click()  # a bar keeps its dates: early 2019 only
+    assert 0 < page.evaluate("window.imgclustReport.brightCount()") < 250
+    assert page.locator(".cluster").count() == 1
     page.context.close()
 
 
@@ -402,3 +795,41 @@ def test_thumbnails_are_decoded_once(tmp_path, monkeypatch):
     before = {p: p.stat().st_mtime_ns for p in out.glob("atlas-*")}
     assert build() == second and decoded == []
     assert {p: p.stat().st_mtime_ns for p in out.glob("atlas-*")} == before
+
+
+def test_report_renders_values_and_never_calls_the_workflow():
+    """Floors (docs/architecture.md): the workflow gathers a ReportContent and hands it over;
+    report.py imports nothing from the workflow or the interfaces, not even inside a function."""
+    import ast
+
+    import image_clustering.report as report_mod
+
+    tree = ast.parse(Path(report_mod.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.split(".")[-1] in ("pipeline", "cli", "distributed")}, imported
+
+
+def test_photo_dates_come_from_exif_and_are_read_once(tmp_path, monkeypatch):
+    """The Dates tab's dates: EXIF DateTimeOriginal where the photo has it, else the file time;
+    a second call opens no photo (cached by path, size and mtime); a missing photo is NaN."""
+    from datetime import datetime, timezone
+
+    from image_clustering import images
+    from image_clustering.report import photo_dates
+
+    image_dir = tmp_path / "photos"
+    image_dir.mkdir()
+    exif = Image.Exif()
+    exif.get_ifd(images.EXIF_IFD)[images.DATETIME_ORIGINAL] = "2019:06:01 12:30:00"
+    Image.new("RGB", (32, 24)).save(image_dir / "dated.jpg", exif=exif)
+    Image.new("RGB", (32, 24)).save(image_dir / "plain.jpg")
+    os.utime(image_dir / "plain.jpg", (1_600_000_000, 1_600_000_000))
+    paths = ["dated.jpg", "plain.jpg", "gone.jpg"]
+    first = photo_dates(image_dir, paths, tmp_path)
+    assert first[0] == datetime(2019, 6, 1, 12, 30, tzinfo=timezone.utc).timestamp()
+    assert first[1] == 1_600_000_000 and np.isnan(first[2])
+    opened = []
+    monkeypatch.setattr(images, "photo_time", lambda path: opened.append(path) or 0.0)
+    np.testing.assert_array_equal(photo_dates(image_dir, paths, tmp_path), first)
+    assert opened == []

@@ -24,7 +24,8 @@
     for (let i = 0; i < N; i++) dist[i] = q[i] === 65535 ? NaN : (q[i] / 65534) * c.dmax;
     let labels = decode(c.labels, c.labelBytes === 1 ? Uint8Array : Int16Array);
     if (c.labelBytes === 1) labels = Int16Array.from(labels, (v) => v - 1);  // stored as cluster + 1
-    return { name: c.name, k: c.k, current: c.current, labels, dist };
+    return { name: c.name, k: c.k, current: c.current, group: c.group, colours: c.colours, names: c.names || {},
+             labels, dist, medians: null };
   });
   const nb = D.neighbours ? { m: D.neighbours.m, index: decode(D.neighbours.index, Int32Array),
                               sim: decode(D.neighbours.sim, Float32Array) } : null;
@@ -42,11 +43,8 @@
     node.hidden = !url;
   };
 
-  // Colours: 20 distinguishable hues (matplotlib tab20 order), grey for unclustered.
-  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
-    "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
-    "#9edae5", "#7f7f7f", "#393b79"];
-  const colour = (c) => (c < 0 ? "#666666" : PALETTE[c % PALETTE.length]);
+  // Colours: those of the PNG plots (image_clustering/colours.py), chosen per clustering by its k.
+  const colour = (c) => { const list = clusterings[current].colours; return c < 0 ? D.unclustered : list[c % list.length]; };
   const rgb = (hex) => [1, 3, 5].map((j) => parseInt(hex.slice(j, j + 2), 16) / 255);
 
   let current = Math.max(0, clusterings.findIndex((c) => c.current));
@@ -133,7 +131,7 @@
       const c = labels[i];
       if (!rgbs.has(c)) rgbs.set(c, rgb(colour(c)).map((v) => Math.round(v * 255)));
       col.set(rgbs.get(c), 4 * i);
-      const on = (highlighted === null || c === highlighted) && (!matches || matches[i]);
+      const on = (highlighted === null || c === highlighted) && (!matches || matches[i]) && (!dateOk || dateOk[i]);
       col[4 * i + 3] = i === selected ? 255 : on ? 128 : 23;
     }
     if (!gl) return;
@@ -150,7 +148,8 @@
   function draw() {
     if (!gl) return;
     drawn = { x: view.x, y: view.y, zoom: view.zoom };
-    canvas.style.transform = "";
+    canvas.style.transform = labelLayer.style.transform = "";
+    placeLabels();
     const w = canvas.clientWidth * devicePixelRatio, h = canvas.clientHeight * devicePixelRatio;
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     gl.viewport(0, 0, canvas.width, canvas.height);
@@ -180,6 +179,54 @@
   }
   let pending = false;
   function requestDraw() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; draw(); }); } }
+  // Cluster numbers on the map at each cluster's median point, as the PNG plots write them, and
+  // a legend (colour, number, name, count) whose entries highlight their cluster.
+  const labelLayer = $("map-labels"), LABELS_MAX = 300;
+  function medians(c) {
+    if (c.medians) return c.medians;
+    const xs = new Map(), ys = new Map();
+    for (let i = 0; i < N; i++) {
+      const l = c.labels[i];
+      if (l < 0) continue;
+      if (!xs.has(l)) { xs.set(l, []); ys.set(l, []); }
+      xs.get(l).push(xy[2 * i]); ys.get(l).push(xy[2 * i + 1]);
+    }
+    const mid = (a) => { a.sort((p, q) => p - q); return a[Math.floor(a.length / 2)]; };
+    c.medians = [...xs.keys()].sort((a, b) => a - b).map((l) => [l, mid(xs.get(l)), mid(ys.get(l))]);
+    return c.medians;
+  }
+  function renderLabels() {
+    const c = clusterings[current];
+    labelLayer.replaceChildren(...(c.k > LABELS_MAX ? [] : medians(c).map(([l]) => {
+      const tag = el("span", { class: "map-label", "data-cluster": String(l) }, String(l));
+      tag.style.borderColor = colour(l);
+      return tag;
+    })));
+    placeLabels();
+  }
+  function placeLabels() {
+    const c = clusterings[current];
+    if (c.k > LABELS_MAX || !labelLayer.firstChild) return;
+    const side = cssSide(), cx = canvas.clientWidth / 2, cy = canvas.clientHeight / 2;
+    medians(c).forEach(([, x, y], j) => {
+      const tag = labelLayer.children[j];
+      tag.style.left = cx + (x - drawn.x) * side + "px"; tag.style.top = cy + (y - drawn.y) * side + "px";
+    });
+  }
+  function renderLegend(lists) {
+    const root = $("legend-list");
+    root.replaceChildren(...lists.map(([label, list]) => {
+      const item = el("li"), b = el("button", { class: "legend-entry", "data-cluster": String(label) });
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = colour(label);
+      b.append(swatch, el("span", {}, (label < 0 ? "unclustered" : String(label)) + (nameOf(label) ? " " + nameOf(label) : "") +
+                               " · " + list.length));
+      b.addEventListener("click", () => focusCluster(label));
+      item.append(b);
+      return item;
+    }));
+  }
+
   // Pan and zoom. Redrawing every point costs about 1 µs a point where WebGL runs on the CPU
   // (no GPU: SwiftShader), 0.1 s at 100,000 points; above LIVE_LIMIT points the last frame is
   // moved and scaled by a CSS transform (the compositor's work, one frame at display rate) while
@@ -189,7 +236,8 @@
   function viewChanged() {
     if (N <= LIVE_LIMIT) { requestDraw(); return; }
     const k = view.zoom / drawn.zoom, side = cssSide();
-    canvas.style.transform = `translate(${(drawn.x - view.x) * side}px, ${(drawn.y - view.y) * side}px) scale(${k})`;
+    canvas.style.transform = labelLayer.style.transform =
+      `translate(${(drawn.x - view.x) * side}px, ${(drawn.y - view.y) * side}px) scale(${k})`;
     clearTimeout(settle);
     settle = setTimeout(draw, SETTLE_MS);
   }
@@ -221,7 +269,8 @@
     return best;
   }
 
-  function clusterName(c) { return c < 0 ? "unclustered" : "cluster " + c; }
+  function nameOf(c) { return c < 0 ? "" : clusterings[current].names[String(c)] || ""; }
+  function clusterName(c) { return c < 0 ? "unclustered" : "cluster " + c + (nameOf(c) ? " (" + nameOf(c) + ")" : ""); }
   function describe(i) {
     const c = clusterings[current].labels[i], d = clusterings[current].dist[i];
     let text = clusterName(c) + (isNaN(d) ? "" : " · distance to centre " + d.toPrecision(3));
@@ -236,18 +285,13 @@
     node.style.backgroundPosition = -(j % D.columns) * px + "px " + -Math.floor(j / D.columns) * px + "px";
   }
 
+  // Pointer positions relative to the map pane, not the canvas: above LIVE_LIMIT the canvas wears
+  // a CSS transform while the view moves, and its bounding rectangle moves and scales with it.
+  const pane = $("map-pane");
+  function local(e) { const r = pane.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
   const tip = $("tooltip");
-  let hover = -1, drag = null;
-  canvas.addEventListener("mousemove", (e) => {
-    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
-    if (drag) {
-      const side = cssSide();
-      view.x = drag.vx - (px - drag.px) / side; view.y = drag.vy - (py - drag.py) / side;
-      drag.moved = drag.moved || Math.abs(px - drag.px) + Math.abs(py - drag.py) > 4;
-      tip.hidden = true;
-      viewChanged();
-      return;
-    }
+  let hover = -1;
+  function showTip(px, py) {
     const i = pick(px, py);
     if (i !== hover) {
       hover = i;
@@ -259,41 +303,108 @@
       }
     }
     if (i >= 0) {
-      tip.style.left = Math.min(px + 16, canvas.clientWidth - 280) + "px";
-      tip.style.top = Math.min(py + 16, canvas.clientHeight - 300) + "px";
+      tip.style.left = Math.max(0, Math.min(px + 16, canvas.clientWidth - 280)) + "px";
+      tip.style.top = Math.max(0, Math.min(py + 16, canvas.clientHeight - 300)) + "px";
     }
-  });
-  canvas.addEventListener("mouseleave", () => { tip.hidden = true; hover = -1; drag = null; });
-  canvas.addEventListener("mousedown", (e) => {
-    const r = canvas.getBoundingClientRect();
-    drag = { px: e.clientX - r.left, py: e.clientY - r.top, vx: view.x, vy: view.y, moved: false };
+  }
+  // Pan, pinch and tap through Pointer Events, one code path for mouse, pen and fingers: the
+  // world point under the pointers' centre follows that centre, and their spread scales the zoom.
+  const pointers = new Map();  // pointerId → [px, py] of each pointer pressed on the map
+  let gesture = null;          // the view and pointers when the set of pointers last changed
+  function centre() {
+    const pts = [...pointers.values()], mx = pts.reduce((s, p) => s + p[0], 0) / pts.length,
+          my = pts.reduce((s, p) => s + p[1], 0) / pts.length;
+    return [mx, my, pts.reduce((s, p) => s + Math.hypot(p[0] - mx, p[1] - my), 0) / pts.length];
+  }
+  function restartGesture() {
+    if (!pointers.size) { gesture = null; return; }
+    const [mx, my, spread] = centre();
+    gesture = { mx, my, spread, world: toWorld(mx, my), zoom: view.zoom, n: pointers.size,
+                moved: gesture ? gesture.moved : false, taps: gesture ? gesture.taps : pointers.size };
+  }
+  function moveTo(world, px, py) {  // put the world point under the pane pixel (px, py)
+    const side = cssSide();
+    view.x = world[0] - (px - canvas.clientWidth / 2) / side; view.y = world[1] - (py - canvas.clientHeight / 2) / side;
+  }
+  canvas.addEventListener("pointerdown", (e) => {
+    if (e.pointerType === "mouse" && e.button !== 0) return;
+    try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* a synthetic event's pointer */ }
+    pointers.set(e.pointerId, local(e));
+    if (pointers.size === 1) gesture = null;
+    restartGesture();
+    gesture.taps = Math.max(gesture.taps, pointers.size);
     canvas.style.cursor = "grabbing";
   });
-  window.addEventListener("mouseup", (e) => {
-    canvas.style.cursor = "grab";
-    if (drag && !drag.moved && e.target === canvas) {
-      const r = canvas.getBoundingClientRect(), i = pick(e.clientX - r.left, e.clientY - r.top);
-      if (i >= 0 && href(i)) window.open(href(i), "_blank", "noopener");
-    }
-    drag = null;
+  canvas.addEventListener("pointermove", (e) => {
+    const [px, py] = local(e);
+    if (!pointers.has(e.pointerId)) { if (e.pointerType === "mouse") showTip(px, py); return; }
+    pointers.set(e.pointerId, [px, py]);
+    const [mx, my, spread] = centre();
+    gesture.moved = gesture.moved || Math.abs(mx - gesture.mx) + Math.abs(my - gesture.my) > 4 || gesture.n > 1;
+    if (gesture.n > 1 && gesture.spread > 0) view.zoom = Math.min(400, Math.max(0.3, gesture.zoom * spread / gesture.spread));
+    moveTo(gesture.world, mx, my);
+    tip.hidden = true; hover = -1;
+    viewChanged();
   });
+  function release(e) {
+    if (!pointers.has(e.pointerId)) return;
+    const tap = e.type === "pointerup" && gesture && !gesture.moved && gesture.taps === 1;
+    pointers.delete(e.pointerId);
+    restartGesture();
+    canvas.style.cursor = "grab";
+    if (tap) {
+      const i = pick(...local(e));
+      if (i >= 0) select(i);  // as a thumbnail click: the photo and its neighbours, in this page
+    }
+  }
+  canvas.addEventListener("pointerup", release);
+  canvas.addEventListener("pointercancel", release);
+  canvas.addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse") { tip.hidden = true; hover = -1; } });
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
-    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
-    const [wx, wy] = toWorld(px, py);
-    view.zoom = Math.min(400, Math.max(0.3, view.zoom * Math.exp(-e.deltaY * 0.0015)));
-    const [nx, ny] = toWorld(px, py);  // keep the world point under the cursor in place
-    view.x += wx - nx; view.y += wy - ny;
-    viewChanged();
+    zoomAt(Math.exp(-e.deltaY * 0.0015), ...local(e));
   }, { passive: false });
-  canvas.addEventListener("dblclick", () => { view.x = 0.5; view.y = 0.5; view.zoom = 1; requestDraw(); });
+  function zoomAt(factor, px, py) {  // zoom by factor, keeping the world point under (px, py) in place
+    const world = toWorld(px, py);
+    view.zoom = Math.min(400, Math.max(0.3, view.zoom * factor));
+    moveTo(world, px, py);
+    viewChanged();
+  }
+  // Keyboard: the map takes focus; arrows pan by a tenth of the map, + and − zoom about the
+  // centre, 0 resets, Enter selects the photo at the centre. The buttons do the same by pointer.
+  function resetView() { view.x = 0.5; view.y = 0.5; view.zoom = 1; requestDraw(); }
+  const zoomCentre = (factor) => zoomAt(factor, canvas.clientWidth / 2, canvas.clientHeight / 2);
+  canvas.addEventListener("keydown", (e) => {
+    const step = Math.min(canvas.clientWidth, canvas.clientHeight) / 10 / cssSide();
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (moves[e.key]) { view.x += moves[e.key][0]; view.y += moves[e.key][1]; viewChanged(); }
+    else if (e.key === "+" || e.key === "=") zoomCentre(1.5);
+    else if (e.key === "-" || e.key === "_") zoomCentre(1 / 1.5);
+    else if (e.key === "0") resetView();
+    else if (e.key === "Enter") { const i = pick(canvas.clientWidth / 2, canvas.clientHeight / 2); if (i >= 0) select(i); }
+    else return;
+    e.preventDefault();
+  });
+  $("zoom-in").addEventListener("click", () => zoomCentre(1.5));
+  $("zoom-out").addEventListener("click", () => zoomCentre(1 / 1.5));
+  $("zoom-reset").addEventListener("click", resetView);
+  $("cluster-jump").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();  // else the Enter also presses the cluster's button, which takes the focus
+    const label = Number(e.target.value);
+    if (e.target.value !== "" && Number.isInteger(label) && document.querySelector('.cluster[data-cluster="' + label + '"]')) {
+      e.target.setCustomValidity(""); focusCluster(label);
+    } else { e.target.setCustomValidity("no such cluster"); e.target.reportValidity(); }
+  });
+  canvas.addEventListener("dblclick", () => resetView());
   window.addEventListener("resize", requestDraw);
 
   // ------------------------------------------------------------------ galleries
   const GALLERY_SHOWN = 24;
-  function groups() {
+  function groups(inRange = true) {  // [cluster, its photos nearest the centre first], in the date range
     const c = clusterings[current], members = new Map();
     for (let i = 0; i < N; i++) {
+      if (inRange && dateOk && !dateOk[i]) continue;
       const l = c.labels[i];
       if (!members.has(l)) members.set(l, []);
       members.get(l).push(i);
@@ -315,39 +426,62 @@
     b.addEventListener("click", () => select(i));
     return b;
   }
-  function fillGrid(grid, list, c, limit) {
-    grid.replaceChildren(...list.slice(0, limit).map((i) => thumbButton(i, c)));
+  // A grid that grows a page at a time behind a "more" button: a 16,000-photo cluster or search
+  // costs the page PAGE elements, not 16,000. colourOf(i) frames each thumbnail.
+  const PAGE = 120;
+  function pagedGrid(box, grid, list, colourOf, first) {
+    box.querySelectorAll(":scope > .more").forEach((b) => b.remove());
+    grid.replaceChildren();
+    let shown = 0;
+    const more = el("button", { class: "more" });
+    function grow(count) {
+      const next = list.slice(shown, shown + count);
+      grid.append(...next.map((i) => thumbButton(i, colourOf(i))));
+      shown += next.length;
+      more.textContent = "show " + Math.min(PAGE, list.length - shown) + " more (" + shown + " of " + list.length + " shown)";
+      if (shown >= list.length) more.remove();
+    }
+    more.addEventListener("click", () => grow(PAGE));
+    box.append(more);
+    grow(first);
   }
   function renderGalleries() {
     const root = $("galleries"), c = clusterings[current];
     root.replaceChildren();
-    for (const [label, list] of groups()) {
+    const lists = groups(), all = dateOk ? groups(false) : lists;
+    const totals = new Map(all.map(([label, list]) => [label, list.length]));
+    for (const [label, list] of lists) {
       const box = el("div", { class: "cluster", "data-cluster": String(label) });
       box.style.setProperty("--c", colour(label));
-      const head = el("button", { class: "cluster-head" }, (label < 0 ? "Unclustered" : "Cluster " + label) + " · " +
-                      list.length + " photo" + (list.length === 1 ? "" : "s"));
+      const head = el("button", { class: "cluster-head" }, (label < 0 ? "Unclustered" : "Cluster " + label) +
+                      (nameOf(label) ? " · " + nameOf(label) : "") + " · " + list.length + " photo" + (list.length === 1 ? "" : "s") +
+                      (dateOk ? " in the date range (of " + totals.get(label) + ")" : ""));
       const cap = el("div", { class: "caption" }, caption(list));
       const g = el("div", { class: "grid" });
-      fillGrid(g, list, label, GALLERY_SHOWN);
       box.append(head, cap, g);
-      if (list.length > GALLERY_SHOWN) {
-        const more = el("button", { class: "more" }, "show all " + list.length);
-        more.addEventListener("click", () => { fillGrid(g, list, label, list.length); more.remove(); });
-        box.append(more);
-      }
+      pagedGrid(box, g, list, () => label, GALLERY_SHOWN);
       head.addEventListener("click", () => highlight(label === highlighted ? null : label, box, g, list));
       root.append(box);
     }
+    renderLegend(all);
+    renderLabels();
     const k = c.k, un = c.labels.filter((l) => l < 0).length;
     $("cluster-count").textContent = k + " cluster" + (k === 1 ? "" : "s") + (un ? " + " + un + " unclustered" : "");
+  }
+  function focusCluster(label) {  // highlight a cluster and bring its gallery into view
+    const box = document.querySelector('.cluster[data-cluster="' + label + '"]');
+    if (!box) return;
+    showTab("clusters");
+    if (highlighted !== label) box.querySelector(".cluster-head").click();
+    box.scrollIntoView({ block: "start" });
+    box.querySelector(".cluster-head").focus({ preventScroll: true });
   }
   function highlight(label, box, g, list) {
     highlighted = label;
     document.querySelectorAll(".cluster.active").forEach((b) => b.classList.remove("active"));
     if (label !== null) {
       box.classList.add("active");
-      fillGrid(g, list, label, list.length);   // the whole cluster, nearest the centre first
-      const more = box.querySelector(".more"); if (more) more.remove();
+      pagedGrid(box, g, list, () => label, PAGE);   // nearest the centre first, a page at a time
       $("highlight").textContent = "highlighted: " + clusterName(label) + ", " + list.length + " photos";
     } else $("highlight").textContent = "";
     recolour();
@@ -355,14 +489,28 @@
 
   // ------------------------------------------------------------------ the k control and its curves
   const select_k = $("k-select");
-  clusterings.forEach((c, j) => select_k.append(el("option", { value: String(j) }, c.name)));
+  // The menu lists the real result apart from the k-means partitions kept for comparing k.
+  const menuGroups = new Map();
+  clusterings.forEach((c, j) => {
+    let parent = select_k;
+    if (c.group) {
+      if (!menuGroups.has(c.group)) select_k.append(menuGroups.set(c.group, el("optgroup", { label: c.group })).get(c.group));
+      parent = menuGroups.get(c.group);
+    }
+    parent.append(el("option", { value: String(j) }, c.name));
+  });
+  if (D.clusteringNote) { $("clustering-note").textContent = D.clusteringNote; select_k.title = D.clusteringNote; }
+  function showKind() {
+    const c = clusterings[current];
+    $("clustering-kind").textContent = !c.group ? "" : c.group === D.resultGroup ? "the result" : "a comparison, not the result";
+  }
   select_k.value = String(current);
   select_k.addEventListener("change", () => setClustering(Number(select_k.value)));
   function setClustering(j) {
     current = j; highlighted = null; $("highlight").textContent = "";
     select_k.value = String(j);
-    renderGalleries(); recolour(); drawCharts();
-    if (selected >= 0) select(selected);
+    renderGalleries(); recolour(); drawCharts(); showKind(); drawTimeline();
+    if (selected >= 0) select(selected, false);  // refresh its details, leave the tab in front
   }
   function drawCharts() {
     const S = D.sweep, root = $("k-charts");
@@ -402,6 +550,72 @@
     root.append(legend);
   }
 
+  // ------------------------------------------------------------------ dates: a timeline and a range filter
+  // Days since 1970 (EXIF date taken, else the file's time; NaN unknown). The range dims the map's
+  // photos outside it and keeps them out of the galleries.
+  const days = D.days ? decode(D.days, Float32Array) : null;
+  let dateOk = null;  // Uint8Array: 1 where a photo is in the chosen range, or null (no range)
+  const dayText = (d) => new Date(Math.round(d) * 86400000).toISOString().slice(0, 10);
+  const dayOf = (text) => (text ? Date.parse(text + "T00:00:00Z") / 86400000 : NaN);
+  function applyDates() {
+    const from = dayOf($("date-from").value), to = dayOf($("date-to").value);
+    let inside = 0;
+    if (isNaN(from) && isNaN(to)) dateOk = null;
+    else {
+      dateOk = new Uint8Array(N);
+      for (let i = 0; i < N; i++) {
+        const d = days[i];
+        dateOk[i] = !isNaN(d) && (isNaN(from) || d >= from) && (isNaN(to) || d < to + 1) ? 1 : 0;
+        inside += dateOk[i];
+      }
+    }
+    $("date-count").textContent = dateOk ? inside + " of " + N + " photos in the range (bright on the map; the galleries show only them)" : "";
+    highlighted = null; $("highlight").textContent = "";
+    renderGalleries(); recolour(); drawTimeline();
+  }
+  function drawTimeline() {
+    const root = $("timeline");
+    if (!days) return;
+    root.replaceChildren();
+    let lo = Infinity, hi = -Infinity;
+    for (const d of days) if (!isNaN(d)) { lo = Math.min(lo, d); hi = Math.max(hi, d); }
+    if (lo === Infinity) { root.append(el("p", {}, "No dates.")); return; }
+    const B = 60, width = Math.max((hi - lo) / B, 1 / 24), labels = clusterings[current].labels;
+    const bins = Array.from({ length: B }, () => new Map());
+    for (let i = 0; i < N; i++) {
+      if (isNaN(days[i])) continue;
+      const b = bins[Math.min(B - 1, Math.floor((days[i] - lo) / width))];
+      b.set(labels[i], (b.get(labels[i]) || 0) + 1);
+    }
+    const most = Math.max(...bins.map((b) => [...b.values()].reduce((s, v) => s + v, 0)));
+    const NS = "http://www.w3.org/2000/svg", W = 560, H = 160, L = 6, T = 6, Bm = 20, bw = (W - 2 * L) / B;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", "100%"); svg.setAttribute("id", "timeline-chart");
+    const add = (parent, tag, attrs, text) => { const e = document.createElementNS(NS, tag); for (const a in attrs) e.setAttribute(a, attrs[a]); if (text !== undefined) e.textContent = text; parent.append(e); return e; };
+    bins.forEach((b, j) => {
+      const g = add(svg, "g", { class: "bin" });
+      let y = H - Bm;
+      for (const label of [...b.keys()].sort((p, q) => (p < 0) - (q < 0) || p - q)) {
+        const h = (b.get(label) / most) * (H - Bm - T);
+        add(g, "rect", { x: L + j * bw, y: y - h, width: Math.max(bw - 1, 1), height: h, fill: colour(label), "data-cluster": String(label) });
+        y -= h;
+      }
+      const start = lo + j * width, total = [...b.values()].reduce((s, v) => s + v, 0);
+      add(g, "title", {}, dayText(start) + " – " + dayText(start + width) + ": " + total + " photos");
+      g.addEventListener("click", () => {  // keep this bar's dates
+        $("date-from").value = dayText(Math.floor(start)); $("date-to").value = dayText(Math.floor(start + width)); applyDates();
+      });
+    });
+    add(svg, "text", { x: L, y: H - 5 }, dayText(lo));
+    add(svg, "text", { x: W - L - 70, y: H - 5 }, dayText(hi));
+    root.append(svg);
+  }
+  if (days) {
+    $("dates-button").hidden = false;
+    for (const id of ["date-from", "date-to"]) $(id).addEventListener("change", applyDates);
+    $("date-clear").addEventListener("click", () => { $("date-from").value = $("date-to").value = ""; applyDates(); });
+  }
+
   // ------------------------------------------------------------------ search, selection, neighbours
   $("search").addEventListener("input", () => {
     const q = $("search").value.trim().toLowerCase(), box = $("search-results");
@@ -415,15 +629,14 @@
     }
     $("search-count").textContent = hits.length + " match" + (hits.length === 1 ? "" : "es");
     const g = el("div", { class: "grid" });
-    fillGrid(g, hits, 0, 60);
-    g.querySelectorAll(".thumb").forEach((b) => b.style.setProperty("--c", colour(clusterings[current].labels[Number(b.dataset.index)])));
     box.replaceChildren(el("h3", {}, "Search: " + hits.length + " photos (shown bright on the map)"), g);
+    pagedGrid(box, g, hits, (i) => clusterings[current].labels[i], 60);
     box.hidden = false;
     showTab("clusters");
     recolour();
   });
 
-  function select(i) {
+  function select(i, show = true) {
     selected = i;
     document.querySelectorAll(".thumb.selected").forEach((b) => b.classList.remove("selected"));
     $("photo-empty").hidden = true; $("photo").hidden = false;
@@ -431,6 +644,7 @@
     $("photo-path").textContent = D.paths[i];
     $("photo-info").textContent = describe(i);
     setLink($("photo-open"), "href", href(i));
+    if (D.portable) $("photo-open").textContent = "Open the preview (a portable report holds no originals)";
     const list = $("neighbours");
     list.replaceChildren();
     if (nb) {
@@ -440,7 +654,7 @@
         list.append(cell);
       }
     } else list.append(el("p", {}, "No neighbours stored."));
-    showTab("photo");
+    if (show) showTab("photo");
     recolour();
   }
 
@@ -451,12 +665,15 @@
   document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
 
   // ------------------------------------------------------------------ start
+  if (innerWidth < 760) $("legend").open = false;  // a phone's map is small: the legend waits for a tap
   if (gl) setupGL();
   else $("map-status").append(el("b", {}, " WebGL is not available in this browser: the map cannot be drawn."));
   $("map-count").textContent = N + " photos on the map";
   renderGalleries();
   recolour();
   drawCharts();
+  showKind();
+  drawTimeline();
   requestDraw();
 
   // For tests and the benchmark: state a person could see, and a way to time frames.
@@ -465,6 +682,9 @@
     atlasesLoaded: () => atlasesLoaded,
     atlasCount: D.atlases.length,
     clusterCount: () => clusterings[current].k,
+    colourOf: (c) => colour(c),
+    brightCount: () => { let n = 0; for (let i = 0; i < N; i++) n += (highlighted === null || clusterings[current].labels[i] === highlighted) &&
+                           (!matches || matches[i]) && (!dateOk || dateOk[i]) ? 1 : 0; return n; },
     panFrames(frames) {  // draw `frames` frames while panning; returns ms per frame (GPU work included)
       const px = new Uint8Array(4), t0 = performance.now();
       for (let f = 0; f < frames; f++) {
@@ -474,12 +694,13 @@
       return (performance.now() - t0) / frames;
     },
     screenPosition(path) {  // page pixel position of a photo's point on the map
-      const i = D.paths.indexOf(path), r = canvas.getBoundingClientRect();
+      const i = D.paths.indexOf(path), r = pane.getBoundingClientRect();
       const side = cssSide();
       return [r.left + canvas.clientWidth / 2 + (xy[2 * i] - view.x) * side,
               r.top + canvas.clientHeight / 2 + (xy[2 * i + 1] - view.y) * side];
     },
     setView(x, y, zoom) { view.x = x; view.y = y; view.zoom = zoom; draw(); },
+    view: () => ({ ...view }),
     frameLog: null,
     startFrameLog() {  // timestamps of the frames the page shows, to measure interaction
       const log = (this.frameLog = []);
