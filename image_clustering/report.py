@@ -48,7 +48,7 @@ from .colours import UNCLUSTERED, cluster_colours
 from .embedding import sample_index
 
 logger = logging.getLogger(__name__)
-ASSETS = ("report.js", "report.css")
+ASSETS = ("report.js", "report.css", "duplicates_tab.js", "duplicates_tab.css")
 ATLAS_SIDE = 2048  # pixels: a texture size every WebGL device supports (most allow 4096 or more)
 ATLAS_QUALITY = 80  # JPEG quality of the atlases: 10,000 64-pixel thumbnails take about 30 MB
 MAX_TAGS = 5  # label words per photo carried into the page
