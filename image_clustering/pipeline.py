@@ -1061,6 +1061,24 @@ def edit(config: Config, op: str, **args) -> EditResult:
     return EditResult(lines, placed, rewritten)
 
 
+def clusters(config: Config) -> Reconciled:
+    """The collection's clusters as the last ``cluster`` or edit left them (read only; what
+    ``imgclust serve`` shows beside the report).
+
+    Raises:
+        ImgclustError: no clusters yet.
+    """
+    db = config.layout.collection_db
+    if not db.is_file():  # opening would create an empty database
+        raise ImgclustError(f"{db}: no clusters yet; run `imgclust cluster` first")
+    with open_collection(db) as state:
+        if state.is_empty():
+            raise ImgclustError(f"{db}: no clusters yet; run `imgclust cluster` first")
+        placed = state.current()
+        placed.auto_names = state.auto_names()
+    return placed
+
+
 def _edit_file(path: Path) -> list[dict]:
     try:
         doc = json.loads(read_text(path))
