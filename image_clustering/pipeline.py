@@ -949,8 +949,13 @@ def report(config: Config, progress: bool = False) -> Path:
     """``imgclust report``: the interactive report, ``<plot_dir>/<object_name>/report/index.html``
     (see :func:`image_clustering.report.collection_report`)."""
     from .report import collection_report
+    from .report_edits import write_collection_script
 
-    return collection_report(config, progress)
+    index = collection_report(config, progress)
+    # The clusters for the page's edit panel (null before the first `cluster`: no panel).
+    has_state = config.layout.collection_db.is_file()
+    write_collection_script(index.parent, clusters(config) if has_state else None)
+    return index
 
 
 def tag_report(config: Config, label_file: Path | None = None) -> Path:

@@ -33,7 +33,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from . import pipeline
 from .config import Config
 from .errors import ImgclustError
-from .report import display_text, url_path
+from .report_edits import collection_doc
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +44,6 @@ OPS = {  # the edit requests and the arguments each takes (as `imgclust edit` ta
     "rename": {"cluster", "name"}, "move": {"photos", "cluster"}, "merge": {"into", "other"},
     "split": {"cluster", "k"}, "exclude": {"photo"}, "undo": set(),
 }
-
-
-def state_doc(placed, lines: list[str] | None = None) -> dict:
-    """The clusters as JSON for the page: ``{"clusters": [{"id", "name", "auto_name", "photos":
-    [{"path", "href"}]}], "unclustered": [...], "excluded": [...], "lines": [...]}``; ``path``
-    is the photo as ``imgclust edit`` names it, ``href`` its URL below ``photos/``."""
-    def photo(p):
-        return {"path": display_text(p), "href": url_path(p)}
-
-    members: dict[int, list] = {}
-    for p, c in zip(placed.paths, placed.ids.tolist()):
-        members.setdefault(int(c), []).append(photo(p))
-    clusters = [{"id": c, "name": placed.names.get(c), "auto_name": placed.auto_names.get(c), "photos": members[c]}
-                for c in placed.cluster_ids()]
-    return {"clusters": clusters, "unclustered": members.get(-1, []), "excluded": members.get(-2, []),
-            "lines": lines or []}
 
 
 def _edit_args(doc) -> tuple[str, list[dict]]:
@@ -128,7 +112,7 @@ class ReportServer(ThreadingHTTPServer):
 
     def edit(self, doc) -> dict:
         """Apply one edit request through :func:`pipeline.edit`, rewrite the report and return the
-        new state (:func:`state_doc`).
+        new state (:func:`~image_clustering.report_edits.collection_doc`).
 
         Raises:
             ImgclustError: a malformed request or one the collection refuses.
@@ -139,7 +123,7 @@ class ReportServer(ThreadingHTTPServer):
             for args in calls:
                 lines += pipeline.edit(self.config, op, **args).lines
             pipeline.report(self.config)
-            return state_doc(pipeline.clusters(self.config), lines)
+            return collection_doc(pipeline.clusters(self.config), lines)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -197,11 +181,13 @@ class Handler(BaseHTTPRequestHandler):
         """The report's page with the edit script and style added and ``fetch`` to this server allowed."""
         html = (self.server.report_dir / "index.html").read_text(encoding="utf-8")
         html = html.replace("connect-src 'none'", "connect-src 'self'")
-        tags = '<link rel="stylesheet" href="edit.css">\n<script src="edit.js"></script>\n'
-        # Before the report's own script: edit.js points the photo URLs at this server first.
-        at = html.find('<script src="report.js')
-        at = at if at >= 0 else html.rfind("</body>")
-        self._send(HTTPStatus.OK, (html[:at] + tags + html[at:]).encode(), "text/html; charset=utf-8")
+        if 'src="edit.js' not in html:  # a report written before the edit panel existed
+            tags = '<link rel="stylesheet" href="edit.css">\n<script src="edit.js"></script>\n'
+            # Before the report's own script: edit.js points the photo URLs at this server first.
+            at = html.find('<script src="report.js')
+            at = at if at >= 0 else html.rfind("</body>")
+            html = html[:at] + tags + html[at:]
+        self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
 
     def do_GET(self):  # noqa: N802 — the stdlib's name
         rel = self._route()
@@ -214,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
                 with resources.as_file(resources.files("image_clustering") / "report_assets" / rel) as path:
                     return self._file(path)
             if rel == "api/state":
-                return self._json(HTTPStatus.OK, state_doc(pipeline.clusters(self.server.config)))
+                return self._json(HTTPStatus.OK, collection_doc(pipeline.clusters(self.server.config)))
             if rel.startswith("photos/"):
                 photo = rel.removeprefix("photos/")
                 path = self._inside(self.server.image_dir, photo) if photo in self.server.photos() else None

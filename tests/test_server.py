@@ -113,7 +113,7 @@ def served(vectors, tmp_path_factory):
 def test_the_server_refuses_strangers_and_serves_only_the_report_and_its_photos(served):
     config, s = served
     status, page = s.request("GET", "index.html")
-    assert status == 200 and b'src="edit.js"' in page and b"connect-src 'self'" in page
+    assert status == 200 and b'src="edit.js' in page and b"connect-src 'self'" in page
     assert s.request("GET", "api/state")[0] == 200
     photo = sorted(pipeline.clusters(config).paths)[0]
     status, data = s.request("GET", f"photos/{photo}")
@@ -258,3 +258,39 @@ def test_rename_and_move_through_the_page(served, browser):
         assert not errors, errors
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_the_static_report_exports_its_edits_for_edit_apply(vectors, browser, tmp_path):
+    config = make_collection(tmp_path / "static", vectors)
+    before = pipeline.clusters(config)
+    target, source = before.cluster_ids()[0], before.cluster_ids()[1]
+    photo = next(p for p, c in zip(before.paths, before.ids.tolist()) if c == source)
+    page = browser.new_page(accept_downloads=True)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto((config.plot_dir / "report" / "index.html").as_uri())
+        page.wait_for_selector("body[data-edit-ready='1']", timeout=60_000)
+        page.click("#edit-toggle")
+        block = page.locator(f".edit-cluster[data-cluster='{target}']")
+        block.locator(".edit-name").fill("Books")
+        block.locator(".edit-rename").click()
+        page.click(f".edit-cluster[data-cluster='{source}'] img[data-photo='{photo}']")
+        page.select_option("#edit-move-to", str(target))
+        page.click("#edit-move")
+        page.wait_for_selector(f".edit-cluster[data-cluster='{target}'] img[data-photo='{photo}']")
+        with page.expect_download() as download:
+            page.click("#edit-export")
+        exported = tmp_path / "edits.json"
+        download.value.save_as(exported)
+        assert not errors, errors
+    finally:
+        page.close()
+    assert pipeline.clusters(config).names == before.names  # the page itself changed nothing
+    assert json.loads(exported.read_text()) == {"edits": [{"op": "rename", "cluster": target, "name": "Books"},
+                                                          {"op": "move", "photo": photo, "cluster": target}]}
+    result = CliRunner().invoke(main, ["edit", "apply", str(exported), "--config", str(config.source), "-q"])
+    assert result.exit_code == 0, result.output
+    after = pipeline.clusters(config)
+    assert after.names[target] == "Books" and after.ids[after.paths.index(photo)] == target
