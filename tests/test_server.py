@@ -280,6 +280,12 @@ def test_the_static_report_exports_its_edits_for_edit_apply(vectors, browser, tm
         page.select_option("#edit-move-to", str(target))
         page.click("#edit-move")
         page.wait_for_selector(f".edit-cluster[data-cluster='{target}'] img[data-photo='{photo}']")
+        n = page.locator(".edit-cluster").count()
+        page.click(f".edit-cluster[data-cluster='{source}'] .edit-merge")  # then undone: not exported
+        assert page.locator(".edit-cluster").count() == n - 1
+        page.click("#edit-undo")
+        assert page.locator(".edit-cluster").count() == n
+        assert page.locator("#edit-count").inner_text().startswith("2 edits")
         with page.expect_download() as download:
             page.click("#edit-export")
         exported = tmp_path / "edits.json"

@@ -11,7 +11,9 @@
   const imageBase = () => (served ? "photos/" : (window.IMGCLUST_REPORT || {}).imageBase || "");
 
   let state = null;             // {clusters: [{id, name, auto_name, photos: [{path, href}]}], ...}
-  const made = [];              // the edits of this page, in imgclust edit apply's format
+  const made = [];              // per control used, its edits in imgclust edit apply's format
+  const earlier = [];           // static report: the page's copy before each control, for Undo
+  const flat = () => made.flat();
   const selected = new Set();   // photo paths
 
   const el = (tag, attrs, ...children) => {
@@ -34,20 +36,18 @@
       if (!r.ok) { say(doc.error || r.statusText); return; }
       state = doc;
       say((doc.lines || []).join(" · ") || `done: ${edit.op}`);
-    } else if (!applyLocally(edit)) {
-      return;
-    }
-    if (edit.op === "move") {
-      for (const p of edit.photos) made.push({op: "move", photo: p, cluster: edit.cluster});
     } else {
-      made.push(edit);
+      earlier.push(JSON.stringify(state));
+      applyLocally(edit);
     }
+    // A move of several photos is one edit per photo, as `imgclust edit move` makes them.
+    made.push(edit.op === "move" ? edit.photos.map((p) => ({op: "move", photo: p, cluster: edit.cluster})) : [edit]);
     selected.clear();
     render();
   }
 
-  // The static report: the same edits on the page's copy (split and undo only recorded; the
-  // collection computes them when the file is applied).
+  // The static report: the same edits on the page's copy (a split is only recorded: the
+  // collection computes it when the file is applied).
   function applyLocally(edit) {
     const find = (c) => state.clusters.find((x) => String(x.id) === String(c) || x.name === c);
     if (edit.op === "rename") find(edit.cluster).name = edit.name || null;
@@ -65,11 +65,10 @@
       state.clusters = state.clusters.filter((c) => c !== other);
     }
     say(`recorded: ${edit.op} (export the edits to apply them)`);
-    return true;
   }
 
   function exportEdits() {
-    const blob = new Blob([JSON.stringify({edits: made}, null, 1)], {type: "application/json"});
+    const blob = new Blob([JSON.stringify({edits: flat()}, null, 1)], {type: "application/json"});
     const a = el("a", {href: URL.createObjectURL(blob), download: "imgclust-edits.json"});
     document.body.append(a);
     a.click();
@@ -110,7 +109,7 @@
     const body = document.getElementById("edit-clusters");
     body.replaceChildren(...state.clusters.map(clusterBlock));
     document.getElementById("edit-move-to").replaceChildren(...options(null));
-    document.getElementById("edit-count").textContent = `${made.length} edits in this page`;
+    document.getElementById("edit-count").textContent = `${flat().length} edits in this page`;
   }
 
   function panel() {
@@ -121,7 +120,12 @@
     };
     const undo = () => {
       if (served) send({op: "undo"});
-      else if (made.length) { made.pop(); say("the last edit is dropped from the export; reload to see the page as it was"); render(); }
+      else if (made.length) {
+        made.pop();
+        state = JSON.parse(earlier.pop());
+        say("undone (dropped from the export)");
+        render();
+      }
     };
     const box = el("section", {id: "edit-panel", hidden: ""},
       el("div", {class: "edit-row"},
