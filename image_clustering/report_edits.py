@@ -7,17 +7,18 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .collection import Reconciled
-from .report import _script_json, display_text, url_path
+from .report import _script_json, url_path
 
 SCRIPT = "collection.js"
 
 
 def collection_doc(placed: Reconciled, lines: list[str] | None = None) -> dict:
     """``{"clusters": [{"id", "name", "auto_name", "photos": [{"path", "href"}]}], "unclustered":
-    [...], "excluded": [...], "lines": [...]}``: ``path`` the photo as ``imgclust edit`` names it,
+    [...], "excluded": [...], "lines": [...]}``: ``path`` the photo as ``imgclust edit`` names it
+    (a non-UTF-8 file name keeps its surrogate escapes, which JSON carries as ``\\udcXX``),
     ``href`` its percent-encoded path below ``image_dir``; ``lines`` what the last edit printed."""
-    def photo(p):
-        return {"path": display_text(p), "href": url_path(p)}
+    def photo(p):  # the path as stored, so an edit names it exactly (a non-UTF-8 name: lone surrogates, JSON-escaped)
+        return {"path": p, "href": url_path(p)}
 
     members: dict[int, list] = {}
     for p, c in zip(placed.paths, placed.ids.tolist()):

@@ -23,10 +23,19 @@ from click.testing import CliRunner
 
 from image_clustering import config_from_dict, pipeline
 from image_clustering.cli import main
-from image_clustering.server import ReportServer
+from image_clustering.collection import Reconciled
+from image_clustering.errors import ImgclustError
+from image_clustering.report_edits import collection_doc
+from image_clustering.server import ReportServer, _edit_args
 from tests.conftest import DATASETS, MODEL_DIR, ROOT, needs_shared
 
-pytestmark = [pytest.mark.shared, pytest.mark.slow]
+HEAVY = (pytest.mark.shared, pytest.mark.slow)  # the real weights and 56 real photos
+
+
+def heavy(test):
+    for mark in HEAVY:
+        test = mark(test)
+    return test
 
 UKBENCH = DATASETS / "ukbench_groups14"
 LIFETIME = 300  # seconds: no server of these tests outlives this
@@ -57,6 +66,30 @@ def vectors(real_weights, lite0_weights, shared_vectors):
            "model": {"object_name": "test", "batch_size": 4}}
     pipeline.extract(config_from_dict(raw), progress=False)
     return folder
+
+
+def test_edit_requests_are_checked_before_they_reach_the_collection():
+    assert _edit_args({"op": "move", "photos": ["a.jpg", "b.jpg"], "cluster": "Beach"}) == (
+        "move", [{"photo": "a.jpg", "cluster": "Beach"}, {"photo": "b.jpg", "cluster": "Beach"}])
+    assert _edit_args({"op": "split", "cluster": 3}) == ("split", [{"cluster": 3, "k": 2}])
+    assert _edit_args({"op": "undo", "extra": 1}) == ("undo", [{}])
+    for bad, why in [([], "'op'"), ({"op": "drop"}, "'op'"), ({"op": "move", "photos": "a.jpg", "cluster": 1}, "photos"),
+                     ({"op": "move", "photos": [], "cluster": 1}, "photos"), ({"op": "split", "cluster": 1, "k": 1}, "'k'"),
+                     ({"op": "split", "cluster": 1, "k": True}, "'k'"), ({"op": "merge", "into": [1], "other": 2}, "'into'"),
+                     ({"op": "rename", "cluster": 1}, "missing name")]:
+        with pytest.raises(ImgclustError, match=why):
+            _edit_args(bad)
+
+
+def test_the_panel_state_names_photos_exactly_as_the_collection_does():
+    placed = Reconciled(["a/1.jpg", "a/2.jpg", "b/\udce9 x.jpg", "c.jpg"], np.array([4, 4, 7, -2]), {4: "Beach"},
+                        auto_names={7: "church"})
+    doc = collection_doc(placed)
+    assert [(c["id"], c["name"], c["auto_name"], len(c["photos"])) for c in doc["clusters"]] == [
+        (4, "Beach", None, 2), (7, None, "church", 1)]
+    assert doc["clusters"][1]["photos"][0] == {"path": "b/\udce9 x.jpg", "href": "b/%E9%20x.jpg"}
+    assert doc["excluded"] == [{"path": "c.jpg", "href": "c.jpg"}] and doc["unclustered"] == []
+    assert json.loads(json.dumps(doc))["clusters"][1]["photos"][0]["path"] == "b/\udce9 x.jpg"  # survives JSON
 
 
 class Running:
@@ -110,6 +143,7 @@ def served(vectors, tmp_path_factory):
         yield config, running
 
 
+@heavy
 def test_the_server_refuses_strangers_and_serves_only_the_report_and_its_photos(served):
     config, s = served
     status, page = s.request("GET", "index.html")
@@ -149,6 +183,7 @@ def test_the_server_refuses_strangers_and_serves_only_the_report_and_its_photos(
     link.unlink()
 
 
+@heavy
 def test_an_edit_over_http_equals_the_same_edit_through_the_cli(served, vectors, tmp_path):
     config, s = served
     twin = make_collection(tmp_path, vectors)  # the same photos and settings: the same clusters
@@ -188,6 +223,7 @@ def test_an_edit_over_http_equals_the_same_edit_through_the_cli(served, vectors,
     assert s.request("POST", "api/edit", {"op": "drop"}, {"Content-Type": "application/json"})[0] == 400
 
 
+@heavy
 def test_the_cli_prints_the_url_last_and_serves_it(served):
     config, _ = served
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -222,6 +258,7 @@ def browser():
         browser.close()
 
 
+@heavy
 @pytest.mark.browser
 def test_rename_and_move_through_the_page(served, browser):
     config, s = served
@@ -260,6 +297,7 @@ def test_rename_and_move_through_the_page(served, browser):
         page.close()
 
 
+@heavy
 @pytest.mark.browser
 def test_the_static_report_exports_its_edits_for_edit_apply(vectors, browser, tmp_path):
     config = make_collection(tmp_path / "static", vectors)
