@@ -952,9 +952,11 @@ def report(config: Config, progress: bool = False) -> Path:
     from .report_edits import write_collection_script
 
     index = collection_report(config, progress)
-    # The clusters for the page's edit panel (null before the first `cluster`: no panel).
-    has_state = config.layout.collection_db.is_file()
-    write_collection_script(index.parent, clusters(config) if has_state else None)
+    try:
+        placed = clusters(config)
+    except ImgclustError:  # no clusters yet (find-k only): the page shows no edit panel
+        placed = None
+    write_collection_script(index.parent, placed)
     return index
 
 
