@@ -253,6 +253,18 @@ def edit_apply(config_path, quiet, file):
 
 @main.command(cls=_Command)
 @_common
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free one).")
+@click.option("--no-open", is_flag=True, help="Do not open the page in the browser.")
+def serve(config_path, quiet, port, no_open):
+    """Serve the report on 127.0.0.1 with controls to rename, move, merge, split and undo (Ctrl-C stops it)."""
+    from .server import serve as serve_report
+
+    _start(quiet)
+    serve_report(load_config(config_path), port, open_browser=not no_open, announce=click.echo)
+
+
+@main.command(cls=_Command)
+@_common
 @click.option("--to", "to", type=click.Path(file_okay=False), help="Folder to lay the clusters out in.")
 @click.option("--mode", type=click.Choice(["copy", "hardlink", "symlink"]), default="copy", show_default=True,
               help="Copies (editing them never changes a photo), hard links or symbolic links.")

@@ -1023,12 +1023,18 @@ def report(config: Config, progress: bool = False, portable: bool = False) -> Pa
         ImgclustError: no feature vectors yet, or neither a clustering nor a k sweep.
     """
     from .report import write_report
+    from .report_edits import write_collection_script
 
     started = time.perf_counter()
     with exclusive_lock(config.feature_dir, "report"):
         content = _report_content(config, progress)
         index = write_report(config.plot_dir / ("report_portable" if portable else "report"), content,
                              cache_dir=config.feature_dir, portable=portable)
+    try:
+        placed = clusters(config)
+    except ImgclustError:  # no clusters yet (find-k only): the page shows no edit panel
+        placed = None
+    write_collection_script(index.parent, placed)
     logger.info(f"report: {len(content.paths)} photos in {time.perf_counter() - started:.1f} s")
     return index
 
@@ -1221,6 +1227,24 @@ def edit(config: Config, op: str, **args) -> EditResult:
         lines.append("the feature store changed since the last `imgclust cluster`: run it to place the new photos "
                      "and rewrite the labels and folders (the edit is kept)")
     return EditResult(lines, placed, rewritten)
+
+
+def clusters(config: Config) -> Reconciled:
+    """The collection's clusters as the last ``cluster`` or edit left them (read only; what
+    ``imgclust serve`` shows beside the report).
+
+    Raises:
+        ImgclustError: no clusters yet.
+    """
+    db = config.layout.collection_db
+    if not db.is_file():  # opening would create an empty database
+        raise ImgclustError(f"{db}: no clusters yet; run `imgclust cluster` first")
+    with open_collection(db) as state:
+        if state.is_empty():
+            raise ImgclustError(f"{db}: no clusters yet; run `imgclust cluster` first")
+        placed = state.current()
+        placed.auto_names = state.auto_names()
+    return placed
 
 
 def _edit_file(path: Path) -> list[dict]:

@@ -48,7 +48,7 @@ from .colours import UNCLUSTERED, cluster_colours
 from .embedding import sample_index
 
 logger = logging.getLogger(__name__)
-ASSETS = ("report.js", "report.css", "duplicates_tab.js", "duplicates_tab.css")
+ASSETS = ("report.js", "report.css", "duplicates_tab.js", "duplicates_tab.css", "edit.js", "edit.css")
 ATLAS_SIDE = 2048  # pixels: a texture size every WebGL device supports (most allow 4096 or more)
 ATLAS_QUALITY = 80  # JPEG quality of the atlases: 10,000 64-pixel thumbnails take about 30 MB
 MAX_TAGS = 5  # label words per photo carried into the page
@@ -543,6 +543,8 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
         index, sim = content.neighbours
         data["neighbours"] = {"m": int(index.shape[1]), "index": _b64(index, "<i4"), "sim": _b64(sim, "<f4")}
     atomic_write_text(out_dir / "data.js", f"window.IMGCLUST_REPORT = {_script_json(data)};\n")
+    # No clusters to edit unless the workflow writes them (pipeline.report, report_edits.py).
+    atomic_write_text(out_dir / "collection.js", "window.IMGCLUST_COLLECTION = null;\n")
     assets = resources.files("image_clustering") / "report_assets"
     for name in ASSETS:
         with resources.as_file(assets / name) as source, atomic_path(out_dir / name) as tmp:

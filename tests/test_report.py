@@ -318,9 +318,9 @@ def test_hostile_names_render_as_text_and_run_nothing(page, collection):
     page.click("nav button[data-tab=run]")
     assert "<img src=x onerror=alert(2)>.jpg" in page.inner_text("#failures")
     scripts = page.evaluate("[...document.scripts].map(s => [s.getAttribute('src'), s.textContent])")
-    assert [src.split("?")[0] for src, _ in scripts[:4]] == [  # and no inline script
-        "data.js", "duplicates_data.js", "duplicates_tab.js", "report.js"]
-    assert all(text == "" for _, text in scripts) and all(src.startswith("atlas-") for src, _ in scripts[4:])
+    assert [src.split("?")[0] for src, _ in scripts[:6]] == [  # and no inline script
+        "data.js", "duplicates_data.js", "duplicates_tab.js", "collection.js", "edit.js", "report.js"]
+    assert all(text == "" for _, text in scripts) and all(src.startswith("atlas-") for src, _ in scripts[6:])
     assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
     assert page.dialogs == []
     page.fill("#search", "写真")  # Unicode names: found, shown and linked as they are
