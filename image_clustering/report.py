@@ -545,6 +545,8 @@ def write_report(out_dir: Path, content: ReportContent, cache_dir: Path | None =
     atomic_write_text(out_dir / "data.js", f"window.IMGCLUST_REPORT = {_script_json(data)};\n")
     # No clusters to edit unless the workflow writes them (pipeline.report, report_edits.py).
     atomic_write_text(out_dir / "collection.js", "window.IMGCLUST_COLLECTION = null;\n")
+    if not (out_dir / "duplicates_data.js").is_file():  # `imgclust duplicates` writes the real one
+        atomic_write_text(out_dir / "duplicates_data.js", "window.IMGCLUST_DUPLICATES = null;\n")
     assets = resources.files("image_clustering") / "report_assets"
     for name in ASSETS:
         with resources.as_file(assets / name) as source, atomic_path(out_dir / name) as tmp:
