@@ -501,11 +501,13 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
 
 
 def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray] | None:
-    """Each network's columns of the combined feature matrix, the views whose neighbour graph
-    Leiden or spectral clustering cuts; None where they are not needed or the matrix is not in
-    memory (above EMBED_SAMPLE images those are k-means anyway)."""
-    if config.model.algorithm not in ("leiden", "spectral") or isinstance(vectors, FeatureRows):
+    """Each network's columns of the combined feature matrix (each network's own rows when the
+    matrix is not in memory), the views whose neighbour graph Leiden or spectral clustering cuts;
+    None where they are not needed."""
+    if config.model.algorithm not in ("leiden", "spectral"):
         return None
+    if isinstance(vectors, FeatureRows):
+        return [FeatureRows([block], [rows]) for block, rows in zip(vectors.blocks, vectors.rows)]
     ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])
     return np.split(vectors, ends[:-1], axis=1)
 

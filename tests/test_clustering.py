@@ -250,15 +250,31 @@ def test_spectral_clustering_recovers_groups_numbered_by_size():
     assert model.cluster_centers_.shape == (model.n_clusters_, 2)
 
 
-def test_spectral_above_its_limit_is_kmeans(monkeypatch, caplog):
+@pytest.mark.parametrize("algorithm", ["leiden", "spectral"])
+def test_graph_methods_above_the_sample_size_cut_a_sample_and_place_the_rest(monkeypatch, caplog, algorithm):
+    from sklearn.metrics import normalized_mutual_info_score
+
     from image_clustering import clustering
 
-    x, _ = blobs(k=3)
-    monkeypatch.setattr(clustering, "GRAPH_LIMIT", 50)
-    with caplog.at_level("WARNING", logger="image_clustering"):
-        model = clustering.AutoKClustering(n_clusters=3, algorithm="spectral").fit(x)
-    assert "spectral clustering is limited to 50 images; k-means" in caplog.text
-    np.testing.assert_array_equal(model.labels_, clustering.cluster_kmeans(x, 3, 4, 0).labels)
+    x, truth = directions(k=4, per=60)
+    monkeypatch.setattr(clustering, "GRAPH_SAMPLE", 120)  # the exact graph of 120 photos is cut, the rest placed
+    with caplog.at_level("INFO", logger="image_clustering"):
+        model = clustering.AutoKClustering(n_clusters=4, algorithm=algorithm).fit(x)
+    assert f"on the graph of 120 of {len(x)} photos" in caplog.text and "(exact graph)" in caplog.text
+    assert model.n_clusters_ == 4 and normalized_mutual_info_score(truth, model.labels_) == pytest.approx(1.0)
+
+
+def test_spread_labels_follows_the_graph_and_reaches_cut_off_photos():
+    from scipy import sparse
+
+    from image_clustering.clustering import spread_labels
+
+    # a path 0-1-2-3-4 labelled at its ends, and photo 5 with no edge at all
+    edges = sparse.coo_matrix((np.ones(4), ([0, 1, 2, 3], [1, 2, 3, 4])), shape=(6, 6))
+    path = (edges + edges.T).tocsr()
+    points = np.array([[0.0], [1], [2], [3], [4], [3.9]])
+    np.testing.assert_array_equal(spread_labels(path, np.array([0, 4]), np.array([0, 1]), points), [0, 0, 0, 1, 1, 1])
+    assert spread_labels(path, np.array([0, 4]), np.array([0, 1]))[5] == 0  # without points: cluster 0
 
 
 def test_leiden_finds_exactly_k_communities_or_falls_back_to_spectral(caplog):
