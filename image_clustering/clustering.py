@@ -67,6 +67,8 @@ class KSweep:
         labels: int16 (K, N) or None: row i is the k-means clustering at ``ks[i]`` of all N
             points, renumbered by size (0 the largest), so a report can show any k the sweep
             fitted without fitting again.
+        modularity: float array (K,) or None: modularity of each k's clustering on the feature
+            graph (:func:`add_graph_modularity`; NaN for k = 1), None until computed.
     """
 
     ks: np.ndarray
@@ -76,6 +78,7 @@ class KSweep:
     suggestions: dict[str, int]
     criterion: str = "silhouette"
     labels: np.ndarray | None = None
+    modularity: np.ndarray | None = None
 
     @property
     def suggested_k(self) -> int:
@@ -87,7 +90,7 @@ def kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> KMeans:
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
 
 
-CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod")
+CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod", "modularity")
 
 
 def elbow_knee(ks: np.ndarray, values: np.ndarray) -> int:
@@ -203,6 +206,84 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
         "lmethod": l_method(ks, inertia),
     }
     return KSweep(ks, inertia, silhouette, davies_bouldin, suggestions, criterion, labels)
+
+
+def modularity(affinity: sparse.spmatrix, labels: np.ndarray) -> float:
+    """Newman–Girvan modularity Q = Σ_c [W_c / W − (S_c / W)²] of a partition of a weighted,
+    undirected graph (Newman 2006, *PNAS* 103, 8577): W the sum of all entries of ``affinity``
+    (N, N symmetric), W_c that of the entries inside cluster c, S_c the summed degree of its
+    members. In [−1/2, 1); higher: more of the edge weight inside clusters than chance gives.
+
+    Args:
+        labels: int (N,) clusters 0..k-1 (negative: left out of every cluster).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    coo = sparse.coo_matrix(affinity)
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    total = degree.sum()
+    if total <= 0:
+        return float("nan")
+    k = int(labels.max()) + 1
+    same = (labels[coo.row] == labels[coo.col]) & (labels[coo.row] >= 0)
+    inside = np.bincount(labels[coo.row][same], weights=coo.data[same], minlength=k)
+    member = labels >= 0
+    strength = np.bincount(labels[member], weights=degree[member], minlength=k)
+    return float((inside / total - (strength / total) ** 2).sum())
+
+
+def graph_k(ks: np.ndarray, values: np.ndarray, tolerance: float = 0.0) -> int:
+    """The smallest k whose modularity is within ``tolerance`` (a fraction of the maximum) of the
+    largest; NaN entries are skipped; 1 when none is finite."""
+    if not np.isfinite(values).any():
+        return 1
+    best = np.nanmax(values)
+    return int(ks[np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= best - tolerance * abs(best))[0]])
+
+
+MODULARITY_TOLERANCE = 0.0  # graph_k's tolerance for the ``modularity`` criterion (measured in docs/benchmarks.md)
+
+
+def add_graph_modularity(sweep: KSweep, views: list, seed: int = 0, most: int = GRAPH_NEIGHBORS) -> KSweep:
+    """Score every k of ``sweep`` on the feature graph and add the ``modularity`` criterion: the
+    modularity (:func:`modularity`) of the sweep's k-means clustering at each k, measured on the
+    nearest-neighbour graph of the feature vectors (:func:`knn_affinity` of ``views``, with the
+    neighbours :func:`graph_neighbors` gives for the silhouette's k), and the k where it is
+    largest (:func:`graph_k`).
+
+    Why: the silhouette of the 2-D map rewards the most separated level of a hierarchy, often the
+    coarsest (animals against vehicles: k = 2 on CIFAR-10); modularity asks whether the edges of
+    each photo's nearest neighbours in the networks' own spaces stay inside the clusters, and so
+    prefers the level where the neighbourhoods are (docs/benchmarks.md, "Choosing k").
+
+    Above :data:`SWEEP_SAMPLE` photos the graph is that of a seeded sample of that many.
+
+    Args:
+        sweep: a :class:`KSweep` with ``labels``.
+        views: per network float (N, D_i) vectors (or one-network FeatureRows), rows as the sweep's.
+
+    Returns:
+        ``sweep``, with ``modularity`` (float (K,), NaN for k = 1) and
+        ``suggestions["modularity"]`` set.
+
+    Raises:
+        ValueError: the sweep has no per-k labels.
+    """
+    from .embedding import FeatureRows, sample_index
+
+    if sweep.labels is None:
+        raise ValueError("the modularity criterion needs the sweep's per-k labels")
+    n = sweep.labels.shape[1]
+    index = sample_index(n, SWEEP_SAMPLE, seed) if n > SWEEP_SAMPLE else np.arange(n)
+    rows = [v.take(index) if isinstance(v, FeatureRows) else np.asarray(v)[index] for v in views]
+    k_sil = sweep.suggestions.get("silhouette", 2)
+    affinity = knn_affinity(rows, graph_neighbors(len(index), max(k_sil, 1), most), seed) if len(index) > 2 else None
+    values = np.full(len(sweep.ks), np.nan)
+    for i, k in enumerate(sweep.ks):
+        if 1 < k < len(index) and affinity is not None:
+            values[i] = modularity(affinity, np.asarray(sweep.labels[i])[index])
+    sweep.modularity = values
+    sweep.suggestions["modularity"] = graph_k(sweep.ks, values, MODULARITY_TOLERANCE)
+    return sweep
 
 
 UNCLUSTERED = -1
@@ -701,8 +782,8 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
 
     Parameters:
         n_clusters: int, or ``"auto"``.
-        criterion: ``silhouette``, ``davies_bouldin``, ``elbow`` or ``lmethod`` (see the module
-            docstring).
+        criterion: ``silhouette``, ``davies_bouldin``, ``elbow``, ``lmethod`` or ``modularity``
+            (see the module docstring and :func:`add_graph_modularity`, computed on ``views``).
         algorithm: ``leiden`` (:func:`cluster_leiden`) or ``spectral`` (:func:`cluster_spectral`),
             above :data:`GRAPH_SAMPLE` images on a sample, the rest placed by the graph (logged);
             ``kmeans``, ``agglomerative`` or
@@ -768,6 +849,9 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
                     raise ValueError(f"unknown criterion {self.criterion!r}; one of {', '.join(CRITERIA)}")
                 self.sweep_ = sweep or sweep_k(x, self.k_max, self.n_init, self.seed, criterion=self.criterion)
                 self.sweep_.criterion = self.criterion
+                if self.criterion == "modularity" and "modularity" not in self.sweep_.suggestions:
+                    add_graph_modularity(self.sweep_, views if views is not None else [x], self.seed,
+                                         self.graph_neighbors)
                 k = self.sweep_.suggested_k
             else:
                 k = int(self.n_clusters)

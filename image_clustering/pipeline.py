@@ -24,7 +24,7 @@ from . import backend
 from . import embedding as embedding_mod
 from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
-from .clustering import AutoKClustering, KSweep, sweep_k
+from .clustering import AutoKClustering, KSweep, add_graph_modularity, sweep_k
 from .config import Config
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
@@ -290,11 +290,20 @@ def _space(config: Config, vectors: np.ndarray, embedding: np.ndarray, features_
     return points, _key(features=features_key, space=m.space)
 
 
-def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool = True) -> KSweep | None:
+def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool = True,
+           vectors=None) -> KSweep | None:
     """The k sweep over the clustering space's ``points``, from cache when they and the sweep's
     parameters are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept, each
     with its per-k labels, int16 (K, N), in :meth:`Layout.sweep_labels`); None when it is not
-    cached and not ``fit``."""
+    cached and not ``fit``. With ``vectors`` and ``model.k_criterion`` ``modularity``, the sweep's
+    k are also scored on the feature graph (clustering.add_graph_modularity)."""
+    sweep = _kmeans_sweep(config, space_key, points, progress, fit)
+    if sweep is not None and vectors is not None and config.model.k_criterion == "modularity":
+        add_graph_modularity(sweep, _graph_views(config, vectors), config.model.seed, config.model.graph_neighbors)
+    return sweep
+
+
+def _kmeans_sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool) -> KSweep | None:
     m = config.model
     key = _key(space=space_key, k_max=m.k_max, n_init=m.n_init, seed=m.seed)
     layout = config.layout
@@ -349,7 +358,7 @@ def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> t
     paths, vectors, key = _clustering_input(config)
     embedding = embed(config, vectors, key)
     points, space_key = _space(config, vectors, embedding, key)
-    return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit)
+    return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit, vectors)
 
 
 def _compute(config: Config):
@@ -390,7 +399,7 @@ def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKRe
         paths, vectors, key = _clustering_input(config)
         embedding = embed(config, vectors, key)
         points, space_key = _space(config, vectors, embedding, key)
-        sweep = _sweep(config, space_key, points, progress)
+        sweep = _sweep(config, space_key, points, progress, vectors=vectors)
         files = _find_k_plots(config, sweep, embedding) if write else []
         record_step(config.feature_dir, "find-k", time.perf_counter() - start)
         return FindKResult(sweep, sweep.suggested_k, paths, embedding, files)
@@ -475,7 +484,7 @@ def _cluster(config: Config, progress: bool, write: bool) -> ClusterResult:
                             f"is larger than the {len(paths)} images with feature vectors")
     sweep = None
     if not estimator.finds_k_itself() and m.k == "auto":
-        sweep = _sweep(config, space_key, points, progress)
+        sweep = _sweep(config, space_key, points, progress, vectors=vectors)
         logger.info(f"k = {sweep.suggested_k} (suggested by {m.k_criterion})")
     times = _photo_times(config, paths) if m.time_weight > 0 else None
     try:
@@ -506,6 +515,12 @@ def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray
     None where they are not needed."""
     if config.model.algorithm not in ("leiden", "spectral"):
         return None
+    return _graph_views(config, vectors)
+
+
+def _graph_views(config: Config, vectors: np.ndarray | FeatureRows) -> list:
+    """Each network's columns of the combined feature matrix (each network's own rows when the
+    matrix is not in memory)."""
     if isinstance(vectors, FeatureRows):
         return [FeatureRows([block], [rows]) for block, rows in zip(vectors.blocks, vectors.rows)]
     ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])

@@ -109,6 +109,28 @@ def _true_k(algorithm: str):
     return run
 
 
+def _approximate(inner):
+    """``inner`` with the graph's neighbours from pynndescent at every size (ANN_LIMIT 0)."""
+    def run(views, embedding, sweep, seed):
+        limit, clustering.ANN_LIMIT = clustering.ANN_LIMIT, 0
+        try:
+            return inner(views, embedding, sweep, seed)
+        finally:
+            clustering.ANN_LIMIT = limit
+    return run
+
+
+def _tolerant(inner, tolerance: float):
+    """``inner`` with the modularity criterion's tolerance set to ``tolerance``."""
+    def run(views, embedding, sweep, seed):
+        before, clustering.MODULARITY_TOLERANCE = clustering.MODULARITY_TOLERANCE, tolerance
+        try:
+            return inner(views, embedding, sweep, seed)
+        finally:
+            clustering.MODULARITY_TOLERANCE = before
+    return run
+
+
 METHODS = {
     "today: pad, Leiden + vote, k by silhouette on t-SNE 2": ("pad", _auto("leiden")),
     "squash, Leiden + vote, k by silhouette on t-SNE 2": ("squash", _auto("leiden")),
@@ -116,6 +138,14 @@ METHODS = {
     "squash, spectral + vote, k by silhouette on t-SNE 2": ("squash", _auto("spectral")),
     "pad, k-means on t-SNE 2, k by silhouette": ("pad", _auto("kmeans")),
     "squash, k-means on t-SNE 2, k by silhouette (the 2026-11 default)": ("squash", _auto("kmeans")),
+    "pad, Leiden + vote, approximate neighbours (pynndescent), k by silhouette on t-SNE 2":
+        ("pad", _approximate(_auto("leiden"))),
+    "pad, Leiden + vote, k by graph modularity": ("pad", _tolerant(_auto("leiden", "modularity"), 0.0)),
+    "squash, Leiden + vote, k by graph modularity": ("squash", _tolerant(_auto("leiden", "modularity"), 0.0)),
+    "pad, spectral + vote, k by graph modularity": ("pad", _tolerant(_auto("spectral", "modularity"), 0.0)),
+    "pad, k-means on t-SNE 2, k by graph modularity": ("pad", _tolerant(_auto("kmeans", "modularity"), 0.0)),
+    "pad, Leiden + vote, k by graph modularity, smallest k within 1 %":
+        ("pad", _tolerant(_auto("leiden", "modularity"), 0.01)),
     "pad, Leiden + vote, true k": ("pad", _true_k("leiden")),
     "squash, Leiden + vote, true k": ("squash", _true_k("leiden")),
     "pad, k-means on t-SNE 2, true k": ("pad", _true_k("kmeans")),
