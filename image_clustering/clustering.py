@@ -90,7 +90,8 @@ def kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> KMeans:
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
 
 
-CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod", "modularity")
+CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod", "modularity", "guarded_silhouette")
+GRAPH_CRITERIA = ("modularity", "guarded_silhouette")  # computed on the feature graph (add_graph_modularity)
 
 
 def elbow_knee(ks: np.ndarray, values: np.ndarray) -> int:
@@ -241,6 +242,9 @@ def graph_k(ks: np.ndarray, values: np.ndarray, tolerance: float = 0.0) -> int:
 
 
 MODULARITY_TOLERANCE = 0.0  # graph_k's tolerance for the ``modularity`` criterion (measured in docs/benchmarks.md)
+# ``guarded_silhouette`` keeps the silhouette's k while the graph modularity of its clustering is
+# at least this fraction of the best; below, the graph disagrees and the modularity's k is taken.
+GUARD = 0.9
 
 
 def add_graph_modularity(sweep: KSweep, views: list, seed: int = 0, most: int = GRAPH_NEIGHBORS) -> KSweep:
@@ -261,9 +265,15 @@ def add_graph_modularity(sweep: KSweep, views: list, seed: int = 0, most: int = 
         sweep: a :class:`KSweep` with ``labels``.
         views: per network float (N, D_i) vectors (or one-network FeatureRows), rows as the sweep's.
 
+    A second criterion guards the silhouette with it: ``guarded_silhouette`` is the silhouette's
+    k while the modularity of its clustering is at least :data:`GUARD` (90 %) of the best k's,
+    and the modularity's k when the graph disagrees that much (CIFAR-10's k = 2: its two
+    clusters hold far less of the graph than ten do). So k = 2 wins only where two clusters
+    are also the structure of the neighbour graph.
+
     Returns:
         ``sweep``, with ``modularity`` (float (K,), NaN for k = 1) and
-        ``suggestions["modularity"]`` set.
+        ``suggestions["modularity"]`` and ``suggestions["guarded_silhouette"]`` set.
 
     Raises:
         ValueError: the sweep has no per-k labels.
@@ -282,7 +292,11 @@ def add_graph_modularity(sweep: KSweep, views: list, seed: int = 0, most: int = 
         if 1 < k < len(index) and affinity is not None:
             values[i] = modularity(affinity, np.asarray(sweep.labels[i])[index])
     sweep.modularity = values
-    sweep.suggestions["modularity"] = graph_k(sweep.ks, values, MODULARITY_TOLERANCE)
+    by_graph = graph_k(sweep.ks, values, MODULARITY_TOLERANCE)
+    sweep.suggestions["modularity"] = by_graph
+    at_silhouette = values[list(sweep.ks).index(k_sil)] if k_sil in sweep.ks else np.nan
+    trusted = np.isfinite(at_silhouette) and at_silhouette >= GUARD * np.nanmax(values)
+    sweep.suggestions["guarded_silhouette"] = int(k_sil) if trusted or by_graph == 1 else by_graph
     return sweep
 
 
@@ -782,8 +796,9 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
 
     Parameters:
         n_clusters: int, or ``"auto"``.
-        criterion: ``silhouette``, ``davies_bouldin``, ``elbow``, ``lmethod`` or ``modularity``
-            (see the module docstring and :func:`add_graph_modularity`, computed on ``views``).
+        criterion: ``silhouette``, ``davies_bouldin``, ``elbow``, ``lmethod``, ``modularity`` or
+            ``guarded_silhouette`` (see the module docstring; the last two
+            :func:`add_graph_modularity`, computed on ``views``).
         algorithm: ``leiden`` (:func:`cluster_leiden`) or ``spectral`` (:func:`cluster_spectral`),
             above :data:`GRAPH_SAMPLE` images on a sample, the rest placed by the graph (logged);
             ``kmeans``, ``agglomerative`` or
@@ -849,7 +864,7 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
                     raise ValueError(f"unknown criterion {self.criterion!r}; one of {', '.join(CRITERIA)}")
                 self.sweep_ = sweep or sweep_k(x, self.k_max, self.n_init, self.seed, criterion=self.criterion)
                 self.sweep_.criterion = self.criterion
-                if self.criterion == "modularity" and "modularity" not in self.sweep_.suggestions:
+                if self.criterion in GRAPH_CRITERIA and self.criterion not in self.sweep_.suggestions:
                     add_graph_modularity(self.sweep_, views if views is not None else [x], self.seed,
                                          self.graph_neighbors)
                 k = self.sweep_.suggested_k

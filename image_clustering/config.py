@@ -64,7 +64,7 @@ SCHEMA = {
                 "n_neighbors": {**_INT, "minimum": 2},
                 "k": {"oneOf": [{**_INT, "minimum": 1}, {"const": "auto"}]},
                 "k_max": {**_INT, "minimum": 1, "maximum": 1000},
-                "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod", "modularity"]},
+                "k_criterion": {"enum": ["silhouette", "davies_bouldin", "elbow", "lmethod", "modularity", "guarded_silhouette"]},
                 "space": {"enum": ["embedding", "pca", "features", "raw"]},
                 "algorithm": {"enum": ["leiden", "spectral", "kmeans", "agglomerative", "hdbscan"]},
                 "graph_neighbors": {**_INT, "minimum": 1},

@@ -24,7 +24,7 @@ from . import backend
 from . import embedding as embedding_mod
 from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, read_text
-from .clustering import AutoKClustering, KSweep, add_graph_modularity, sweep_k
+from .clustering import GRAPH_CRITERIA, AutoKClustering, KSweep, add_graph_modularity, sweep_k
 from .config import Config
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
@@ -298,7 +298,7 @@ def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, f
     cached and not ``fit``. With ``vectors`` and ``model.k_criterion`` ``modularity``, the sweep's
     k are also scored on the feature graph (clustering.add_graph_modularity)."""
     sweep = _kmeans_sweep(config, space_key, points, progress, fit)
-    if sweep is not None and vectors is not None and config.model.k_criterion == "modularity":
+    if sweep is not None and vectors is not None and config.model.k_criterion in GRAPH_CRITERIA:
         add_graph_modularity(sweep, _graph_views(config, vectors), config.model.seed, config.model.graph_neighbors)
     return sweep
 

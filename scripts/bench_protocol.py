@@ -146,6 +146,7 @@ METHODS = {
     "pad, k-means on t-SNE 2, k by graph modularity": ("pad", _tolerant(_auto("kmeans", "modularity"), 0.0)),
     "pad, Leiden + vote, k by graph modularity, smallest k within 1 %":
         ("pad", _tolerant(_auto("leiden", "modularity"), 0.01)),
+    "pad, Leiden + vote, k by silhouette guarded by graph modularity": ("pad", _auto("leiden", "guarded_silhouette")),
     "pad, Leiden + vote, true k": ("pad", _true_k("leiden")),
     "squash, Leiden + vote, true k": ("squash", _true_k("leiden")),
     "pad, k-means on t-SNE 2, true k": ("pad", _true_k("kmeans")),
@@ -169,19 +170,30 @@ def run_method(cache: Path, method: str, name: str, seed: int) -> dict:
             "ari": float(adjusted_rand_score(truth, labels)), "seconds": time.perf_counter() - start}
 
 
-def results_file(cache: Path) -> Path:
-    return cache / "protocol-results.json"
+def results_file(cache: Path, part: str = "") -> Path:
+    return cache / f"protocol-results{part}.json"
 
 
-def measure(cache: Path, methods: list[str], seeds, names: list[str], fresh: bool = False) -> dict:
-    """results[method][set][seed] = run_method(...), kept in ``<cache>/protocol-results.json``."""
-    path = results_file(cache)
+def saved(cache: Path) -> dict:
+    """Every saved results file of the cache merged (runs in parallel write their own part)."""
+    results: dict = {}
+    for path in sorted(cache.glob("protocol-results*.json")):
+        for method, sets in json.loads(path.read_text()).items():
+            for name, seeds in sets.items():
+                results.setdefault(method, {}).setdefault(name, {}).update(seeds)
+    return results
+
+
+def measure(cache: Path, methods: list[str], seeds, names: list[str], fresh: bool = False, part: str = "") -> dict:
+    """results[method][set][seed] = run_method(...), kept in ``<cache>/protocol-results<part>.json``."""
+    path = results_file(cache, part)
     results = json.loads(path.read_text()) if path.is_file() else {}
+    done = saved(cache)
     for method in methods:
         for name in names:
             for seed in seeds:
                 cell = results.setdefault(method, {}).setdefault(name, {})
-                if str(seed) in cell and not fresh:
+                if (str(seed) in cell or str(seed) in done.get(method, {}).get(name, {})) and not fresh:
                     continue
                 cell[str(seed)] = run_method(cache, method, name, seed)
                 r = cell[str(seed)]
@@ -241,6 +253,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="today: pad, Leiden + vote, k by silhouette on t-SNE 2")
     parser.add_argument("--fresh", action="store_true", help="recompute cells already in the results file")
     parser.add_argument("--render", action="store_true", help="only print the table of the saved results")
+    parser.add_argument("--part", default="", help="suffix of this run's results file (parallel runs)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.extract:
@@ -248,8 +261,9 @@ def main() -> None:
         return
     names = args.sets or [set_name(s, pc) for s, pc in SETS]
     methods = args.methods or list(METHODS)
-    results = (json.loads(results_file(args.cache).read_text()) if args.render
-               else measure(args.cache, methods, args.seeds, names, args.fresh))
+    if not args.render:
+        measure(args.cache, methods, args.seeds, names, args.fresh, args.part)
+    results = saved(args.cache)
     print(markdown(results, methods, names, args.seeds, args.baseline))
 
 

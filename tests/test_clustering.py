@@ -379,6 +379,9 @@ def test_modularity_criterion_finds_the_groups_the_map_silhouette_merges():
     assert by_graph.n_clusters_ == 8 and by_graph.sweep_.suggestions["modularity"] == 8
     assert normalized_mutual_info_score(groups, by_graph.labels_) == pytest.approx(1.0)
     assert np.isnan(by_graph.sweep_.modularity[0]) and np.nanargmax(by_graph.sweep_.modularity) == 7
+    # the guard: the silhouette's 2 holds far less of the graph than 8 do, so the graph's k is taken
+    guarded = AutoKClustering(k_max=20, criterion="guarded_silhouette").fit(points, views=[vectors])
+    assert guarded.sweep_.suggestions["silhouette"] == 2 and guarded.n_clusters_ == 8
 
 
 def test_modularity_criterion_keeps_two_where_two_is_the_structure():
@@ -387,8 +390,9 @@ def test_modularity_criterion_keeps_two_where_two_is_the_structure():
     from image_clustering.clustering import AutoKClustering
 
     points, vectors, _, island = hierarchy(fine=False)  # the features know only the islands
-    model = AutoKClustering(k_max=20, criterion="modularity").fit(points, views=[vectors])
-    assert model.n_clusters_ == 2 and normalized_mutual_info_score(island, model.labels_) == pytest.approx(1.0)
+    for criterion in ("modularity", "guarded_silhouette"):
+        model = AutoKClustering(k_max=20, criterion=criterion).fit(points, views=[vectors])
+        assert model.n_clusters_ == 2 and normalized_mutual_info_score(island, model.labels_) == pytest.approx(1.0)
 
 
 @pytest.mark.slow

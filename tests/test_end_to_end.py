@@ -80,6 +80,7 @@ UKBENCH_METHODS = {  # id → (model keys, NMI asserted); measured values in doc
     "kmeans": ({"algorithm": "kmeans"}, 0.95),
     "leiden-k-by-silhouette": ({"k_criterion": "silhouette"}, 0.95),
     "leiden-k-by-modularity": ({"k_criterion": "modularity"}, 0.95),
+    "leiden-k-by-guarded-silhouette": ({"k_criterion": "guarded_silhouette"}, 0.95),
     "ward": ({"algorithm": "agglomerative", "linkage": "ward"}, 0.95),
     "average": ({"algorithm": "agglomerative", "linkage": "average"}, 0.95),
     "hdbscan": ({"algorithm": "hdbscan", "min_cluster_size": 3}, 0.90),
