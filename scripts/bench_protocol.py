@@ -87,8 +87,10 @@ def embedded(cache: Path, name: str, mode: str, seed: int, views: list[np.ndarra
             return f["embedding"], sweep
     embedding = FeatureEmbedding(seed=seed).fit_transform(combine(views))
     sweep = sweep_k(embedding, 100, 4, seed)
-    np.savez(path, embedding=embedding, ks=sweep.ks, inertia=sweep.inertia, silhouette=sweep.silhouette,
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # parallel runs: the file appears whole or not at all
+    np.savez(tmp, embedding=embedding, ks=sweep.ks, inertia=sweep.inertia, silhouette=sweep.silhouette,
              davies_bouldin=sweep.davies_bouldin, suggestions=json.dumps(sweep.suggestions), labels=sweep.labels)
+    tmp.replace(path)
     return embedding, sweep
 
 
