@@ -414,6 +414,7 @@ def test_thirty_thousand_photos_are_clustered_by_leiden_on_an_approximate_graph(
     assert model.n_clusters_ == 12 and normalized_mutual_info_score(truth, model.labels_) >= 0.99
 
 
+@pytest.mark.slow  # pynndescent compiles its functions on first use (numba): up to minutes on a busy machine
 def test_approximate_graph_matches_the_exact_one():
     from image_clustering.clustering import neighbour_graph
 
