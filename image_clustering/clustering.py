@@ -42,10 +42,14 @@ SWEEP_SAMPLE = 20_000  # the k sweep fits k-means 100 times: above this many ima
 SMALL_SWEEP = 20_000  # values (N × d) up to which the sweep runs single-threaded (10,000 photos in 2-D)
 GRAPH_NEIGHBORS = 10  # neighbours per photo in the clustering graph (15 and 30 measured no better)
 GRAPH_PCA = 50  # each network's vectors are reduced to this many PCA components before the neighbour search
-# The graph's exact neighbour search (and spectral clustering's eigenvectors) grow faster than
-# linearly; above this many images ``leiden`` and ``spectral`` are k-means in the clustering space
-# instead (logged).
-GRAPH_LIMIT = 20_000
+# Up to this many photos the graph's neighbours are exact (brute force, N² distances); above, they
+# are approximate: pynndescent's nearest-neighbour descent (Dong, Moses & Li 2011), near-linear in N.
+ANN_LIMIT = 20_000
+# Leiden's resolution search and spectral clustering's eigenvectors run on the graph of at most this
+# many photos: above, on the exact graph of a seeded sample of this size, and every other photo joins
+# its neighbours' cluster on the full (approximate) graph (:func:`spread_labels`, then the vote).
+# The same size as the k sweep's sample (SWEEP_SAMPLE): below it nothing is sampled.
+GRAPH_SAMPLE = 20_000
 VOTE_SWEEPS = 10  # at most this many sweeps of the neighbour vote that ends ``leiden`` and ``spectral``
 
 
@@ -63,6 +67,8 @@ class KSweep:
         labels: int16 (K, N) or None: row i is the k-means clustering at ``ks[i]`` of all N
             points, renumbered by size (0 the largest), so a report can show any k the sweep
             fitted without fitting again.
+        modularity: float array (K,) or None: modularity of each k's clustering on the feature
+            graph (:func:`add_graph_modularity`; NaN for k = 1), None until computed.
     """
 
     ks: np.ndarray
@@ -72,6 +78,7 @@ class KSweep:
     suggestions: dict[str, int]
     criterion: str = "silhouette"
     labels: np.ndarray | None = None
+    modularity: np.ndarray | None = None
 
     @property
     def suggested_k(self) -> int:
@@ -83,7 +90,8 @@ def kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> KMeans:
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
 
 
-CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod")
+CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod", "modularity", "guarded_silhouette")
+GRAPH_CRITERIA = ("modularity", "guarded_silhouette")  # computed on the feature graph (add_graph_modularity)
 
 
 def elbow_knee(ks: np.ndarray, values: np.ndarray) -> int:
@@ -201,6 +209,97 @@ def sweep_k(x: np.ndarray, k_max: int, n_init: int, seed: int, progress=None, cr
     return KSweep(ks, inertia, silhouette, davies_bouldin, suggestions, criterion, labels)
 
 
+def modularity(affinity: sparse.spmatrix, labels: np.ndarray) -> float:
+    """Newman–Girvan modularity Q = Σ_c [W_c / W − (S_c / W)²] of a partition of a weighted,
+    undirected graph (Newman 2006, *PNAS* 103, 8577): W the sum of all entries of ``affinity``
+    (N, N symmetric), W_c that of the entries inside cluster c, S_c the summed degree of its
+    members. In [−1/2, 1); higher: more of the edge weight inside clusters than chance gives.
+
+    Args:
+        labels: int (N,) clusters 0..k-1 (negative: left out of every cluster).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    coo = sparse.coo_matrix(affinity)
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    total = degree.sum()
+    if total <= 0:
+        return float("nan")
+    k = int(labels.max()) + 1
+    same = (labels[coo.row] == labels[coo.col]) & (labels[coo.row] >= 0)
+    inside = np.bincount(labels[coo.row][same], weights=coo.data[same], minlength=k)
+    member = labels >= 0
+    strength = np.bincount(labels[member], weights=degree[member], minlength=k)
+    return float((inside / total - (strength / total) ** 2).sum())
+
+
+def graph_k(ks: np.ndarray, values: np.ndarray, tolerance: float = 0.0) -> int:
+    """The smallest k whose modularity is within ``tolerance`` (a fraction of the maximum) of the
+    largest; NaN entries are skipped; 1 when none is finite."""
+    if not np.isfinite(values).any():
+        return 1
+    best = np.nanmax(values)
+    return int(ks[np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= best - tolerance * abs(best))[0]])
+
+
+MODULARITY_TOLERANCE = 0.0  # graph_k's tolerance for the ``modularity`` criterion (measured in docs/benchmarks.md)
+# ``guarded_silhouette`` keeps the silhouette's k while the graph modularity of its clustering is
+# at least this fraction of the best; below, the graph disagrees and the modularity's k is taken.
+GUARD = 0.9
+
+
+def add_graph_modularity(sweep: KSweep, views: list, seed: int = 0, most: int = GRAPH_NEIGHBORS) -> KSweep:
+    """Score every k of ``sweep`` on the feature graph and add the ``modularity`` criterion: the
+    modularity (:func:`modularity`) of the sweep's k-means clustering at each k, measured on the
+    nearest-neighbour graph of the feature vectors (:func:`knn_affinity` of ``views``, with the
+    neighbours :func:`graph_neighbors` gives for the silhouette's k), and the k where it is
+    largest (:func:`graph_k`).
+
+    Why: the silhouette of the 2-D map rewards the most separated level of a hierarchy, often the
+    coarsest (animals against vehicles: k = 2 on CIFAR-10); modularity asks whether the edges of
+    each photo's nearest neighbours in the networks' own spaces stay inside the clusters, and so
+    prefers the level where the neighbourhoods are (docs/benchmarks.md, "Choosing k").
+
+    Above :data:`SWEEP_SAMPLE` photos the graph is that of a seeded sample of that many.
+
+    Args:
+        sweep: a :class:`KSweep` with ``labels``.
+        views: per network float (N, D_i) vectors (or one-network FeatureRows), rows as the sweep's.
+
+    A second criterion guards the silhouette with it: ``guarded_silhouette`` is the silhouette's
+    k while the modularity of its clustering is at least :data:`GUARD` (90 %) of the best k's,
+    and the modularity's k when the graph disagrees that much (CIFAR-10's k = 2: its two
+    clusters hold far less of the graph than ten do). So k = 2 wins only where two clusters
+    are also the structure of the neighbour graph.
+
+    Returns:
+        ``sweep``, with ``modularity`` (float (K,), NaN for k = 1) and
+        ``suggestions["modularity"]`` and ``suggestions["guarded_silhouette"]`` set.
+
+    Raises:
+        ValueError: the sweep has no per-k labels.
+    """
+    from .embedding import FeatureRows, sample_index
+
+    if sweep.labels is None:
+        raise ValueError("the modularity criterion needs the sweep's per-k labels")
+    n = sweep.labels.shape[1]
+    index = sample_index(n, SWEEP_SAMPLE, seed) if n > SWEEP_SAMPLE else np.arange(n)
+    rows = [v.take(index) if isinstance(v, FeatureRows) else np.asarray(v)[index] for v in views]
+    k_sil = sweep.suggestions.get("silhouette", 2)
+    affinity = knn_affinity(rows, graph_neighbors(len(index), max(k_sil, 1), most), seed) if len(index) > 2 else None
+    values = np.full(len(sweep.ks), np.nan)
+    for i, k in enumerate(sweep.ks):
+        if 1 < k < len(index) and affinity is not None:
+            values[i] = modularity(affinity, np.asarray(sweep.labels[i])[index])
+    sweep.modularity = values
+    by_graph = graph_k(sweep.ks, values, MODULARITY_TOLERANCE)
+    sweep.suggestions["modularity"] = by_graph
+    at_silhouette = values[list(sweep.ks).index(k_sil)] if k_sil in sweep.ks else np.nan
+    trusted = np.isfinite(at_silhouette) and at_silhouette >= GUARD * np.nanmax(values)
+    sweep.suggestions["guarded_silhouette"] = int(k_sil) if trusted or by_graph == 1 else by_graph
+    return sweep
+
+
 UNCLUSTERED = -1
 
 
@@ -287,30 +386,78 @@ def graph_neighbors(n: int, k: int, most: int = GRAPH_NEIGHBORS) -> int:
     return int(max(1, min(most, max(3, n // (2 * k)), n - 1)))
 
 
-def knn_affinity(views: list[np.ndarray], n_neighbors: int, seed: int = 0) -> sparse.csr_matrix:
-    """The nearest-neighbour graph Leiden and spectral clustering cut: for each view (one network's feature
-    vectors), the vectors L2-normalised and reduced by PCA to :data:`GRAPH_PCA` components, each
-    photo joined to its ``n_neighbors`` nearest by cosine distance, the graph made symmetric
-    (A + Aᵀ)/2; the views' graphs are summed, so a pair close in both networks weighs twice
-    (several representation spaces, as in Gadetsky et al. 2024, TURTLE).
+def graph_space(view, seed: int = 0) -> np.ndarray:
+    """One network's vectors as the graph's neighbour search sees them: rows L2-normalised, then PCA
+    to :data:`GRAPH_PCA` components (fitted on a seeded sample above ``EMBED_SAMPLE`` rows or for a
+    memory-mapped :class:`~image_clustering.embedding.FeatureRows`, applied in chunks).
 
     Args:
-        views: float arrays (N, D_i), rows aligned.
+        view: float (N, D) array or a one-network FeatureRows.
+
+    Returns:
+        float32 (N, min(GRAPH_PCA, N, D)).
+    """
+    from .embedding import EMBED_SAMPLE, FeatureRows, pca_features, unit_pca_sampled, unit_rows
+
+    if isinstance(view, FeatureRows) or len(view) > EMBED_SAMPLE:
+        return unit_pca_sampled(view, GRAPH_PCA, seed)
+    return pca_features(unit_rows(view), GRAPH_PCA, seed, standardize=False)
+
+
+def neighbour_graph(points: np.ndarray, n_neighbors: int, seed: int = 0,
+                    approximate: bool | None = None) -> sparse.csr_matrix:
+    """Each row of ``points`` (float (N, d)) joined to its ``n_neighbors`` nearest others by cosine
+    distance, made symmetric, (A + Aᵀ)/2: float64 sparse (N, N), values in {0.5, 1}, zero diagonal.
+
+    Neighbours are exact (scikit-learn, brute force) up to :data:`ANN_LIMIT` rows and approximate
+    above (``approximate`` None; True or False forces either): pynndescent's NN-descent on a random
+    projection forest (Dong, Moses & Li 2011), seeded; measured against the exact graph on the dev
+    sets in docs/benchmarks.md (same NMI within 0.005).
+    """
+    n = len(points)
+    if approximate is None:
+        approximate = n > ANN_LIMIT
+    if approximate:
+        from pynndescent import NNDescent
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numba's and pynndescent's notes on threads and seeds
+            index, _ = NNDescent(np.asarray(points, dtype=np.float32), metric="cosine", n_neighbors=n_neighbors + 1,
+                                 random_state=seed, low_memory=True).neighbor_graph
+        rows = np.repeat(np.arange(n), index.shape[1])
+        graph = sparse.csr_matrix((np.ones(rows.size), (rows, index.ravel())), shape=(n, n))
+        graph.data[:] = 1.0  # a neighbour listed twice (ties) counts once
+    else:
+        graph = NearestNeighbors(n_neighbors=n_neighbors + 1, metric="cosine").fit(points).kneighbors_graph(points)
+    graph.setdiag(0)  # each photo is its own nearest neighbour
+    graph.eliminate_zeros()
+    return sparse.csr_matrix(0.5 * (graph + graph.T))
+
+
+def knn_affinity(views: list, n_neighbors: int, seed: int = 0, approximate: bool | None = None) -> sparse.csr_matrix:
+    """The nearest-neighbour graph Leiden and spectral clustering cut: for each view (one network's feature
+    vectors), the :func:`graph_space` points (L2-normalised, PCA to :data:`GRAPH_PCA`), each photo
+    joined to its ``n_neighbors`` nearest by cosine distance (:func:`neighbour_graph`: exact up to
+    :data:`ANN_LIMIT` photos, approximate above), the graph made symmetric (A + Aᵀ)/2; the views'
+    graphs are summed, so a pair close in both networks weighs twice (several representation spaces,
+    as in Gadetsky et al. 2024, TURTLE).
+
+    Args:
+        views: float arrays (N, D_i) (or one-network FeatureRows), rows aligned.
         n_neighbors: neighbours per photo (below N).
-        seed: PCA's random state.
+        seed: PCA's and NN-descent's random state.
+        approximate: see :func:`neighbour_graph`.
 
     Returns:
         float64 sparse (N, N) symmetric affinity, values in {0, 0.5, 1} per view.
     """
-    from .embedding import pca_features, unit_rows
+    return _sum_graphs([graph_space(v, seed) for v in views], n_neighbors, seed, approximate)
 
+
+def _sum_graphs(points: list[np.ndarray], n_neighbors: int, seed: int, approximate: bool | None) -> sparse.csr_matrix:
     total = None
-    for view in views:
-        reduced = pca_features(unit_rows(view), GRAPH_PCA, seed, standardize=False)
-        graph = NearestNeighbors(n_neighbors=n_neighbors + 1, metric="cosine").fit(reduced).kneighbors_graph(reduced)
-        graph.setdiag(0)  # each photo is its own nearest neighbour
-        graph.eliminate_zeros()
-        graph = 0.5 * (graph + graph.T)
+    for p in points:
+        graph = neighbour_graph(p, n_neighbors, seed, approximate)
         total = graph if total is None else total + graph
     return sparse.csr_matrix(total)
 
@@ -347,6 +494,46 @@ def knn_rows(views: list[np.ndarray], rows: np.ndarray, n_neighbors: int, seed: 
             dst.extend(near)
         total = total + sparse.csr_matrix((np.full(len(src), 0.5), (src, dst)), shape=(n, n))
     return sparse.csr_matrix(total)
+
+
+def spread_labels(affinity: sparse.spmatrix, known: np.ndarray, labels: np.ndarray,
+                  points: np.ndarray | None = None, rounds: int = 100) -> np.ndarray:
+    """Labels for every photo from those of the photos ``known``: in rounds, each unlabelled photo
+    takes the cluster holding most of its labelled neighbours' edge weight (label propagation,
+    Zhu & Ghahramani 2002, hard and without clamping beyond the known photos); photos no path
+    reaches (their own small component) go to the nearest cluster mean of ``points``
+    (float (N, d)), or cluster 0 without them.
+
+    Args:
+        affinity: float (N, N) symmetric edge weights.
+        known: int (M,) row numbers with a label.
+        labels: int (M,) their clusters, 0..k-1.
+
+    Returns:
+        int (N,) clusters 0..k-1.
+    """
+    n, k = affinity.shape[0], int(labels.max()) + 1
+    out = np.full(n, -1)
+    out[known] = labels
+    for _ in range(rounds):
+        todo = np.flatnonzero(out < 0)
+        if not len(todo):
+            break
+        done = np.flatnonzero(out >= 0)
+        members = sparse.csr_matrix((np.ones(len(done)), (done, out[done])), shape=(n, k))
+        weight = sparse.csr_matrix(affinity[todo] @ members)
+        reached = np.diff(weight.indptr) > 0
+        if not reached.any():
+            break
+        out[todo[reached]] = np.asarray(weight[reached].argmax(axis=1)).ravel()
+    todo = np.flatnonzero(out < 0)
+    if len(todo):
+        if points is None:
+            out[todo] = 0
+        else:
+            centres = np.stack([points[out == c].mean(axis=0) for c in range(k)])
+            out[todo] = np.argmin(((points[todo, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    return out
 
 
 def cluster_spectral(x: np.ndarray, k: int, views: list[np.ndarray] | None = None, seed: int = 0,
@@ -386,7 +573,26 @@ def _cut_graph(x, k, views, seed, n_neighbors, leiden: bool, sweeps: int) -> Clu
         raise ValueError(f"k = {k} is larger than the number of images ({n})")
     if k == 1 or k == n:  # nothing to cut, or every photo its own cluster
         return by_size(x, np.zeros(n, dtype=int) if k == 1 else np.arange(n))
-    affinity = knn_affinity(views if views is not None else [x], graph_neighbors(n, k, n_neighbors), seed)
+    points = [graph_space(v, seed) for v in (views if views is not None else [x])]
+    neighbours = graph_neighbors(min(n, GRAPH_SAMPLE), k, n_neighbors)
+    if n <= GRAPH_SAMPLE:
+        affinity = _sum_graphs(points, neighbours, seed, None)
+        return by_size(x, neighbour_vote(affinity, _cut(affinity, k, seed, leiden), sweeps))
+    # Many photos: cut the exact graph of a seeded sample, then every photo joins its neighbours'
+    # cluster on the approximate graph of all of them, and the vote settles the boundaries there.
+    from .embedding import sample_index
+
+    index = sample_index(n, GRAPH_SAMPLE, seed)
+    sample = _sum_graphs([p[index] for p in points], neighbours, seed, n > ANN_LIMIT)
+    affinity = _sum_graphs(points, neighbours, seed, None)
+    log.info(f"{'Leiden' if leiden else 'spectral clustering'} on the graph of {GRAPH_SAMPLE:,} of {n:,} photos; "
+             f"the others by their neighbours ({'approximate' if n > ANN_LIMIT else 'exact'} graph)")
+    raw = spread_labels(affinity, index, _cut(sample, k, seed, leiden), np.concatenate(points, axis=1))
+    return by_size(x, neighbour_vote(affinity, raw, sweeps))
+
+
+def _cut(affinity: sparse.spmatrix, k: int, seed: int, leiden: bool) -> np.ndarray:
+    """k clusters of the graph: Leiden at the resolution giving k (spectral where none does), or spectral."""
     raw = leiden_k(affinity, k, seed) if leiden else None
     if leiden and raw is None:
         log.info(f"Leiden found no resolution giving exactly {k} communities; spectral clustering instead")
@@ -395,7 +601,7 @@ def _cut_graph(x, k, views, seed, n_neighbors, leiden: bool, sweeps: int) -> Clu
             warnings.simplefilter("ignore")  # "graph is not fully connected": the components become clusters
             raw = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
                                      random_state=seed).fit_predict(affinity)
-    return by_size(x, neighbour_vote(affinity, raw, sweeps))
+    return raw
 
 
 def neighbour_vote(affinity: sparse.spmatrix, labels: np.ndarray, sweeps: int = VOTE_SWEEPS) -> np.ndarray:
@@ -624,10 +830,12 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
 
     Parameters:
         n_clusters: int, or ``"auto"``.
-        criterion: ``silhouette``, ``davies_bouldin``, ``elbow`` or ``lmethod`` (see the module
-            docstring).
+        criterion: ``silhouette``, ``davies_bouldin``, ``elbow``, ``lmethod``, ``modularity`` or
+            ``guarded_silhouette`` (see the module docstring; the last two
+            :func:`add_graph_modularity`, computed on ``views``).
         algorithm: ``leiden`` (:func:`cluster_leiden`) or ``spectral`` (:func:`cluster_spectral`),
-            both k-means above :data:`GRAPH_LIMIT` images; ``kmeans``, ``agglomerative`` or
+            above :data:`GRAPH_SAMPLE` images on a sample, the rest placed by the graph (logged);
+            ``kmeans``, ``agglomerative`` or
             ``hdbscan``.
         graph_neighbors: the graph's neighbours per photo (see :func:`graph_neighbors`).
         k_max, n_init, seed: the sweep's largest k, k-means restarts, random state.
@@ -690,14 +898,15 @@ class AutoKClustering(BaseEstimator, ClusterMixin):
                     raise ValueError(f"unknown criterion {self.criterion!r}; one of {', '.join(CRITERIA)}")
                 self.sweep_ = sweep or sweep_k(x, self.k_max, self.n_init, self.seed, criterion=self.criterion)
                 self.sweep_.criterion = self.criterion
+                if self.criterion in GRAPH_CRITERIA and self.criterion not in self.sweep_.suggestions:
+                    add_graph_modularity(self.sweep_, views if views is not None else [x], self.seed,
+                                         self.graph_neighbors)
                 k = self.sweep_.suggested_k
             else:
                 k = int(self.n_clusters)
         algorithm = self.algorithm
-        if algorithm in GRAPH_ALGORITHMS and len(x) > GRAPH_LIMIT:
-            log.warning(f"{algorithm} clustering is limited to {GRAPH_LIMIT:,} images; k-means for these {len(x):,}")
-            algorithm = "kmeans"
         if algorithm in GRAPH_ALGORITHMS:
+            log.info(f"{algorithm} clustering of the {len(x):,}-photo neighbour graph into {k} clusters")
             result = GRAPH_ALGORITHMS[algorithm](x, k, views, self.seed, self.graph_neighbors)
         elif algorithm == "kmeans":
             result = cluster_kmeans(x, k, self.n_init, self.seed)

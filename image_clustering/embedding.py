@@ -146,6 +146,26 @@ def sampled_pca(rows: FeatureRows, n_components: int, seed: int, standardize: bo
     return out, index
 
 
+def unit_pca_sampled(view, n_components: int, seed: int, sample_size: int | None = None) -> np.ndarray:
+    """PCA of the L2-normalised rows of one network's vectors (an array or a one-network
+    :class:`FeatureRows`), fitted on a seeded sample of ``sample_size`` rows (None:
+    :data:`EMBED_SAMPLE`) and applied :data:`CHUNK` rows at a time, so memory stays one chunk plus
+    the sample at any N.
+
+    Returns:
+        float32 (N, min(n_components, sample size, D)).
+    """
+    rows = view if isinstance(view, FeatureRows) else FeatureRows([np.asarray(view)])
+    n, d = rows.shape
+    index = sample_index(n, min(sample_size or EMBED_SAMPLE, n), seed)
+    pca = PCA(n_components=min(n_components, len(index), d), random_state=seed, copy=False)
+    pca.fit(unit_rows(rows.take(index)))
+    out = np.empty((n, pca.n_components_), np.float32)
+    for start, chunk in rows.chunks():
+        out[start : start + len(chunk)] = pca.transform(unit_rows(chunk))
+    return out
+
+
 def pca_features(vectors: np.ndarray, n_components: int, seed: int, standardize: bool = True) -> np.ndarray:
     """Optionally standardize, then project onto the top principal components.
 

@@ -23,7 +23,16 @@ from . import backend
 from . import embedding as embedding_mod
 from . import weights as weights_mod
 from .atomic import atomic_path, atomic_write_csv, atomic_write_text, exclusive_lock, not_a_file, read_text
-from .clustering import AutoKClustering, Clustering, KSweep, graph_neighbors, knn_rows, sweep_k
+from .clustering import (
+    GRAPH_CRITERIA,
+    AutoKClustering,
+    Clustering,
+    KSweep,
+    add_graph_modularity,
+    graph_neighbors,
+    knn_rows,
+    sweep_k,
+)
 from .collection import EXCLUDED, Reconciled, open_collection
 from .config import Config
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
@@ -299,11 +308,20 @@ def _space(config: Config, vectors: np.ndarray, embedding: np.ndarray, features_
     return points, _key(features=features_key, space=m.space)
 
 
-def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool = True) -> KSweep | None:
+def _sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool = True,
+           vectors=None) -> KSweep | None:
     """The k sweep over the clustering space's ``points``, from cache when they and the sweep's
     parameters are unchanged (the last :data:`SWEEPS_KEPT` sweeps of the collection are kept, each
     with its per-k labels, int16 (K, N), in :meth:`Layout.sweep_labels`); None when it is not
-    cached and not ``fit``."""
+    cached and not ``fit``. With ``vectors`` and ``model.k_criterion`` ``modularity``, the sweep's
+    k are also scored on the feature graph (clustering.add_graph_modularity)."""
+    sweep = _kmeans_sweep(config, space_key, points, progress, fit)
+    if sweep is not None and vectors is not None and config.model.k_criterion in GRAPH_CRITERIA:
+        add_graph_modularity(sweep, _graph_views(config, vectors), config.model.seed, config.model.graph_neighbors)
+    return sweep
+
+
+def _kmeans_sweep(config: Config, space_key: str, points: np.ndarray, progress: bool, fit: bool) -> KSweep | None:
     m = config.model
     key = _key(space=space_key, k_max=m.k_max, n_init=m.n_init, seed=m.seed)
     layout = config.layout
@@ -377,7 +395,7 @@ def current_sweep(config: Config, progress: bool = False, fit: bool = True) -> t
     paths, vectors, key = _clustering_input(config)
     embedding = embed(config, vectors, key)
     points, space_key = _space(config, vectors, embedding, key)
-    return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit)
+    return paths, vectors, key, embedding, points, _sweep(config, space_key, points, progress, fit, vectors)
 
 
 def _compute(config: Config):
@@ -418,7 +436,7 @@ def find_k(config: Config, progress: bool = True, write: bool = True) -> FindKRe
         paths, vectors, key = _clustering_input(config)
         embedding = embed(config, vectors, key)
         points, space_key = _space(config, vectors, embedding, key)
-        sweep = _sweep(config, space_key, points, progress)
+        sweep = _sweep(config, space_key, points, progress, vectors=vectors)
         files = _find_k_plots(config, sweep, embedding) if write else []
         record_step(config.feature_dir, "find-k", time.perf_counter() - start)
         return FindKResult(sweep, sweep.suggested_k, paths, embedding, files)
@@ -574,7 +592,7 @@ def _fit(config: Config, paths, vectors, key, progress) -> tuple[AutoKClustering
                             f"is larger than the {len(paths)} images with feature vectors")
     sweep = None
     if not estimator.finds_k_itself() and m.k == "auto":
-        sweep = _sweep(config, space_key, points, progress)
+        sweep = _sweep(config, space_key, points, progress, vectors=vectors)
         logger.info(f"k = {sweep.suggested_k} (suggested by {m.k_criterion})")
     times = _photo_times(config, paths) if m.time_weight > 0 else None
     try:
@@ -636,11 +654,19 @@ def _write_collection(config: Config, placed: Reconciled, result: Clustering, em
 
 
 def _views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray] | None:
-    """Each network's columns of the combined feature matrix, the views whose neighbour graph
-    Leiden or spectral clustering cuts; None where they are not needed or the matrix is not in
-    memory (above EMBED_SAMPLE images those are k-means anyway)."""
-    if config.model.algorithm not in ("leiden", "spectral") or isinstance(vectors, FeatureRows):
+    """Each network's columns of the combined feature matrix (each network's own rows when the
+    matrix is not in memory), the views whose neighbour graph Leiden or spectral clustering cuts;
+    None where they are not needed."""
+    if config.model.algorithm not in ("leiden", "spectral"):
         return None
+    return _graph_views(config, vectors)
+
+
+def _graph_views(config: Config, vectors: np.ndarray | FeatureRows) -> list:
+    """Each network's columns of the combined feature matrix (each network's own rows when the
+    matrix is not in memory)."""
+    if isinstance(vectors, FeatureRows):
+        return [FeatureRows([block], [rows]) for block, rows in zip(vectors.blocks, vectors.rows)]
     ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])
     return np.split(vectors, ends[:-1], axis=1)
 

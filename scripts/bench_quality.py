@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from image_clustering import config_from_dict, pipeline
 from image_clustering.evaluation import folder_truth, score
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = Path(os.environ.get("IMGCLUST_SHARED", ROOT.parent / "shared")) / "datasets"
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_quality:begin -->", "<!-- bench_quality:end -->"
 INCEPTION = "inception_v3"

@@ -250,15 +250,31 @@ def test_spectral_clustering_recovers_groups_numbered_by_size():
     assert model.cluster_centers_.shape == (model.n_clusters_, 2)
 
 
-def test_spectral_above_its_limit_is_kmeans(monkeypatch, caplog):
+@pytest.mark.parametrize("algorithm", ["leiden", "spectral"])
+def test_graph_methods_above_the_sample_size_cut_a_sample_and_place_the_rest(monkeypatch, caplog, algorithm):
+    from sklearn.metrics import normalized_mutual_info_score
+
     from image_clustering import clustering
 
-    x, _ = blobs(k=3)
-    monkeypatch.setattr(clustering, "GRAPH_LIMIT", 50)
-    with caplog.at_level("WARNING", logger="image_clustering"):
-        model = clustering.AutoKClustering(n_clusters=3, algorithm="spectral").fit(x)
-    assert "spectral clustering is limited to 50 images; k-means" in caplog.text
-    np.testing.assert_array_equal(model.labels_, clustering.cluster_kmeans(x, 3, 4, 0).labels)
+    x, truth = directions(k=4, per=60)
+    monkeypatch.setattr(clustering, "GRAPH_SAMPLE", 120)  # the exact graph of 120 photos is cut, the rest placed
+    with caplog.at_level("INFO", logger="image_clustering"):
+        model = clustering.AutoKClustering(n_clusters=4, algorithm=algorithm).fit(x)
+    assert f"on the graph of 120 of {len(x)} photos" in caplog.text and "(exact graph)" in caplog.text
+    assert model.n_clusters_ == 4 and normalized_mutual_info_score(truth, model.labels_) == pytest.approx(1.0)
+
+
+def test_spread_labels_follows_the_graph_and_reaches_cut_off_photos():
+    from scipy import sparse
+
+    from image_clustering.clustering import spread_labels
+
+    # a path 0-1-2-3-4 labelled at its ends, and photo 5 with no edge at all
+    edges = sparse.coo_matrix((np.ones(4), ([0, 1, 2, 3], [1, 2, 3, 4])), shape=(6, 6))
+    path = (edges + edges.T).tocsr()
+    points = np.array([[0.0], [1], [2], [3], [4], [3.9]])
+    np.testing.assert_array_equal(spread_labels(path, np.array([0, 4]), np.array([0, 1]), points), [0, 0, 0, 1, 1, 1])
+    assert spread_labels(path, np.array([0, 4]), np.array([0, 1]))[5] == 0  # without points: cluster 0
 
 
 def test_leiden_finds_exactly_k_communities_or_falls_back_to_spectral(caplog):
@@ -311,3 +327,100 @@ def test_neighbour_vote_settles_boundary_photos_without_emptying_a_cluster():
     # labels need not be 0..k-1; a photo without neighbours stays where it is
     lone = sparse.block_diag([affinity, sparse.csr_matrix((1, 1))]).tocsr()
     np.testing.assert_array_equal(neighbour_vote(lone, np.array([7, 7, 9, 9, 9, 9, 7])), [0, 0, 0, 1, 1, 1, 0])
+
+
+def test_modularity_agrees_with_igraph():
+    import igraph
+    from scipy import sparse
+
+    from image_clustering.clustering import knn_affinity, modularity
+
+    x, truth = directions(k=3)
+    affinity = knn_affinity([x], 5)
+    upper = sparse.triu(affinity, k=1).tocoo()
+    graph = igraph.Graph(n=len(x), edges=np.column_stack([upper.row, upper.col]).tolist(),
+                         edge_attrs={"weight": upper.data.tolist()})
+    for labels in (truth, np.arange(len(x)) % 2, np.zeros(len(x), int)):
+        assert modularity(affinity, labels) == pytest.approx(graph.modularity(labels.tolist(), weights="weight"))
+
+
+def test_graph_k_takes_the_smallest_k_near_the_top():
+    from image_clustering.clustering import graph_k
+
+    ks = np.arange(1, 7)
+    values = np.array([np.nan, 0.3, 0.60, 0.62, 0.61, 0.5])
+    assert graph_k(ks, values) == 4 and graph_k(ks, values, tolerance=0.05) == 3
+    assert graph_k(ks, np.full(6, np.nan)) == 1
+
+
+def hierarchy(seed=0, fine=True):
+    """A 2-D map with two far-apart islands, each of four touching groups (the silhouette of
+    k-means on it prefers the two islands), and feature vectors in which the eight groups (or,
+    with ``fine`` False, only the two islands) are separate directions."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(8), 40)
+    island = groups // 4
+    offsets = np.array([[0, 0], [3, 0], [0, 3], [3, 3]])
+    points = np.array([[0, 0], [40, 0]])[island] + offsets[groups % 4] + rng.normal(0, 0.4, (len(groups), 2))
+    centres = rng.uniform(0, 1, (8 if fine else 2, 64))
+    vectors = np.abs(centres[groups if fine else island] + rng.normal(0, 0.1, (len(groups), 64)))
+    return points.astype(np.float32), vectors.astype(np.float32), groups, island
+
+
+def test_modularity_criterion_finds_the_groups_the_map_silhouette_merges():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering.clustering import AutoKClustering
+
+    points, vectors, groups, _ = hierarchy()
+    by_silhouette = AutoKClustering(k_max=20, criterion="silhouette").fit(points, views=[vectors])
+    assert by_silhouette.n_clusters_ == 2  # the two islands: what the 2-D silhouette rewards
+    by_graph = AutoKClustering(k_max=20, criterion="modularity").fit(points, views=[vectors])
+    assert by_graph.n_clusters_ == 8 and by_graph.sweep_.suggestions["modularity"] == 8
+    assert normalized_mutual_info_score(groups, by_graph.labels_) == pytest.approx(1.0)
+    assert np.isnan(by_graph.sweep_.modularity[0]) and np.nanargmax(by_graph.sweep_.modularity) == 7
+    # the guard: the silhouette's 2 holds far less of the graph than 8 do, so the graph's k is taken
+    guarded = AutoKClustering(k_max=20, criterion="guarded_silhouette").fit(points, views=[vectors])
+    assert guarded.sweep_.suggestions["silhouette"] == 2 and guarded.n_clusters_ == 8
+
+
+def test_modularity_criterion_keeps_two_where_two_is_the_structure():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering.clustering import AutoKClustering
+
+    points, vectors, _, island = hierarchy(fine=False)  # the features know only the islands
+    for criterion in ("modularity", "guarded_silhouette"):
+        model = AutoKClustering(k_max=20, criterion=criterion).fit(points, views=[vectors])
+        assert model.n_clusters_ == 2 and normalized_mutual_info_score(island, model.labels_) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_thirty_thousand_photos_are_clustered_by_leiden_on_an_approximate_graph(caplog):
+    """Above the sample size (20,000) the default graph method still runs (no k-means fallback):
+    the exact-k cut of a sample's graph, the rest placed on pynndescent's approximate graph."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from image_clustering import clustering
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 12, 30_000)
+    centres = rng.uniform(0, 1, (12, 48))
+    vectors = np.abs(centres[truth] + rng.normal(0, 0.2, (len(truth), 48))).astype(np.float32)
+    with caplog.at_level("INFO", logger="image_clustering"):
+        model = clustering.AutoKClustering(n_clusters=12).fit(vectors[:, :2], views=[vectors[:, :24], vectors[:, 24:]])
+    assert "leiden clustering of the 30,000-photo neighbour graph" in caplog.text
+    assert "Leiden on the graph of 20,000 of 30,000 photos" in caplog.text and "(approximate graph)" in caplog.text
+    assert model.n_clusters_ == 12 and normalized_mutual_info_score(truth, model.labels_) >= 0.99
+
+
+@pytest.mark.slow  # pynndescent compiles its functions on first use (numba): up to minutes on a busy machine
+def test_approximate_graph_matches_the_exact_one():
+    from image_clustering.clustering import neighbour_graph
+
+    x, _ = directions(k=4, per=50)
+    exact = neighbour_graph(x, 8, approximate=False)
+    approximate = neighbour_graph(x, 8, approximate=True)
+    assert (approximate != approximate.T).nnz == 0 and approximate.diagonal().sum() == 0
+    shared = exact.multiply(approximate).nnz / exact.nnz
+    assert shared >= 0.95  # NN-descent recovers nearly every exact neighbour pair
