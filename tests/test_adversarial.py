@@ -120,3 +120,16 @@ def test_user_files_in_link_folders_survive_rename_and_recluster(clustered):
     shutil.rmtree(root / "Beach")  # imgclust's folder: removable by the user, rebuilt by the next run
     run(clustered, "cluster")
     assert (root / "Beach").is_dir()
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-1b data loss: with \"link\": \"copy\", the next cluster removes the "
+                                       "link folder's copy of a photo whose original the user deleted")
+def test_a_copy_in_the_link_folder_outlives_its_deleted_original(make_config, tmp_path, monkeypatch):
+    config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
+                         k_max=5, space="pca", pca_dimension=3, link="copy")
+    fake_store(config, 12)
+    monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
+    run(config, "cluster")
+    (config.paths.image_dir / "002.jpg").unlink()
+    run(config, "cluster")
+    assert list((config.paths.link_dir / "test").rglob("002*.jpg")), "the photo's last copy was removed"
