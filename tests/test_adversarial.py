@@ -1,0 +1,135 @@
+"""Reproductions of the defects an adversarial pass (helper adv, issue 21's follow-up audit) found on
+the integrated main. Each is marked ``xfail(strict=True)`` with the defect named: when the fix lands
+the test passes, the strict xfail turns red, and the marker is to be removed.
+
+The collection is a stand-in (random vectors, no network; ``fake_store``), as the defects lie in the
+file handling, not in the clustering."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from image_clustering import pipeline
+from image_clustering.cli import main
+from tests.test_hostile_input import fake_store, one_line_error, without_hanging_on
+
+
+@pytest.fixture
+def clustered(make_config, tmp_path, monkeypatch):
+    """A clustered stand-in collection of 12 photos in 3 clusters (k-means on a flat PCA space)."""
+    config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
+                         k_max=5, space="pca", pca_dimension=3)
+    fake_store(config, 12)
+    monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
+    run(config, "cluster")
+    return config
+
+
+def run(config, *args, code=0):
+    result = CliRunner().invoke(main, [*args, "--config", str(config.source), "-q"])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def organised_copies(target):
+    return sorted(p for p in target.rglob("*.jpg") if p.is_file())
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-1 data loss: a re-run of organise removes copies whose "
+                                       "originals the user deleted (the only copy left)")
+def test_organise_rerun_keeps_a_copy_whose_original_is_gone(clustered, tmp_path):
+    target = tmp_path / "Sorted"
+    run(clustered, "organise", "--to", str(target))
+    copies = organised_copies(target)
+    assert len(copies) == 12
+    (clustered.paths.image_dir / "000.jpg").unlink()  # organised: the user deletes the original
+    run(clustered, "cluster")
+    run(clustered, "organise", "--to", str(target))
+    assert len(organised_copies(target)) == 12, "the last copy of 000.jpg was removed"
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-2 data loss: organise --undo (hardlink or copy) removes the "
+                                       "last link/copy of a photo whose original the user deleted")
+@pytest.mark.parametrize("mode", ["hardlink", "copy"])
+def test_organise_undo_keeps_the_last_copy_of_a_deleted_photo(clustered, tmp_path, mode):
+    target = tmp_path / "Sorted"
+    run(clustered, "organise", "--to", str(target), "--mode", mode)
+    (clustered.paths.image_dir / "001.jpg").unlink()
+    run(clustered, "organise", "--undo")
+    assert [p.name for p in organised_copies(target) if p.name.endswith("001.jpg")], \
+        "the photo's bytes are gone from the disk"
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-3 hang: `edit apply` opens a FIFO (or /dev/zero) with no "
+                                       "check of the file type or size")
+def test_edit_apply_refuses_a_fifo_without_hanging(clustered, tmp_path):
+    fifo = tmp_path / "edits.json"
+    os.mkfifo(fifo)
+    result = without_hanging_on(fifo, lambda: CliRunner().invoke(
+        main, ["edit", "apply", str(fifo), "--config", str(clustered.source)]), seconds=20)
+    one_line_error(result, "edits.json")
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-4 traceback: a NUL character in a paths.* value ends in "
+                                       "ValueError: embedded null byte")
+@pytest.mark.parametrize("key", ["image_dir", "link_dir"])
+def test_a_nul_in_a_config_path_is_one_line_naming_the_key(tmp_path, key):
+    paths = {"image_dir": str(tmp_path / "photos")}
+    paths[key] = paths.get(key, str(tmp_path)) + "\x00x"
+    (tmp_path / "photos").mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"paths": paths, "model": {"object_name": "x"}}))
+    result = CliRunner().invoke(main, ["extract", "--config", str(config), "-q"])
+    one_line_error(result, f"paths.{key}")
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-5 data loss (narrow): an edit of a copy (\"link\": \"copy\") "
+                                       "that keeps its size and modification time is replaced by the next "
+                                       "run (ctime, which no user can set, is not compared)")
+def test_an_edited_copy_of_the_same_size_and_time_survives(make_config, tmp_path, monkeypatch):
+    config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
+                         k_max=5, space="pca", pca_dimension=3, link="copy")
+    fake_store(config, 12)
+    monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
+    run(config, "cluster")
+    copy = next(p for p in (config.paths.link_dir / "test").rglob("*.jpg"))
+    st = copy.stat()
+    copy.write_bytes(b"y" * st.st_size)  # the user's edit: same size (e.g. a same-length tag edit) ...
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... time kept (exiftool -P, touch -r, rsync -t)
+    run(config, "cluster", "--recluster")
+    assert any(p.read_bytes() == b"y" * st.st_size for p in (config.paths.link_dir / "test").rglob("*.jpg"))
+
+
+def test_user_files_in_link_folders_survive_rename_and_recluster(clustered):
+    """Not a defect (passes): the kinds of user files the audit placed in the link folder all stay."""
+    root = clustered.paths.link_dir / "test"
+    first = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    (first / "captions.txt").write_text("mine")
+    (first / "album").mkdir()
+    (first / "album" / "note.txt").write_text("x")
+    (root / "TOP.txt").write_text("top")
+    run(clustered, "edit", "rename", first.name, "Beach")
+    run(clustered, "cluster", "--recluster")
+    assert (first / "captions.txt").read_text() == "mine" and (first / "album" / "note.txt").exists()
+    assert (root / "TOP.txt").read_text() == "top"
+    shutil.rmtree(root / "Beach")  # imgclust's folder: removable by the user, rebuilt by the next run
+    run(clustered, "cluster")
+    assert (root / "Beach").is_dir()
+
+
+@pytest.mark.xfail(strict=True, reason="ADV-1b data loss: with \"link\": \"copy\", the next cluster removes the "
+                                       "link folder's copy of a photo whose original the user deleted")
+def test_a_copy_in_the_link_folder_outlives_its_deleted_original(make_config, tmp_path, monkeypatch):
+    config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
+                         k_max=5, space="pca", pca_dimension=3, link="copy")
+    fake_store(config, 12)
+    monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
+    run(config, "cluster")
+    (config.paths.image_dir / "002.jpg").unlink()
+    run(config, "cluster")
+    assert list((config.paths.link_dir / "test").rglob("002*.jpg")), "the photo's last copy was removed"
