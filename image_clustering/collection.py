@@ -50,7 +50,7 @@ CREATE TABLE edits (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, op 
 CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, mode TEXT NOT NULL, reason TEXT,
                    photos INTEGER, added INTEGER, removed INTEGER, kept INTEGER, new_clusters INTEGER);
 CREATE TABLE organised (root BLOB NOT NULL, path BLOB NOT NULL, kind TEXT NOT NULL, source BLOB,
-                        inode INTEGER, size INTEGER, mtime_ns INTEGER, PRIMARY KEY (root, path));
+                        inode INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, PRIMARY KEY (root, path));
 """
 
 
@@ -680,11 +680,11 @@ class Collection:
     # ------------------------------------------------------------ organise journal
     def journal(self, root: str) -> dict[str, dict]:
         """What organise created under ``root`` (absolute path) and has not removed: path relative
-        to ``root`` → {kind, source, inode, size, mtime_ns}."""
-        rows = self.db.execute("SELECT path, kind, source, inode, size, mtime_ns FROM organised WHERE root = ?",
+        to ``root`` → {kind, source, inode, size, mtime_ns, ctime_ns}."""
+        rows = self.db.execute("SELECT path, kind, source, inode, size, mtime_ns, ctime_ns FROM organised WHERE root = ?",
                                (_blob(root),))
         return {_text(r[0]): {"kind": r[1], "source": _text(r[2]) if r[2] is not None else None, "inode": r[3],
-                              "size": r[4], "mtime_ns": r[5]} for r in rows}
+                              "size": r[4], "mtime_ns": r[5], "ctime_ns": r[6]} for r in rows}
 
     def record(self, root: str, path: str, entry: dict | None) -> None:
         """Note one thing organise created (``entry``) or removed (None) under ``root``: one
@@ -693,10 +693,10 @@ class Collection:
             if entry is None:
                 db.execute("DELETE FROM organised WHERE root = ? AND path = ?", (_blob(root), _blob(path)))
             else:
-                db.execute("INSERT OR REPLACE INTO organised VALUES (?, ?, ?, ?, ?, ?, ?)",
+                db.execute("INSERT OR REPLACE INTO organised VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (_blob(root), _blob(path), entry["kind"],
                             None if entry.get("source") is None else _blob(entry["source"]),
-                            entry.get("inode"), entry.get("size"), entry.get("mtime_ns")))
+                            entry.get("inode"), entry.get("size"), entry.get("mtime_ns"), entry.get("ctime_ns")))
 
     def organised_roots(self) -> list[str]:
         return [_text(r[0]) for r in self.db.execute("SELECT DISTINCT root FROM organised")]

@@ -20,7 +20,7 @@ import jsonschema
 from .errors import ImgclustError
 from .networks import NETWORKS as REGISTRY
 
-_PATH = {"type": "string", "minLength": 1}
+_PATH = {"type": "string", "minLength": 1, "pattern": "^[^\u0000]*$"}  # no NUL: no file name holds one
 _INT = {"type": "integer"}
 NETWORKS = list(REGISTRY)
 _NETWORK = {"enum": NETWORKS}
@@ -691,12 +691,13 @@ def _same_folder_as(folder: Path, image_dir: Path) -> str | None:
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes; /dev/zero would fill the memory
 
 
-def _read_limited(path: Path) -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_CONFIG_BYTES`, opened without blocking (a
-    FIFO would wait for a writer forever).
+def read_limited(path: Path, limit: int = MAX_CONFIG_BYTES, what: str = "a config file is a small JSON object") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, opened without blocking (a FIFO
+    would wait for a writer forever; /dev/zero would fill the memory).
 
     Raises:
-        OSError: cannot be opened, is not a regular file, or is larger than the limit.
+        OSError: cannot be opened, is not a regular file, or is larger than the limit (``what``
+            says what such a file should be).
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with open(fd, "rb") as f:
@@ -704,9 +705,9 @@ def _read_limited(path: Path) -> bytes:
         if not stat.S_ISREG(mode):
             kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "device or socket"
             raise OSError(f"not a regular file ({kind})")
-        data = f.read(MAX_CONFIG_BYTES + 1)
-    if len(data) > MAX_CONFIG_BYTES:
-        raise OSError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; a config file is a small JSON object")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"larger than {limit // 1024} KiB; {what}")
     return data
 
 
@@ -718,7 +719,7 @@ def load_config(path) -> Config:
     """
     path = Path(path)
     try:
-        data = _read_limited(path)
+        data = read_limited(path)
         text = data.decode("utf-8-sig")  # -sig: a leading byte-order mark (Notepad) is fine
     except OSError as exc:
         raise ImgclustError(f"{path}: cannot read config ({exc.strerror or exc})") from None

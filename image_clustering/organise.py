@@ -112,8 +112,14 @@ def matches(path: Path, entry: dict) -> bool:
         return os.path.isdir(path) and not os.path.islink(path) and st.st_ino == entry["inode"]
     if kind == "symlink":
         return os.path.islink(path) and os.readlink(path) == entry["source"] and st.st_ino == entry["inode"]
-    return (not os.path.islink(path) and os.path.isfile(path) and st.st_ino == entry["inode"]
+    same = (not os.path.islink(path) and os.path.isfile(path) and st.st_ino == entry["inode"]
             and st.st_size == entry["size"] and st.st_mtime_ns == entry["mtime_ns"])
+    if kind == "copy":  # a user can set size and mtime back, not the change time
+        same = same and entry.get("ctime_ns") in (None, st.st_ctime_ns)
+    else:  # a hard link: removable only while the photo has another name
+        same = same and st.st_nlink >= 2
+    # never the last copy of a photo deleted (or moved) since: it is the user's only one now
+    return same and isinstance(entry.get("source"), str) and os.path.isfile(entry["source"])
 
 
 def _is_made_from(path: Path, kind: str, source: str | None, st: os.stat_result) -> bool:
@@ -185,7 +191,8 @@ def plan(folders: dict[str, list[str]], image_dir: Path, root: Path, mode: str, 
 
 def _entry(path: Path, kind: str, source: str | None) -> dict:
     st = os.lstat(path)
-    return {"kind": kind, "source": source, "inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"kind": kind, "source": source, "inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}
 
 
 def _make(source: str, target: Path, mode: str) -> None:

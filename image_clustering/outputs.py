@@ -419,7 +419,7 @@ def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Map
         writer.intend([(entry, "link", source) for entry, source in links])
         for entry, source in links:
             kind = _place(source, f"{base}/{entry}", mode)
-            _record(writer, entry, kind, source if kind == "symlink" else None)
+            _record(writer, entry, kind, source)
             made[kind] = made.get(kind, 0) + 1
     return made
 

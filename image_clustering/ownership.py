@@ -91,12 +91,14 @@ class ManifestWriter:
         Args:
             kind: ``dir``, ``symlink``, ``hardlink``, ``copy`` or ``kept`` (a second name, made with
                 a hard link, for a file imgclust did not make; never removable on its own).
-            target: a symbolic link's target as written.
+            target: a symbolic link's target as written; for a copy, the photo it copies.
         """
         st = os.lstat(f"{self.root}/{rel}")  # strings, not pathlib: this runs once per photo
         doc = {"path": rel, "kind": kind, **_identity(st)}
         if kind == "copy":
-            doc.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+            # the change time too: a user can set a file's size and mtime back (touch -r, rsync -t),
+            # not its ctime; and the photo copied, which must outlive the copy
+            doc.update(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, source=target)
         if kind == "symlink":
             doc["target"] = target
         self._line(doc)
@@ -114,8 +116,8 @@ class ManifestWriter:
 @dataclass(frozen=True)
 class Manifest:
     """A tree's manifest whose header matches the root it was read from (see :func:`read_manifest`):
-    ``entries`` maps each recorded relative path to ``(kind, dev, ino, size, mtime_ns, target)``
-    (size and time of a copy, target of a symbolic link, else None), ``intents`` each path announced
+    ``entries`` maps each recorded relative path to ``(kind, dev, ino, size, mtime_ns, target,
+    ctime_ns)`` (size, times and photo of a copy, target of a symbolic link, else None), ``intents`` each path announced
     but never recorded to ``(kind, source)``."""
 
     root: Path
@@ -126,12 +128,13 @@ class Manifest:
 
     def owns(self, rel: str, st: os.stat_result | None = None) -> bool:
         """Whether the entry at ``root / rel`` is provably one imgclust made: recorded, and the disk
-        shows the same inode (a copy with its size and time, a symbolic link with its target; a
-        hard link to a photo only while the photo has another name, so no photo is ever lost)."""
+        shows the same inode (a copy with its size, modification and change times, while the photo
+        it copies still exists; a symbolic link with its target; a hard link to a photo only while
+        the photo has another name), so no photo is ever lost."""
         doc = self.entries.get(rel)
         if doc is None or doc[0] == "kept":
             return False
-        kind, dev, ino, size, mtime_ns, target = doc
+        kind, dev, ino, size, mtime_ns, target, ctime_ns = doc
         try:
             st = st or os.lstat(f"{self.root}/{rel}")
         except OSError:
@@ -147,8 +150,9 @@ class Manifest:
                 return False
         if kind == "hardlink":
             return stat.S_ISREG(st.st_mode) and st.st_nlink >= 2
-        if kind == "copy":
-            return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+        if kind == "copy":  # unchanged, and not the last copy of a photo deleted since
+            return (stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (size, mtime_ns, ctime_ns)
+                    and isinstance(target, str) and os.path.isfile(target))
         return False
 
     def half_made(self, rel: str, st: os.stat_result) -> bool:
@@ -206,7 +210,7 @@ def read_manifest(root: Path, manifest: str = MANIFEST) -> Manifest | None:
                         and doc.get("kind") in ("dir", "symlink", "hardlink", "copy", "kept"):
                     intents.pop(rel, None)  # recorded: the announcement is no longer needed
                     entries[rel] = (doc["kind"], doc["dev"], doc["ino"], doc.get("size"), doc.get("mtime_ns"),
-                                    doc.get("target"))
+                                    doc.get("target", doc.get("source")), doc.get("ctime_ns"))
     except OSError:
         return None
     return Manifest(root, manifest, entries, intents, (st.st_dev, st.st_ino))

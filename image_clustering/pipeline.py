@@ -34,7 +34,7 @@ from .clustering import (
     sweep_k,
 )
 from .collection import EXCLUDED, Reconciled, open_collection
-from .config import Config
+from .config import Config, read_limited
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
 from .features import ExtractSummary, FeatureStore, extract_features, load_store
@@ -1273,9 +1273,12 @@ def clusters(config: Config) -> Reconciled:
     return placed
 
 
+EDIT_FILE_BYTES = 64 << 20  # an edit list is a few hundred bytes an edit: 64 MiB is ~100,000 edits
+
+
 def _edit_file(path: Path) -> list[dict]:
     try:
-        doc = json.loads(read_text(path))
+        doc = json.loads(read_limited(path, EDIT_FILE_BYTES, "an edit list is a JSON file of edits").decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise ImgclustError(f"{path}: not a readable JSON edit list ({exc})") from None
     if isinstance(doc, dict):  # the report's export: {"edits": [...]}

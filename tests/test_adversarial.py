@@ -1,6 +1,5 @@
 """Reproductions of the defects an adversarial pass (helper adv, issue 21's follow-up audit) found on
-the integrated main. Each is marked ``xfail(strict=True)`` with the defect named: when the fix lands
-the test passes, the strict xfail turns red, and the marker is to be removed.
+the integrated main, each named after its defect (ADV-n); each failed before its fix.
 
 The collection is a stand-in (random vectors, no network; ``fake_store``), as the defects lie in the
 file handling, not in the clustering."""
@@ -40,8 +39,7 @@ def organised_copies(target):
     return sorted(p for p in target.rglob("*.jpg") if p.is_file())
 
 
-@pytest.mark.xfail(strict=True, reason="ADV-1 data loss: a re-run of organise removes copies whose "
-                                       "originals the user deleted (the only copy left)")
+# ADV-1 data loss: a re-run of organise removes copies whose originals the user deleted (the only copy left) (fixed)
 def test_organise_rerun_keeps_a_copy_whose_original_is_gone(clustered, tmp_path):
     target = tmp_path / "Sorted"
     run(clustered, "organise", "--to", str(target))
@@ -53,8 +51,8 @@ def test_organise_rerun_keeps_a_copy_whose_original_is_gone(clustered, tmp_path)
     assert len(organised_copies(target)) == 12, "the last copy of 000.jpg was removed"
 
 
-@pytest.mark.xfail(strict=True, reason="ADV-2 data loss: organise --undo (hardlink or copy) removes the "
-                                       "last link/copy of a photo whose original the user deleted")
+# ADV-2 data loss: organise --undo (hardlink or copy) removes the last link/copy of a photo whose original the
+# user deleted (fixed)
 @pytest.mark.parametrize("mode", ["hardlink", "copy"])
 def test_organise_undo_keeps_the_last_copy_of_a_deleted_photo(clustered, tmp_path, mode):
     target = tmp_path / "Sorted"
@@ -65,8 +63,7 @@ def test_organise_undo_keeps_the_last_copy_of_a_deleted_photo(clustered, tmp_pat
         "the photo's bytes are gone from the disk"
 
 
-@pytest.mark.xfail(strict=True, reason="ADV-3 hang: `edit apply` opens a FIFO (or /dev/zero) with no "
-                                       "check of the file type or size")
+# ADV-3 hang: `edit apply` opens a FIFO (or /dev/zero) with no check of the file type or size (fixed)
 def test_edit_apply_refuses_a_fifo_without_hanging(clustered, tmp_path):
     fifo = tmp_path / "edits.json"
     os.mkfifo(fifo)
@@ -75,8 +72,7 @@ def test_edit_apply_refuses_a_fifo_without_hanging(clustered, tmp_path):
     one_line_error(result, "edits.json")
 
 
-@pytest.mark.xfail(strict=True, reason="ADV-4 traceback: a NUL character in a paths.* value ends in "
-                                       "ValueError: embedded null byte")
+# ADV-4 traceback: a NUL character in a paths.* value ends in ValueError: embedded null byte (fixed)
 @pytest.mark.parametrize("key", ["image_dir", "link_dir"])
 def test_a_nul_in_a_config_path_is_one_line_naming_the_key(tmp_path, key):
     paths = {"image_dir": str(tmp_path / "photos")}
@@ -88,9 +84,8 @@ def test_a_nul_in_a_config_path_is_one_line_naming_the_key(tmp_path, key):
     one_line_error(result, f"paths.{key}")
 
 
-@pytest.mark.xfail(strict=True, reason="ADV-5 data loss (narrow): an edit of a copy (\"link\": \"copy\") "
-                                       "that keeps its size and modification time is replaced by the next "
-                                       "run (ctime, which no user can set, is not compared)")
+# ADV-5 data loss (narrow): an edit of a copy ("link": "copy") that keeps its size and modification time is
+# replaced by the next run (ctime, which no user can set, is not compared) (fixed)
 def test_an_edited_copy_of_the_same_size_and_time_survives(make_config, tmp_path, monkeypatch):
     config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
                          k_max=5, space="pca", pca_dimension=3, link="copy")
@@ -122,8 +117,8 @@ def test_user_files_in_link_folders_survive_rename_and_recluster(clustered):
     assert (root / "Beach").is_dir()
 
 
-@pytest.mark.xfail(strict=True, reason="ADV-1b data loss: with \"link\": \"copy\", the next cluster removes the "
-                                       "link folder's copy of a photo whose original the user deleted")
+# ADV-1b data loss: with "link": "copy", the next cluster removes the link folder's copy of a photo whose
+# original the user deleted (fixed)
 def test_a_copy_in_the_link_folder_outlives_its_deleted_original(make_config, tmp_path, monkeypatch):
     config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
                          k_max=5, space="pca", pca_dimension=3, link="copy")
