@@ -270,11 +270,13 @@ def serve(config_path, quiet, port, no_open):
               help="Copies (editing them never changes a photo), hard links or symbolic links.")
 @click.option("--dry-run", is_flag=True, help="Print and write the plan; change nothing.")
 @click.option("--undo", is_flag=True, help="Remove what earlier organise runs made (under --to, else everywhere).")
-def organise(config_path, quiet, to, mode, dry_run, undo):
+@click.option("--keepers-only", is_flag=True,
+              help="Leave out the duplicates that are not their group's keeper (from the last `imgclust duplicates`).")
+def organise(config_path, quiet, to, mode, dry_run, undo, keepers_only):
     """Lay the photos out as one named folder per cluster under DIR; re-run after edits, undo any time."""
     pipeline = _start(quiet)
     config = load_config(config_path)
-    result = pipeline.organise(config, Path(to) if to else None, mode, dry_run, undo)
+    result = pipeline.organise(config, Path(to) if to else None, mode, dry_run, undo, keepers_only)
     if undo:
         click.echo(f"organise --undo: removed {result.done.get('removed', 0)}, left {result.done.get('left', 0)} "
                    "(changed since they were made)")
@@ -282,7 +284,7 @@ def organise(config_path, quiet, to, mode, dry_run, undo):
     if dry_run or not quiet:
         for step in result.plan.steps:
             click.echo(step.line())
-    counts = ", ".join(f"{a} {result.plan.count(a)}" for a in ("place", "remove", "mkdir", "rmdir", "conflict")
+    counts = ", ".join(f"{a} {result.plan.count(a)}" for a in ("place", "remove", "mkdir", "rmdir", "conflict", "skip")
                        if result.plan.count(a))
     click.echo(f"organise{' (dry run)' if dry_run else ''}: {counts or 'nothing to do'} in {result.plan.root}; "
                f"plan {result.plan_file}")

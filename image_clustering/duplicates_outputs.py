@@ -12,6 +12,7 @@ from .duplicates import KEEPER_RULE, DuplicateGroup
 from .outputs import build_link_folders
 
 OUTLIERS_LISTED = 50
+KEEPER_PREFIX = "0-keeper__"  # before the keeper's link name: file managers sort by name, so it is listed first
 
 
 def write_duplicates(csv_path: Path, json_path: Path, paths: list[str], groups: list[DuplicateGroup],
@@ -40,14 +41,55 @@ def link_duplicates(link_root: Path, image_dir: Path, paths: list[str], groups: 
                     mode: str = "symlink", before_swap=None) -> dict[str, int]:
     """One ``<group>_<size>`` folder of links per group under ``link_root``
     (:func:`image_clustering.outputs.build_link_folders`: replaced atomically, only when imgclust
-    made it); photos in no group are not linked.
+    made it); photos in no group are not linked. The keeper's link name starts with
+    :data:`KEEPER_PREFIX`, so it comes first in the folder.
 
     Returns:
         Count of each kind of link made.
     """
     members = [paths[i] for group in groups for i in group.members]
     labels = np.array([g for g, group in enumerate(groups) for _ in group.members], np.int64)
-    return build_link_folders(link_root, image_dir, members, labels, len(groups), mode, before_swap=before_swap)
+    keepers = {paths[group.members[0]]: KEEPER_PREFIX for group in groups}
+    return build_link_folders(link_root, image_dir, members, labels, len(groups), mode, before_swap=before_swap,
+                              prefixes=keepers)
+
+
+def read_non_keepers(csv_path: Path) -> dict[str, str]:
+    """The photos of ``<name>_duplicates.csv`` (:func:`write_duplicates`) that are not their
+    group's suggested keeper, each with its keeper: what ``imgclust organise --keepers-only``
+    leaves out.
+
+    Returns:
+        Photo path → its group's keeper path (paths relative to ``image_dir``, as in the table).
+
+    Raises:
+        ImgclustError: the table is missing, unreadable, lacks its columns, or a group has not
+            exactly one keeper.
+    """
+    import csv
+
+    from .errors import ImgclustError
+
+    hint = "run `imgclust duplicates` again"
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ImgclustError(f"{csv_path}: not found; run `imgclust duplicates` first (--keepers-only reads it)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ImgclustError(f"{csv_path}: cannot be read ({exc}); {hint}") from None
+    groups: dict[str, list[dict]] = {}
+    for n, row in enumerate(rows, 2):
+        if not row.get("group") or not row.get("path") or row.get("keeper") not in ("yes", ""):
+            raise ImgclustError(f"{csv_path}: line {n} is not a row of group, grade, path, keeper, similarity; {hint}")
+        groups.setdefault(row["group"], []).append(row)
+    out = {}
+    for g, members in groups.items():
+        keepers = [r["path"] for r in members if r["keeper"] == "yes"]
+        if len(keepers) != 1:
+            raise ImgclustError(f"{csv_path}: group {g} has {len(keepers)} keepers, not one; {hint}")
+        out.update({r["path"]: keepers[0] for r in members if r["keeper"] != "yes"})
+    return out
 
 
 def write_outliers(csv_path: Path, paths: list[str], scores: np.ndarray, neighbour: np.ndarray,

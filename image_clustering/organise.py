@@ -33,8 +33,9 @@ MODES = ("copy", "hardlink", "symlink")
 @dataclass
 class Step:
     """One operation: ``mkdir``, ``place`` (a photo as copy, hard link or symlink), ``remove``
-    (a file made before and no longer wanted), ``rmdir``, or ``conflict`` (a path that exists and
-    was not made here: left alone). ``path`` is relative to the target folder."""
+    (a file made before and no longer wanted), ``rmdir``, ``conflict`` (a path that exists and
+    was not made here: left alone), or ``skip`` (a photo left out on request; nothing is done).
+    ``path`` is relative to the target folder (for ``skip``, to ``image_dir``)."""
 
     action: str
     path: str

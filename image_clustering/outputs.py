@@ -148,16 +148,17 @@ NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, XFS, btrfs
 MARKER = MANIFEST  # the manifest of what imgclust made, at the root of every link folder (see ownership.py)
 
 
-def _flat_name(rel_path: str) -> str:
+def _flat_name(rel_path: str, limit: int = NAME_MAX) -> str:
     """Link name of a photo: its relative path with ``/`` → ``__``, so equal file names from
-    different folders differ. Names over :data:`NAME_MAX` bytes keep their end (the file name and
-    extension) behind a stable hash of the whole path, so they always fit and never collide."""
+    different folders differ. Names over ``limit`` bytes (default :data:`NAME_MAX`) keep their end
+    (the file name and extension) behind a stable hash of the whole path, so they always fit and
+    never collide."""
     flat = rel_path.replace("/", "__")
     raw = os.fsencode(flat)
-    if len(raw) <= NAME_MAX:
+    if len(raw) <= limit:
         return flat
     digest = hashlib.sha256(raw).hexdigest()[:16]
-    tail = raw[-(NAME_MAX - len(digest) - 1):]
+    tail = raw[-(limit - len(digest) - 1):]
     while True:  # do not start inside a multi-byte character
         try:
             return f"{digest}~{tail.decode('utf-8')}"
@@ -221,7 +222,7 @@ _TEMP = ".imgclust-"  # <parent>/.<name>.imgclust-<32 hex>[-old]: the only names
 
 
 def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequence[str]], mode: str = "symlink",
-                    before_swap=None) -> LinkTree:
+                    before_swap=None, prefixes: Mapping[str, str] | None = None) -> LinkTree:
     """Make ``link_root`` hold one folder per key of ``folders`` with a link to each of its photos,
     replacing the previous tree only as far as imgclust provably made it.
 
@@ -242,6 +243,8 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
             becomes a link named by :func:`_flat_name`. Empty folders are made too.
         mode: first choice of ``symlink``, ``hardlink``, ``copy``; later ones are fallbacks.
         before_swap: called once the new tree is complete, just before it replaces the old one.
+        prefixes: photo path → text put before its link name, e.g. ``0-keeper__`` so that file
+            managers, which sort by name, list that photo first; the name still fits NAME_MAX.
 
     Raises:
         ImgclustError: ``link_root`` exists and imgclust cannot prove it made it; a folder name is
@@ -270,7 +273,7 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
     building, swapped = writer.root, False
     try:
         kept = _carry(link_root, previous, writer) if previous else []
-        made = _fill(writer, link_root, image_dir, folders, mode)
+        made = _fill(writer, link_root, image_dir, folders, mode, prefixes or {})
         writer.close()
         if before_swap is not None:
             before_swap()
@@ -290,7 +293,8 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
 
 
 def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], labels: np.ndarray, k: int,
-                       mode: str = "symlink", before_swap=None, names: dict[int, str] | None = None) -> dict[str, int]:
+                       mode: str = "symlink", before_swap=None, names: dict[int, str] | None = None,
+                       prefixes: Mapping[str, str] | None = None) -> dict[str, int]:
     """Rebuild ``link_root`` with one folder per cluster (``names``, else :func:`folder_name`)
     holding a link to each member photo, through :func:`write_link_tree` (atomic; only what
     imgclust made is replaced).
@@ -304,6 +308,7 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
         before_swap: called once the new tree is complete, just before it replaces the old one
             (the workflow writes the label files there, so labels and links change together).
         names: label → folder name (:func:`folder_names`); None: :func:`folder_name`.
+        prefixes: photo path → text put before its link name (:func:`write_link_tree`).
 
     Returns:
         Count of each kind of link made, e.g. ``{"symlink": 56}``.
@@ -324,7 +329,7 @@ def build_link_folders(link_root: Path, image_dir: Path, paths: list[str], label
         folders[UNCLUSTERED_NAME] = []
     for rel, c in zip(paths, labels):
         folders[name(int(c))].append(rel)
-    return write_link_tree(link_root, image_dir, folders, mode, before_swap).made
+    return write_link_tree(link_root, image_dir, folders, mode, before_swap, prefixes).made
 
 
 def _old_marker(folder: Path) -> bool:
@@ -399,7 +404,7 @@ def _carry(link_root: Path, previous, writer: ManifestWriter) -> list[str]:
 
 
 def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Mapping[str, Sequence[str]],
-          mode: str) -> dict[str, int]:
+          mode: str, prefixes: Mapping[str, str]) -> dict[str, int]:
     made: dict[str, int] = {}
     base, photos = os.fspath(writer.root), os.fspath(image_dir)  # strings, not pathlib: once per photo
     for name, members in folders.items():
@@ -407,12 +412,14 @@ def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Map
         _ensure_dir(writer, name, link_root)
         links, taken = [], set()
         for rel in members:
-            flat = _flat_name(rel)
-            link, n = flat, 1
+            prefix = prefixes.get(rel, "")  # kept whole in front, so the link still sorts where it is meant to
+            room = NAME_MAX - len(os.fsencode(prefix))
+            flat = _flat_name(rel, room)
+            link, n = prefix + flat, 1
             # "a__b.jpg" and "a/b.jpg" flatten alike; a file kept from the previous tree keeps its name
             while link in taken or (existed and os.path.lexists(f"{base}/{name}/{link}")):
                 stem, suffix = os.path.splitext(flat)
-                link = _flat_name(f"{stem}~{n}{suffix}")
+                link = prefix + _flat_name(f"{stem}~{n}{suffix}", room)
                 n += 1
             taken.add(link)
             links.append((f"{name}/{link}", f"{photos}/{rel}"))

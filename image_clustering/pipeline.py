@@ -1300,6 +1300,12 @@ def _rewrite_outputs(config: Config, placed: Reconciled) -> bool:
     return True
 
 
+def _non_keepers(config: Config) -> dict[str, str]:
+    from .duplicates_outputs import read_non_keepers
+
+    return read_non_keepers(config.layout.duplicates_csv)
+
+
 @dataclass
 class OrganiseResult:
     """What ``imgclust organise`` planned (and, unless a dry run or an undo, did)."""
@@ -1310,16 +1316,19 @@ class OrganiseResult:
 
 
 def organise(config: Config, to: Path | None = None, mode: str = "copy", dry_run: bool = False,
-             undo: bool = False) -> OrganiseResult:
+             undo: bool = False, keepers_only: bool = False) -> OrganiseResult:
     """``imgclust organise``: lay the photos out under ``to`` as one folder per cluster, named
     as the link folders (:func:`~image_clustering.outputs.folder_names`), as copies (default:
     editing them never changes a photo), hard links or symbolic links; re-running after edits
     applies only the difference. With ``dry_run`` only the plan is written
     (:attr:`Layout.organise_plan`) and nothing else; ``undo`` removes exactly what earlier runs
     created under ``to`` (every target folder when ``to`` is None). See :mod:`image_clustering.organise`.
+    With ``keepers_only`` the photos the last ``imgclust duplicates`` found to duplicate a keeper
+    (:attr:`Layout.duplicates_csv`) are left out: ``skip`` steps in the plan.
 
     Raises:
-        ImgclustError: no clusters yet, ``to`` overlaps ``paths.image_dir``, or a bad mode.
+        ImgclustError: no clusters yet, ``to`` overlaps ``paths.image_dir``, a bad mode, or (with
+            ``keepers_only``) the duplicates table missing or damaged.
     """
     from . import organise as org
 
@@ -1339,11 +1348,14 @@ def organise(config: Config, to: Path | None = None, mode: str = "copy", dry_run
         placed = state.current()
         names, auto = placed.names, state.auto_names()
         folders_of = folder_names({c: names.get(c) or auto.get(c) for c in placed.cluster_ids()})
+        left_out = _non_keepers(config) if keepers_only else {}
         folders: dict[str, list[str]] = {}
         for p, c in zip(placed.paths, placed.ids.tolist()):
-            if c != EXCLUDED:
+            if c != EXCLUDED and p not in left_out:
                 folders.setdefault(folders_of.get(c, "unclustered"), []).append(p)
         steps = org.plan(folders, config.paths.image_dir, root, mode, state.journal(str(root)))
+        steps.steps += [org.Step("skip", p, note=f"a duplicate of {left_out[p]}, its group's keeper")
+                        for p in placed.paths if p in left_out]
         atomic_write_text(config.layout.organise_plan, json.dumps({**steps.doc(), "dry_run": dry_run}, indent=1,
                                                                    ensure_ascii=False))
         done = {} if dry_run else org.apply(steps, state)

@@ -276,6 +276,45 @@ def test_organise_dry_run_apply_rerun_and_undo(collection, tmp_path):
         pipeline.organise(config, photos.parent)
 
 
+def test_organise_keepers_only_leaves_out_the_duplicates_that_are_not_kept(collection, tmp_path):
+    config, photos, _ = collection
+    pipeline.cluster(config, progress=False)
+    target = tmp_path / "organised"
+    with pytest.raises(ImgclustError, match="_duplicates.csv: not found; run `imgclust duplicates` first"):
+        pipeline.organise(config, target, keepers_only=True)
+    assert not target.exists()
+
+    raw = json.loads(config.source.read_text())  # ukbench: four views of one object are the same scene
+    raw["duplicates"] = {"grade": "same scene"}
+    config.source.write_text(json.dumps(raw))
+    cli(config, "duplicates")
+    with open(config.layout.duplicates_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    left_out = {r["path"] for r in rows if r["keeper"] != "yes"}
+    kept = {r["path"] for r in rows if r["keeper"] == "yes"}
+    assert left_out and kept
+
+    out = cli(config, "organise", "--to", str(target), "--dry-run", "--keepers-only")
+    assert f"skip {len(left_out)}" in out and "(dry run)" in out and not target.exists()
+    plan = json.loads(config.layout.organise_plan.read_text())
+    assert {s["path"] for s in plan["steps"] if s["action"] == "skip"} == left_out
+    cli(config, "organise", "--to", str(target), "--keepers-only")
+    placed = {p.name for p in target.rglob("*.jpg")}
+    assert len(placed) == 48 - len(left_out)
+    assert all(p.replace("/", "__") in placed for p in kept)
+    assert not any(p.replace("/", "__") in placed for p in left_out)
+    cli(config, "organise", "--to", str(target))  # without the flag: they come back
+    assert len(list(target.rglob("*.jpg"))) == 48
+    cli(config, "organise", "--to", str(target), "--keepers-only")  # and go again, as imgclust made them
+    assert len(list(target.rglob("*.jpg"))) == 48 - len(left_out)
+    assert pipeline.organise(config, target, undo=True).done["left"] == 0
+    assert not list(target.rglob("*.jpg"))
+
+    config.layout.duplicates_csv.write_text("group,grade,path,keeper,similarity\n0,exact,a.jpg,maybe,1\n")
+    with pytest.raises(ImgclustError, match="_duplicates.csv: line 2 is not a row"):
+        pipeline.organise(config, target, keepers_only=True)
+
+
 KILLER = """
 import sys, time
 from image_clustering.collection import open_collection

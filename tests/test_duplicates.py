@@ -297,9 +297,12 @@ def test_duplicates_on_real_photos(tmp_path, make_config, real_weights, lite0_we
     links = tmp_path / "links" / "test_duplicates"
     folders = sorted(p for p in links.iterdir() if p.is_dir())
     assert len(folders) == 10 + len(views)
+    keepers = {g[0]["path"] for g in groups.values()} | {min(v["path"] for v in g if v["keeper"]) for g in views}
     for folder in folders:
         targets = {os.path.realpath(p) for p in folder.iterdir()}
         assert all(t.startswith(str(photos)) for t in targets)
+        first = folder / sorted(os.listdir(folder))[0]  # the keeper comes first in the folder
+        assert first.name.startswith("0-keeper__") and Path(os.path.realpath(first)).relative_to(photos).as_posix() in keepers
     with open(tmp_path / "labels" / "test_outliers.csv", newline="") as f:
         outliers = list(csv.DictReader(f))
     assert len(outliers) == 50 and outliers[0]["rank"] == "1"
@@ -400,3 +403,33 @@ def test_facts_cache_reads_each_photo_version_once(tmp_path, monkeypatch):
     assert read == ["2.jpg"]
     with np.load(cache) as z:
         assert sorted(z["path"]) == names
+
+
+def test_keeper_link_comes_first_in_its_group_folder(tmp_path):
+    """The keeper's link is named ``0-keeper__<flattened path>``, so a listing by name shows it
+    first, even when its path sorts last; the other links keep their plain names."""
+    from image_clustering.duplicates import DuplicateGroup
+    from image_clustering.duplicates_outputs import KEEPER_PREFIX, link_duplicates
+    from image_clustering.outputs import NAME_MAX
+    from image_clustering.ownership import read_manifest
+
+    photos = tmp_path / "photos"
+    long_name = "z" * (NAME_MAX - 4) + ".jpg"  # longest allowed: the prefix must still fit in front
+    paths = ["a/1.jpg", "b/2.jpg", "z/9.jpg", "c.jpg", long_name]
+    for rel in paths:
+        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
+        (photos / rel).write_bytes(rel.encode())
+    groups = [DuplicateGroup("exact", [2, 0, 1], ["", "exact", "exact"], [1.0, 1.0, 1.0], []),
+              DuplicateGroup("exact", [4, 3], ["", "exact"], [1.0, 1.0], [])]
+    root = tmp_path / "links" / "test_duplicates"
+    for _ in range(2):  # and again: the previous tree is replaced, as imgclust's own
+        link_duplicates(root, photos, paths, groups)
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        assert [f.name for f in folders] == ["0_3", "1_2"]
+        listing = sorted(os.listdir(folders[0]))
+        assert listing == [f"{KEEPER_PREFIX}z__9.jpg", "a__1.jpg", "b__2.jpg"]
+        assert os.path.realpath(folders[0] / listing[0]) == str(photos / "z/9.jpg")
+        listing = sorted(os.listdir(folders[1]))
+        assert listing[0].startswith(KEEPER_PREFIX) and len(os.fsencode(listing[0])) <= NAME_MAX
+        assert os.path.realpath(folders[1] / listing[0]) == str(photos / long_name)
+        assert read_manifest(root) is not None  # the manifest proves the tree, keeper link included
