@@ -138,7 +138,8 @@ def test_numbers_in_label_csvs_stay_numbers(tmp_path):
     clustering = Clustering(np.array([0, 1]), np.array([0.5, 0.25], np.float32), np.zeros((2, 2), np.float32))
     csv_path, _ = write_labels(tmp_path, "n", ["-1.jpg", "a.jpg"], clustering, np.array([[-0.5, 1e-7], [2.0, -3.0]]))
     rows = (csv_path.read_text()).splitlines()
-    assert rows[1] == "'-1.jpg,0,0.5,-0.5,1e-07" and rows[2] == "a.jpg,1,0.25,2,-3"
+    assert rows[0] == "path,cluster,name,distance,x0,x1"
+    assert rows[1] == "'-1.jpg,0,,0.5,-0.5,1e-07" and rows[2] == "a.jpg,1,,0.25,2,-3"
 
 
 def test_tag_network_of_thousands_of_images_is_bounded(tmp_path, make_config, monkeypatch):

