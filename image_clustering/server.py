@@ -166,9 +166,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")  # the token stays out of other sites' logs
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser stopped waiting (a page left, a load cancelled): no traceback for that
 
     def _json(self, status: int, doc) -> None:
         self._send(status, json.dumps(doc, ensure_ascii=True).encode(), "application/json")
