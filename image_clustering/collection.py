@@ -620,7 +620,7 @@ class Collection:
             self._edit("undo", {"seq": last.seq})
             return last
 
-    def apply(self, edits: list[dict], paths: list[str], views: list[np.ndarray]) -> list[str]:
+    def apply(self, edits: list[dict], paths: list[str], views: list[np.ndarray], seed: int = 0) -> list[str]:
         """Apply a list of edits as the static report exports them: ``{"op": "rename", "cluster":
         C, "name": N}``, ``{"op": "move", "photo": P, "cluster": C}``, ``{"op": "merge", "into": C,
         "other": C}``, ``{"op": "split", "cluster": C, "k": K}``, ``{"op": "exclude", "photo": P}``
@@ -643,28 +643,39 @@ class Collection:
                     if photo is not None and photo not in self.labels():
                         skipped.append(f"edit {n} ({e['op']} {photo}): the photo is no longer in the collection")
                         continue
-                    self._nested(e, paths, views)
+                    self._nested(e, paths, views, seed)
                 except KeyError as exc:
                     raise ImgclustError(f"edit {n} ({e['op']}): missing {exc}") from None
         return skipped
 
-    def _nested(self, e: dict, paths, views) -> None:
+    def do(self, e: dict, paths: list[str] | None = None, views: list[np.ndarray] | None = None,
+           seed: int = 0) -> None:
+        """Carry out one edit in the form :meth:`apply` takes (``{"op": "rename", "cluster": C,
+        "name": N}`` …; ``split`` needs the collection's ``paths`` and feature ``views``).
+
+        Raises:
+            KeyError: an argument the operation needs is missing.
+            ImgclustError: as the operation's method.
+        """
+        op = e["op"]
+        if op == "rename":
+            self.rename(e["cluster"], e["name"])
+        elif op == "move":
+            self.move(e["photo"], e["cluster"])
+        elif op == "merge":
+            self.merge(e["into"], e["other"])
+        elif op == "split":
+            self.split(e["cluster"], int(e.get("k", 2)), paths, views, seed)
+        elif op == "exclude":
+            self.exclude(e["photo"])
+        else:
+            self.undo()
+
+    def _nested(self, e: dict, paths, views, seed: int = 0) -> None:
         # The public methods open their own transaction; inside apply() one outer one holds them all.
         saved, self._transaction = self._transaction, _no_transaction
         try:
-            op = e["op"]
-            if op == "rename":
-                self.rename(e["cluster"], e["name"])
-            elif op == "move":
-                self.move(e["photo"], e["cluster"])
-            elif op == "merge":
-                self.merge(e["into"], e["other"])
-            elif op == "split":
-                self.split(e["cluster"], int(e.get("k", 2)), paths, views)
-            elif op == "exclude":
-                self.exclude(e["photo"])
-            else:
-                self.undo()
+            self.do(e, paths, views, seed)
         finally:
             self._transaction = saved
 

@@ -33,7 +33,7 @@ from .clustering import (
     knn_rows,
     sweep_k,
 )
-from .collection import EXCLUDED, Reconciled, open_collection
+from .collection import EXCLUDED, OPS, Reconciled, open_collection
 from .config import Config, read_limited
 from .embedding import FeatureEmbedding, FeatureRows, clustering_space, combine
 from .errors import ImgclustError
@@ -1224,24 +1224,17 @@ def edit(config: Config, op: str, **args) -> EditResult:
         if op == "log":
             return EditResult([e.line() for e in state.edits()] or ["no edits yet"])
         lines: list[str] = []
+        paths = views = None  # only a split needs the features
         if op in ("split", "apply"):
             paths, vectors, _ = features(config)
             views = _network_views(config, vectors)
-        if op == "rename":
-            state.rename(args["cluster"], args["name"])
-        elif op == "move":
-            state.move(args["photo"], args["cluster"])
-        elif op == "merge":
-            state.merge(args["into"], args["other"])
-        elif op == "split":
-            state.split(args["cluster"], args.get("k", 2), paths, views, config.model.seed)
-        elif op == "exclude":
-            state.exclude(args["photo"])
+        if op in OPS:
+            state.do({"op": op, **args}, paths, views, config.model.seed)
         elif op == "undo":
             lines.append(f"undone: {state.undo().line()}")
         elif op == "apply":
             doc = _edit_file(Path(args["file"]))
-            lines += [f"skipped: {line}" for line in state.apply(doc, paths, views)]
+            lines += [f"skipped: {line}" for line in state.apply(doc, paths, views, config.model.seed)]
             lines.append(f"applied {len(doc)} edits from {args['file']}")
         else:
             raise ImgclustError(f"edit: unknown operation {op!r}")
