@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMGCLUST_SHARED", ROOT.parent / "shared"))
 DATASETS = SHARED / "datasets"
 MODEL_DIR = ROOT / "models"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: the report's browser tests drive it
 
 
 def noise_photo(path: Path, seed: int, size=(64, 48), mode: str = "RGB", **save) -> Path:
@@ -132,3 +133,17 @@ def small_disk(tmp_path):
     yield mount
     for disk in mounted:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright (one per test module); skipped where either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium (apt-get install chromium; scripts/setup.sh does it as root)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extras)")
+    with sync_api.sync_playwright() as p:
+        from image_clustering.report_browser import launch
+
+        browser = launch(p)
+        yield browser
+        browser.close()

@@ -21,7 +21,6 @@ from image_clustering.features import extract_features
 from image_clustering.report import _script_json, build_report, display_text, url_path
 from tests.conftest import DATASETS, MODEL_DIR, needs_shared
 
-CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE_DIR = "<script>alert(1)<"  # with the file below, the relative path is "<script>alert(1)</script>.jpg"
 HOSTILE = f"{HOSTILE_DIR}/script>.jpg"
 BROKEN = "<img src=x onerror=alert(2)>.jpg"
@@ -133,19 +132,6 @@ def test_non_utf8_file_name_does_not_crash(tmp_path):
 
 
 # ---------------------------------------------------------------- in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install chromium; scripts/setup.sh does it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extras)")
-    with sync_api.sync_playwright() as p:
-        from image_clustering.report_browser import launch
-
-        browser = launch(p)
-        yield browser
-        browser.close()
 
 
 def open_report(browser, index, csp=False):

@@ -39,7 +39,6 @@ def heavy(test):
 
 UKBENCH = DATASETS / "ukbench_groups14"
 LIFETIME = 300  # seconds: no server of these tests outlives this
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def make_collection(root: Path, vectors: Path):
@@ -243,19 +242,6 @@ def test_the_cli_prints_the_url_last_and_serves_it(served):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install chromium; scripts/setup.sh does it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extras)")
-    with sync_api.sync_playwright() as p:
-        from image_clustering.report_browser import launch
-
-        browser = launch(p)
-        yield browser
-        browser.close()
 
 
 @heavy

@@ -315,7 +315,7 @@ def test_the_label_report_links_and_reads_no_row_outside_the_photos(label_collec
 
 @pytest.mark.browser
 def test_clicking_rows_outside_the_photos_in_the_label_report_loads_nothing(label_collection):
-    from tests.test_report import CHROMIUM
+    from tests.conftest import CHROMIUM
 
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
