@@ -4,16 +4,21 @@ nearest-neighbour graph of the feature vectors, k-means, agglomerative (SciPy li
 clusters or cut at a similarity level, and HDBSCAN. Cluster ``-1`` means "unclustered" (HDBSCAN
 noise, or a cluster below the minimum size of a similarity cut).
 
-k is chosen where the criterion is reliable — the sweep of k-means on the t-SNE embedding — and
+k is chosen on the sweep of k-means on the t-SNE embedding, guarded by the feature graph, and
 Leiden community detection (the default) then clusters at that k in the space that clusters
-best: the graph of each photo's nearest neighbours in every network's feature space, its
-boundaries settled by a neighbour vote (docs/benchmarks.md).
+best: the graph of each photo's nearest neighbours in every network's feature space, cut from
+:data:`LEIDEN_RUNS` seeds (the partition of highest modularity kept), its boundaries settled by
+a neighbour vote. Every default was chosen by the six-set protocol of docs/benchmarks.md.
 
 k-means is scikit-learn's ``KMeans`` (k-means++ initialisation, Lloyd iterations, best of
-``n_init`` runs). Four criteria suggest k from the sweep (``model.k_criterion``):
+``n_init`` runs). Six criteria suggest k from the sweep (``model.k_criterion``):
 
-- ``silhouette`` (default): maximum mean silhouette coefficient (Rousseeuw 1987). Measured in
-  ``shared/docs/baseline.md``, it found the true number of categories where the others did not.
+- ``guarded_silhouette`` (the config's default): the silhouette's k, unless the graph modularity
+  of its clustering is below :data:`GUARD` of the best k's, then the modularity's k (so k = 2
+  stands only where two clusters also hold the feature graph; :func:`add_graph_modularity`).
+- ``silhouette``: maximum mean silhouette coefficient (Rousseeuw 1987) on the embedding.
+- ``modularity``: the k whose k-means clustering has the highest Newman modularity on the
+  feature graph (Newman 2006).
 - ``davies_bouldin``: minimum Davies–Bouldin index (Davies & Bouldin 1979).
 - ``elbow``: the knee of the inertia curve, the point farthest below the chord from its first to
   its last point (both axes scaled to [0, 1]).
@@ -570,8 +575,9 @@ def cluster_leiden(x: np.ndarray, k: int, views: list[np.ndarray] | None = None,
                    n_neighbors: int = GRAPH_NEIGHBORS, vote_sweeps: int = VOTE_SWEEPS) -> Clustering:
     """Leiden community detection (Traag, Waltman & van Eck 2019, *Sci. Rep.* 9, 5233; the
     ``leidenalg`` library on python-igraph) of the :func:`knn_affinity` graph of ``views``, with
-    the resolution of the Reichardt–Bornholdt configuration model searched (:func:`leiden_k`) so
-    that it finds exactly ``k`` communities; where no resolution does, spectral clustering of the
+    the resolution of the Reichardt–Bornholdt configuration model searched (:func:`leiden_k`, from
+    :data:`LEIDEN_RUNS` seeds, the highest modularity kept) so that it finds exactly ``k``
+    communities; where no resolution does, spectral clustering of the
     same graph (:func:`cluster_spectral`, logged); finished by :func:`neighbour_vote`. Arguments,
     result and errors as :func:`cluster_spectral`."""
     return _cut_graph(x, k, views, seed, n_neighbors, True, vote_sweeps)
