@@ -484,22 +484,20 @@ def knn_rows(views: list[np.ndarray], rows: np.ndarray, n_neighbors: int, seed: 
     existing clusters needs, at the cost of ``len(rows)`` queries instead of N.
 
     Args:
-        views: float arrays (N, D_i), rows aligned.
+        views: float arrays (N, D_i) or one-network FeatureRows, rows aligned.
         rows: int indices of the photos to join.
         n_neighbors: neighbours per photo (below N).
 
     Returns:
         float64 sparse (N, N), non-zero only in ``rows``.
     """
-    from .embedding import pca_features, unit_rows
-
     n = views[0].shape[0]
     rows = np.asarray(rows, dtype=np.int64)
     total = sparse.csr_matrix((n, n))
     if not len(rows):
         return total
     for view in views:
-        reduced = pca_features(unit_rows(view), GRAPH_PCA, seed, standardize=False)
+        reduced = graph_space(view, seed)
         _, found = NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), metric="cosine").fit(reduced).kneighbors(
             reduced[rows])
         src, dst = [], []

@@ -583,6 +583,7 @@ class Collection:
             ImgclustError: no such cluster, or fewer photos than ``k``.
         """
         from .clustering import cluster_leiden, graph_neighbors
+        from .embedding import FeatureRows
 
         with self._transaction():
             self._require_state()
@@ -593,7 +594,7 @@ class Collection:
             if k < 2 or len(members) < k:
                 raise ImgclustError(f"split: cluster {c} has {len(members)} photos; cannot split it into {k}")
             take = np.array([row[p] for p in members])
-            parts = [np.asarray(v)[take] for v in views]
+            parts = [v.take(take) if isinstance(v, FeatureRows) else np.asarray(v)[take] for v in views]
             x = np.hstack(parts).astype(np.float32)
             pieces = cluster_leiden(x, k, parts, seed, graph_neighbors(len(members), k)).labels
             next_id = self._meta("next_id", 0)

@@ -533,13 +533,6 @@ def _settings(model) -> str:
     return _key(**{name: getattr(model, name) for name in CLUSTER_SETTINGS})
 
 
-def _network_views(config: Config, vectors: np.ndarray | FeatureRows) -> list[np.ndarray]:
-    """Each network's columns of the combined feature matrix (the feature graph's views)."""
-    array = vectors.array() if isinstance(vectors, FeatureRows) else vectors
-    ends = np.cumsum([NETWORKS[name].dim for name in config.model.extractor])
-    return np.split(array, ends[:-1], axis=1)
-
-
 def _cluster(config: Config, progress: bool, write: bool, recluster: bool = False) -> ClusterResult:
     m, layout = config.model, config.layout
     paths, vectors, key = _clustering_input(config)
@@ -547,11 +540,15 @@ def _cluster(config: Config, progress: bool, write: bool, recluster: bool = Fals
     with open_collection(layout.collection_db) as state:
         reason = "--recluster" if recluster else state.full_reason(paths, settings)
         previous = state.base()
-        # The feature graph's rows of the photos without a cluster yet: what placing them needs.
+        # The feature graph's rows of the photos without a cluster yet: what placing them needs —
+        # in a full clustering only where a split edit must place photos it did not see (a first
+        # run of a million photos would otherwise query every photo's neighbours for nothing).
         unplaced = np.array([i for i, p in enumerate(paths) if previous.get(p, -1) < 0], dtype=np.int64)
-        views = _network_views(config, vectors)
+        if reason is not None and not any(e.op == "split" for e in state.edits(active_only=True)):
+            unplaced = unplaced[:0]
         k_before = len({c for c in previous.values() if c >= 0}) or 1
-        affinity = knn_rows(views, unplaced, graph_neighbors(len(paths), k_before, m.graph_neighbors), m.seed)
+        affinity = knn_rows(_graph_views(config, vectors), unplaced,
+                            graph_neighbors(len(paths), k_before, m.graph_neighbors), m.seed)
         estimator, embedding, points = None, None, None
         if reason is None:
             placed = state.incremental(paths, affinity, settings)
@@ -1226,8 +1223,8 @@ def edit(config: Config, op: str, **args) -> EditResult:
         lines: list[str] = []
         paths = views = None  # only a split needs the features
         if op in ("split", "apply"):
-            paths, vectors, _ = features(config)
-            views = _network_views(config, vectors)
+            paths, vectors, _ = _clustering_input(config)
+            views = _graph_views(config, vectors)
         if op in OPS:
             state.do({"op": op, **args}, paths, views, config.model.seed)
         elif op == "undo":
