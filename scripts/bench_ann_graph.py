@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import time
-
-import numpy as np
 import warnings
 
+import numpy as np
 from bench_protocol import CACHE, SETS, load, set_name
 from sklearn.metrics import normalized_mutual_info_score
 

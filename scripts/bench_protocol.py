@@ -173,12 +173,16 @@ METHODS = {
     "pad, k-means on t-SNE 2, k by graph modularity": ("pad", _leiden_runs(_tolerant(_auto("kmeans", "modularity"), 0.0), 1)),
     "pad, Leiden + vote, k by graph modularity, smallest k within 1 %":
         ("pad", _leiden_runs(_tolerant(_auto("leiden", "modularity"), 0.01), 1)),
-    "pad, Leiden + vote, k by silhouette guarded by graph modularity": ("pad", _leiden_runs(_auto("leiden", "guarded_silhouette"), 1)),
-    "squash, Leiden + vote, k by silhouette guarded by graph modularity": ("squash", _leiden_runs(_auto("leiden", "guarded_silhouette"), 1)),
-    "pad, spectral + vote, k by silhouette guarded by graph modularity": ("pad", _leiden_runs(_auto("spectral", "guarded_silhouette"), 1)),
+    "pad, Leiden + vote, k by silhouette guarded by graph modularity":
+        ("pad", _leiden_runs(_auto("leiden", "guarded_silhouette"), 1)),
+    "squash, Leiden + vote, k by silhouette guarded by graph modularity":
+        ("squash", _leiden_runs(_auto("leiden", "guarded_silhouette"), 1)),
+    "pad, spectral + vote, k by silhouette guarded by graph modularity":
+        ("pad", _leiden_runs(_auto("spectral", "guarded_silhouette"), 1)),
     "squash, spectral + vote, k by silhouette guarded by graph modularity":
         ("squash", _leiden_runs(_auto("spectral", "guarded_silhouette"), 1)),
-    "pad, k-means on t-SNE 2, k by silhouette guarded by graph modularity": ("pad", _leiden_runs(_auto("kmeans", "guarded_silhouette"), 1)),
+    "pad, k-means on t-SNE 2, k by silhouette guarded by graph modularity":
+        ("pad", _leiden_runs(_auto("kmeans", "guarded_silhouette"), 1)),
     "squash, k-means on t-SNE 2, k by silhouette guarded by graph modularity":
         ("squash", _leiden_runs(_auto("kmeans", "guarded_silhouette"), 1)),
     "pad, the most agreeing of Leiden, spectral and k-means, k by guarded silhouette":
