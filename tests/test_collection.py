@@ -153,6 +153,35 @@ def test_a_grown_collection_keeps_its_clusters(collection):
         assert state.check() == []
 
 
+def test_above_the_in_memory_size_the_features_are_never_read_whole(collection, monkeypatch):
+    """Above EMBED_SAMPLE photos (100,000; here 40) the stores stay memory-mapped: a first run, a
+    grown collection, a split and a recluster with that split in force never read the whole
+    feature matrix (at 10^6 photos 13 GB: the run was killed for memory when they did), and the
+    clusters still follow the objects."""
+    from image_clustering import embedding
+
+    config, photos, later = collection
+    monkeypatch.setattr(embedding, "EMBED_SAMPLE", 40)
+
+    def whole(self):
+        raise AssertionError("the whole feature matrix was read")
+
+    monkeypatch.setattr(embedding.FeatureRows, "array", whole)
+    monkeypatch.setattr(embedding.FeatureRows, "views", whole)
+    first = pipeline.cluster(config, progress=False)
+    assert normalized_mutual_info_score([p.split("/")[0] for p in first.paths], first.ids) > 0.9
+    for group in LATER:
+        shutil.copytree(later / group, photos / group)
+    grown = pipeline.cluster(config, progress=False)
+    assert grown.collection.mode == "incremental" and grown.collection.added == 8
+    assert normalized_mutual_info_score([p.split("/")[0] for p in grown.paths], grown.ids) > 0.9
+    members = [p for p, c in zip(grown.paths, grown.ids.tolist()) if c == grown.ids[0]]
+    pipeline.edit(config, "split", cluster=str(grown.ids[0]), k=2)
+    again = pipeline.cluster(config, progress=False, recluster=True)
+    after = dict(zip(again.paths, again.ids.tolist()))
+    assert again.collection.mode == "recluster" and len({after[p] for p in members}) == 2  # the split holds
+
+
 def test_edits_persist_across_runs_and_undo_exactly(collection, tmp_path):
     config, photos, later = collection
     result = pipeline.cluster(config, progress=False)
