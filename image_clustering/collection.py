@@ -544,6 +544,8 @@ class Collection:
             self._require_state()
             c = self.resolve_cluster(cluster)
             name = name.strip()
+            if name.lstrip("-").isdigit():  # a number names a cluster by its id, so this name could never be used
+                raise ImgclustError(f"name {name!r}: a cluster name cannot be a number (numbers are cluster ids)")
             taken = [other for other, n in self.names().items() if n == name and other != c]
             if taken:
                 raise ImgclustError(f"name {name!r}: cluster {taken[0]} already has it")

@@ -22,6 +22,9 @@ from .networks import NETWORKS as REGISTRY
 
 _PATH = {"type": "string", "minLength": 1, "pattern": "^[^\u0000]*$"}  # no NUL: no file name holds one
 _INT = {"type": "integer"}
+# The object name is part of file names (``<name>_collection.sqlite``, ``.<name>.imgclust-<32 hex>-old``):
+# 100 characters leave those within the 255 bytes a file name may have.
+OBJECT_NAME_MAX = 100
 NETWORKS = list(REGISTRY)
 _NETWORK = {"enum": NETWORKS}
 
@@ -49,7 +52,7 @@ SCHEMA = {
             "additionalProperties": False,
             "required": ["object_name"],
             "properties": {
-                "object_name": {"type": "string", "pattern": r"^(?!\.{1,2}$)[A-Za-z0-9._-]+$"},
+                "object_name": {"type": "string", "pattern": r"^(?!\.{1,2}$)[A-Za-z0-9._-]+$", "maxLength": OBJECT_NAME_MAX},
                 "extractor": {"oneOf": [_NETWORK, {"type": "array", "items": _NETWORK, "minItems": 1,
                                                    "uniqueItems": True}]},
                 "weights": {"oneOf": [_PATH, {"type": "object", "additionalProperties": False,
@@ -498,6 +501,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if key == "compute.scheduler":
         return ("compute.scheduler: must be null, \"local\" or a scheduler address such as tcp://host:8786 "
                 f"(got {error.instance!r})")
+    if key == "model.object_name" and error.validator == "maxLength":
+        return (f"model.object_name: at most {OBJECT_NAME_MAX} characters (it names files and folders; "
+                f"got {len(error.instance)})")
     if key == "model.object_name" and error.validator == "pattern":
         return f"model.object_name: use letters, digits, '.', '_' and '-' only (got {error.instance!r})"
     if error.validator in ("oneOf", "enum"):  # jsonschema's "not valid under any of the given schemas"

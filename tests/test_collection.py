@@ -76,6 +76,8 @@ def test_edits_on_the_state_name_clusters_by_id_or_name_and_undo_in_order(tmp_pa
         state.rename(1, "Beach")
         with pytest.raises(ImgclustError, match="already has it"):
             state.rename(0, "Beach")
+        with pytest.raises(ImgclustError, match="cannot be a number"):
+            state.rename(0, " 2 ")  # "2" would always mean cluster 2
         assert state.resolve_cluster("beach") == 1 and state.resolve_cluster("1") == 1
         state.move("a/1.jpg", "Beach")
         state.merge("Beach", 2)

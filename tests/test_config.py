@@ -49,6 +49,7 @@ def test_the_shipped_config_is_valid():
         (with_model(batch_size=-1), "model.batch_size"),
         (with_model(reducer="pca"), "model.reducer"),
         (with_model(object_name="a/b"), "model.object_name"),
+        (with_model(object_name="x" * 300), "model.object_name: at most 100 characters"),
         (with_model(reducer="tsne", reduced_dimension=5), "model.reduced_dimension"),
         (with_model(k=20, k_max=10), "model.k"),
         ({"paths": {"image_dir": 3}, "model": {"object_name": "x"}}, "paths.image_dir"),
