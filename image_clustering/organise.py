@@ -62,18 +62,27 @@ class Plan:
         return {"root": self.root, "mode": self.mode, "steps": [vars(s) for s in self.steps]}
 
 
-def check_root(root: Path, image_dir: Path) -> Path:
-    """``root`` made absolute (symbolic links resolved), refused when it lies inside
-    ``image_dir`` or holds it.
+def check_root(root: Path, image_dir: Path, outputs: dict[str, Path] | None = None) -> Path:
+    """``root`` made absolute (symbolic links resolved), refused when it lies inside ``image_dir``
+    or holds it, or lies inside one of imgclust's own output folders (``outputs``: a description →
+    folder; a link folder that ``cluster`` rebuilds would take organised copies for the user's).
 
     Raises:
-        ImgclustError: the folder overlaps ``image_dir``, or is a file.
+        ImgclustError: the folder overlaps ``image_dir``, lies in an output folder, or is a file.
     """
     root = Path(os.path.abspath(root))
-    real, photos = Path(os.path.realpath(root)), Path(os.path.realpath(image_dir))
-    if real == photos or photos in real.parents or real in photos.parents:
+    real = Path(os.path.realpath(root))
+
+    def inside(folder: Path) -> bool:
+        other = Path(os.path.realpath(folder))
+        return real == other or other in real.parents
+
+    if inside(image_dir) or real in Path(os.path.realpath(image_dir)).parents:
         raise ImgclustError(f"--to {root}: overlaps paths.image_dir {image_dir}; organise into a folder outside it "
                             "(the photos are never touched)")
+    for what, folder in (outputs or {}).items():
+        if inside(folder):
+            raise ImgclustError(f"--to {root}: inside imgclust's {what} {folder}; organise into a folder of its own")
     if root.exists() and not root.is_dir():
         raise ImgclustError(f"--to {root}: exists and is not a folder")
     return root

@@ -1305,6 +1305,14 @@ class OrganiseResult:
     plan_file: Path | None
 
 
+def _output_folders(config: Config) -> dict[str, Path]:
+    """This collection's output folders (what ``organise --to`` must stay out of)."""
+    layout = config.layout
+    return {"link folder": layout.link_root(), "label-words link folder": layout.link_root(of_tags=True),
+            "duplicates link folder": layout.duplicates_links, "plot folder": layout.plot_dir,
+            "feature store": layout.feature_dir}
+
+
 def organise(config: Config, to: Path | None = None, mode: str = "copy", dry_run: bool = False,
              undo: bool = False, keepers_only: bool = False) -> OrganiseResult:
     """``imgclust organise``: lay the photos out under ``to`` as one folder per cluster, named
@@ -1334,7 +1342,7 @@ def organise(config: Config, to: Path | None = None, mode: str = "copy", dry_run
             raise ImgclustError("organise: --to DIR is needed (or --undo)")
         if state.is_empty():
             raise ImgclustError(f"{config.layout.collection_db}: no clusters yet; run `imgclust cluster` first")
-        root = org.check_root(to, config.paths.image_dir)
+        root = org.check_root(to, config.paths.image_dir, _output_folders(config))
         placed = state.current()
         names, auto = placed.names, state.auto_names()
         folders_of = folder_names({c: names.get(c) or auto.get(c) for c in placed.cluster_ids()})

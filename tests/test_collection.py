@@ -305,6 +305,9 @@ def test_organise_dry_run_apply_rerun_and_undo(collection, tmp_path):
         pipeline.organise(config, photos / "sorted")
     with pytest.raises(ImgclustError, match="overlaps paths.image_dir"):
         pipeline.organise(config, photos.parent)
+    for inside in (config.layout.link_root(), config.layout.link_root() / "sorted", config.layout.plot_dir):
+        with pytest.raises(ImgclustError, match="inside imgclust's"):  # cluster would rebuild it under the copies
+            pipeline.organise(config, inside)
 
 
 def test_organise_keepers_only_leaves_out_the_duplicates_that_are_not_kept(collection, tmp_path):
