@@ -118,7 +118,19 @@ def exclusive_lock(folder: Path, what: str):
     from .errors import ImgclustError
 
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
+    path = folder / ".lock"
+    try:  # not through a link (it would truncate what it points to), never blocking on a FIFO
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise ImgclustError(f"{path}: is not a regular file (a link, folder or FIFO); imgclust keeps its lock "
+                                "there — move it away") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImgclustError(f"{path}: is not a regular file (a FIFO or device); imgclust keeps its lock there — "
+                            "move it away")
+    with open(fd, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

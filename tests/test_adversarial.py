@@ -128,3 +128,18 @@ def test_a_copy_in_the_link_folder_outlives_its_deleted_original(make_config, tm
     (config.paths.image_dir / "002.jpg").unlink()
     run(config, "cluster")
     assert list((config.paths.link_dir / "test").rglob("002*.jpg")), "the photo's last copy was removed"
+
+
+# Left from the audit: a `.lock` that is a FIFO said "File or stream is not seekable" naming no
+# file; a `.lock` that is a link was opened through it and the file it points to truncated.
+@pytest.mark.parametrize("kind", ["fifo", "link"])
+def test_a_lock_file_that_is_not_a_file_is_one_line_and_nothing_is_truncated(clustered, tmp_path, kind):
+    lock = clustered.feature_dir / ".lock"
+    lock.unlink(missing_ok=True)
+    precious = tmp_path / "notes.txt"
+    precious.write_text("the user's own notes")
+    os.mkfifo(lock) if kind == "fifo" else lock.symlink_to(precious)
+    result = without_hanging_on(lock, lambda: CliRunner().invoke(
+        main, ["cluster", "--config", str(clustered.source), "-q"]), seconds=30)
+    one_line_error(result, ".lock", "not a regular file")
+    assert precious.read_text() == "the user's own notes"
