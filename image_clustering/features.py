@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -93,18 +94,34 @@ def _read_index(store_dir: Path) -> dict | None:
     return index
 
 
+@contextmanager
+def _reading(path: Path):
+    """Turn a damaged store file's error into one line naming that file."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ImgclustError(f"{path}: feature store file unreadable ({exc!r}); delete the folder {path.parent} "
+                            "to rebuild it") from None
+
+
 def _shard_arrays(store_dir: Path, token: str, names) -> dict[str, np.ndarray]:
-    return {name: np.load(store_dir / f"{token}.{name}.npy", mmap_mode="r") for name in names}
+    arrays = {}
+    for name in names:
+        path = store_dir / f"{token}.{name}.npy"
+        with _reading(path):
+            arrays[name] = np.load(path, mmap_mode="r")
+    return arrays
 
 
 def _live_rows(store_dir: Path, index: dict) -> dict[str, tuple[int, int, ImageFile, str | None]]:
     """path → (shard number, row, image, content hash or None) for the newest row of every path."""
     live = {}
     for s, token in enumerate(index["shards"]):
-        doc = json.loads((store_dir / f"{token}.json").read_text())
-        hashes = doc.get("hashes") or [None] * len(doc["images"])  # shards before model.content_hash have none
-        for r, ((path, size, mtime), digest) in enumerate(zip(doc["images"], hashes)):
-            live[path] = (s, r, ImageFile(path, size, mtime), digest)
+        with _reading(store_dir / f"{token}.json"):
+            doc = json.loads((store_dir / f"{token}.json").read_text())
+            hashes = doc.get("hashes") or [None] * len(doc["images"])  # shards before model.content_hash have none
+            for r, ((path, size, mtime), digest) in enumerate(zip(doc["images"], hashes)):
+                live[path] = (s, r, ImageFile(path, size, mtime), digest)
     return live
 
 

@@ -143,3 +143,13 @@ def test_a_lock_file_that_is_not_a_file_is_one_line_and_nothing_is_truncated(clu
         main, ["cluster", "--config", str(clustered.source), "-q"]), seconds=30)
     one_line_error(result, ".lock", "not a regular file")
     assert precious.read_text() == "the user's own notes"
+
+
+# Left from the audit: a damaged shard was reported as "index.json: feature store unreadable".
+@pytest.mark.parametrize("part", ["features.npy", "json"])
+def test_a_damaged_shard_is_named_itself(clustered, part):
+    store = clustered.feature_dir / "inception_v3"
+    token = json.loads((store / "index.json").read_text())["shards"][0]
+    (store / f"{token}.{part}").write_bytes(b"\x93NUMPY garbage" if part.endswith("npy") else b'{"images": [[1')
+    result = run(clustered, "cluster", code=1)
+    one_line_error(result, f"{token}.{part}", "unreadable")
