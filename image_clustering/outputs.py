@@ -263,6 +263,10 @@ def write_link_tree(link_root: Path, image_dir: Path, folders: Mapping[str, Sequ
             raise ImgclustError(f"{link_root}: made by an imgclust from before ownership manifests, or a copy of such a "
                                 f"folder (its {MARKER} is the old marker, which proves nothing); delete it if it holds "
                                 "only imgclust's links, or move it away — imgclust only replaces what it can prove it made")
+        if previous is None and link_root.is_symlink():
+            raise ImgclustError(f"{link_root}: is a symbolic link (to {os.readlink(link_root)}); imgclust writes its "
+                                "link folder only as a real folder — remove the link (its target is left alone) or "
+                                "choose another paths.link_dir")
         if previous is None:
             raise ImgclustError(f"{link_root}: exists and was not made by imgclust (no {MARKER} manifest written "
                                 "for this folder: a copy, a backup or a folder made by hand); move it away or choose "
@@ -416,6 +420,9 @@ def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Map
             room = NAME_MAX - len(os.fsencode(prefix))
             flat = _flat_name(rel, room)
             link, n = prefix + flat, 1
+            if existed and link not in taken and _already_links(f"{base}/{name}/{link}", f"{photos}/{rel}"):
+                taken.add(link)  # kept unproven (e.g. its manifest line lost), but already this very link: no twin
+                continue
             # "a__b.jpg" and "a/b.jpg" flatten alike; a file kept from the previous tree keeps its name
             while link in taken or (existed and os.path.lexists(f"{base}/{name}/{link}")):
                 stem, suffix = os.path.splitext(flat)
@@ -429,6 +436,18 @@ def _fill(writer: ManifestWriter, link_root: Path, image_dir: Path, folders: Map
             _record(writer, entry, kind, source)
             made[kind] = made.get(kind, 0) + 1
     return made
+
+
+def _already_links(path: str, source: str) -> bool:
+    """Whether ``path`` (a file kept in the tree as the user's) is already a link to ``source``: a
+    symbolic link with exactly that target, or a hard link of that very file (same inode)."""
+    try:
+        if os.path.islink(path):
+            return os.readlink(path) == source
+        here, there = os.stat(path), os.stat(source)
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+    except OSError:
+        return False
 
 
 def _swap_in(building: Path, link_root: Path) -> None:

@@ -107,6 +107,24 @@ def test_a_link_named_like_a_kept_file_gets_another_name(tmp_path, photos):
     assert os.readlink(root / "0_3" / "b~1.jpg") == str(photos / "b.jpg")
 
 
+@pytest.mark.parametrize("mode", ["symlink", "hardlink"])
+def test_a_manifest_cut_short_keeps_the_unproven_links_without_twins(tmp_path, photos, mode):
+    """Lines lost from the manifest (a truncated file) leave their links unproven: kept as the
+    user's, never removed — and, being already the very link the new tree needs, not doubled as
+    ``name~1`` (the audit found every link doubled)."""
+    root = tmp_path / "links" / "holiday"
+    run(root, photos, mode=mode)
+    manifest = root / MARKER
+    manifest.write_text(manifest.read_text().splitlines()[0] + "\n")  # only the header proves the folder
+    run(root, photos, mode=mode)
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+    assert names == ["0_3/a.jpg", "0_3/b.jpg", "0_3/c.jpg", "1_1/d.jpg"]
+    run(root, photos, (0, 1, 1, 1), mode=mode)  # unproven links are never removed: a and the moved ones stay
+    assert {"0_3/a.jpg", "0_3/b.jpg", "0_3/c.jpg", "1_1/d.jpg"} <= {p.relative_to(root).as_posix()
+                                                                  for p in root.rglob("*.jpg")}
+    assert digests(photos).keys() == set(NAMES)
+
+
 def test_a_hand_made_album_of_the_users_own_symlinks_survives(tmp_path, photos):
     """Inside the link folder it is kept; in place of the link folder (folders of nothing but
     symbolic links, as old imgclust link folders were) it is refused, not replaced."""
@@ -250,3 +268,14 @@ def test_names_that_are_not_utf8_are_proven_and_kept_alike(tmp_path):
     build_link_folders(root, photos, [latin1, "b.jpg"], np.array([0, 1]), 2)
     assert sorted(os.fsencode(p.name) for p in (root / "0_2").iterdir()) == [b"notes-\xff.txt"]
     assert [os.fsencode(p.name) for p in (root / "0_1").iterdir()] == [b"caf\xe9.jpg"]
+
+
+def test_a_link_folder_replaced_by_a_symbolic_link_is_named_as_one(tmp_path, photos):
+    root = tmp_path / "links" / "holiday"
+    run(root, photos)
+    elsewhere = tmp_path / "elsewhere"
+    root.rename(elsewhere)
+    root.symlink_to(elsewhere)
+    with pytest.raises(ImgclustError, match="is a symbolic link") as info:
+        run(root, photos)
+    assert "\n" not in str(info.value) and root.is_symlink() and (elsewhere / MARKER).is_file()
