@@ -52,7 +52,7 @@ GRAPH_PCA = 50  # each network's vectors are reduced to this many PCA components
 ANN_LIMIT = 20_000
 # NN-descent keeps this many candidates per photo and the graph takes the nearest GRAPH_NEIGHBORS of
 # them: its recall grows with the list it keeps (on the dev sets 97.3–99.3 % of the exact graph's
-# edges when it keeps 11, 99.98–100 % at 30; docs/benchmarks.md).
+# edges when it keeps 11, 99.96–100 % at 30; docs/benchmarks.md).
 ANN_SEARCH = 30
 # Leiden's resolution search and spectral clustering's eigenvectors run on the graph of at most this
 # many photos: above, on the exact graph of a seeded sample of this size, and every other photo joins
