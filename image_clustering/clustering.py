@@ -98,8 +98,14 @@ class KSweep:
 
 
 def kmeans(x: np.ndarray, k: int, n_init: int, seed: int) -> KMeans:
-    """Fit k-means with ``k`` clusters on ``x`` (N, d); deterministic for a given ``seed``."""
-    return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+    """Fit k-means with ``k`` clusters on ``x`` (N, d); deterministic for a given ``seed``. Fewer
+    distinct points than ``k`` (photos with equal feature vectors) give fewer distinct clusters,
+    which the sweep scores as undefined, without scikit-learn's ConvergenceWarning."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
 
 
 CRITERIA = ("silhouette", "davies_bouldin", "elbow", "lmethod", "modularity", "guarded_silhouette")
@@ -246,8 +252,9 @@ def modularity(affinity: sparse.spmatrix, labels: np.ndarray) -> float:
 
 def graph_k(ks: np.ndarray, values: np.ndarray, tolerance: float = 0.0) -> int:
     """The smallest k whose modularity is within ``tolerance`` (a fraction of the maximum) of the
-    largest; NaN entries are skipped; 1 when none is finite."""
-    if not np.isfinite(values).any():
+    largest; NaN entries are skipped; 1 when none is finite or none is above 0 (no partition holds
+    more of the graph than chance does: one cluster, whose modularity is 0)."""
+    if not np.isfinite(values).any() or np.nanmax(values) <= 0:
         return 1
     best = np.nanmax(values)
     return int(ks[np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= best - tolerance * abs(best))[0]])

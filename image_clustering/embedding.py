@@ -335,8 +335,8 @@ class FeatureEmbedding(BaseEstimator, TransformerMixin):
         log.info("embedding %d images: PCA to %d → %s to %d", len(x), min(self.pca_dimension, *x.shape),
                  self.reducer, self.reduced_dimension)
         self.pca_features_ = pca_features(x, self.pca_dimension, self.seed, self.standardize)
-        self.embedding_ = reduce(self.pca_features_, self.reducer, self.reduced_dimension, self.perplexity,
-                                 self.n_neighbors, self.seed)
+        self.embedding_ = join_equal_rows(x, reduce(self.pca_features_, self.reducer, self.reduced_dimension,
+                                                     self.perplexity, self.n_neighbors, self.seed))
         return self
 
     def fit_transform(self, X, y=None):
@@ -351,6 +351,21 @@ class FeatureEmbedding(BaseEstimator, TransformerMixin):
         if key["sample_size"] == EMBED_SAMPLE:  # keys of embeddings cached before sampling existed stay valid
             del key["sample_size"]
         return key
+
+
+def join_equal_rows(x: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``points`` (float (N, d)) with every group of rows whose ``x`` rows (N, D) are equal byte for
+    byte moved to the group's mean: photos with the same feature vectors are one picture to the
+    networks, but t-SNE and UMAP start from random positions and keep equal points apart, so a k
+    sweep on the map would find clusters among copies of one photo. Same dtype as ``points``."""
+    rows = np.ascontiguousarray(x)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, group, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    if (counts == 1).all():
+        return points
+    sums = np.zeros((len(counts), points.shape[1]))
+    np.add.at(sums, group, points)
+    return (sums / counts[:, None])[group].astype(points.dtype)
 
 
 def clustering_space(vectors: np.ndarray, embedding: np.ndarray, space: str = "embedding", pca_dimension: int = 50,

@@ -153,3 +153,31 @@ def test_a_damaged_shard_is_named_itself(clustered, part):
     (store / f"{token}.{part}").write_bytes(b"\x93NUMPY garbage" if part.endswith("npy") else b'{"images": [[1')
     result = run(clustered, "cluster", code=1)
     one_line_error(result, f"{token}.{part}", "unreadable")
+
+
+# Left from the audit: six byte-identical photos were split into 4 clusters, with a scikit-learn
+# ConvergenceWarning printed through -q. Equal feature vectors now share one place on the map.
+def test_copies_of_one_photo_form_one_cluster_without_warnings(make_config, tmp_path):
+    from image_clustering.embedding import FeatureEmbedding, join_equal_rows
+    from image_clustering.features import _StoreWriter
+    from image_clustering.images import ImageFile
+
+    config = make_config(tmp_path / "photos", extractor="inception_v3")
+    images = [ImageFile(f"{i:03d}.jpg", 100, 1) for i in range(6)]
+    config.paths.image_dir.mkdir(parents=True)
+    for image in images:
+        (config.paths.image_dir / image.path).write_bytes(b"x" * image.size)
+        os.utime(config.paths.image_dir / image.path, ns=(1, 1))
+    same = np.tile(np.random.default_rng(0).random(16, dtype=np.float32), (6, 1))
+    writer = _StoreWriter(config.feature_dir / "inception_v3", {"network": "fake"}, 16, keep_previous=False)
+    writer.append(images, {"features": same})
+    writer.compact({f.path for f in images}, {"features": ((16,), np.float32)})
+    result = CliRunner().invoke(main, ["cluster", "--config", str(config.source), "-q"])
+    assert result.exit_code == 0 and "Warning" not in result.output, result.output
+    assert json.loads(config.layout.labels_json().read_text())["k"] == 1
+    # the rule itself: only equal rows are joined, each group at its mean
+    x = np.array([[1, 2], [3, 4], [1, 2], [5, 6]], np.float32)
+    points = np.array([[0.0, 0], [9, 9], [2, 4], [7, 7]], np.float32)
+    np.testing.assert_array_equal(join_equal_rows(x, points), [[1, 2], [9, 9], [1, 2], [7, 7]])
+    assert FeatureEmbedding(pca_dimension=4).fit_transform(np.vstack([same, same[:1] + 1])).round(4).tolist()[0] \
+        == FeatureEmbedding(pca_dimension=4).fit_transform(np.vstack([same, same[:1] + 1])).round(4).tolist()[5]
