@@ -126,10 +126,15 @@ def exclusive_lock(folder: Path, what: str):
             raise ImgclustError(f"{path}: is not a regular file (a link, folder or FIFO); imgclust keeps its lock "
                                 "there — move it away") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    # A file with other names (a hard link) is rewritten below for all of them: fine for a lock of
+    # ours seen again through a `cp -al` snapshot, not for a file of the user's linked here.
+    regular = stat.S_ISREG(st.st_mode)
+    foreign = regular and st.st_nlink > 1 and st.st_size > 0 and not os.pread(fd, 64, 0).startswith(b"imgclust (pid ")
+    if not regular or foreign:
         os.close(fd)
-        raise ImgclustError(f"{path}: is not a regular file (a FIFO or device); imgclust keeps its lock there — "
-                            "move it away")
+        raise ImgclustError(f"{path}: is not a file of imgclust's own (a FIFO, a device, or a file with other "
+                            "names: a hard link); imgclust keeps its lock there — move it away")
     with open(fd, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -132,17 +132,26 @@ def test_a_copy_in_the_link_folder_outlives_its_deleted_original(make_config, tm
 
 # Left from the audit: a `.lock` that is a FIFO said "File or stream is not seekable" naming no
 # file; a `.lock` that is a link was opened through it and the file it points to truncated.
-@pytest.mark.parametrize("kind", ["fifo", "link"])
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "hardlink"])
 def test_a_lock_file_that_is_not_a_file_is_one_line_and_nothing_is_truncated(clustered, tmp_path, kind):
     lock = clustered.feature_dir / ".lock"
     lock.unlink(missing_ok=True)
     precious = tmp_path / "notes.txt"
     precious.write_text("the user's own notes")
-    os.mkfifo(lock) if kind == "fifo" else lock.symlink_to(precious)
+    {"fifo": lambda: os.mkfifo(lock), "symlink": lambda: lock.symlink_to(precious),
+     "hardlink": lambda: os.link(precious, lock)}[kind]()
     result = without_hanging_on(lock, lambda: CliRunner().invoke(
         main, ["cluster", "--config", str(clustered.source), "-q"]), seconds=30)
-    one_line_error(result, ".lock", "not a regular file")
+    one_line_error(result, ".lock", "not a")
     assert precious.read_text() == "the user's own notes"
+
+
+def test_a_lock_seen_again_through_a_hard_link_snapshot_still_works(clustered, tmp_path):
+    """`cp -al` (rsnapshot-style backups) gives imgclust's own .lock a second name: still usable."""
+    lock = clustered.feature_dir / ".lock"
+    lock.write_text("imgclust (pid 1)")
+    os.link(lock, tmp_path / "snapshot.lock")
+    run(clustered, "cluster")
 
 
 # Left from the audit: a damaged shard was reported as "index.json: feature store unreadable".
