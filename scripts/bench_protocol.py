@@ -111,39 +111,35 @@ def _true_k(algorithm: str):
     return run
 
 
+def _patched(inner, **constants):
+    """``inner`` run with module constants of ``clustering`` set to ``constants`` (restored after)."""
+    def run(views, embedding, sweep, seed, **kw):
+        before = {name: getattr(clustering, name) for name in constants}
+        for name, value in constants.items():
+            setattr(clustering, name, value)
+        try:
+            return inner(views, embedding, sweep, seed, **kw)
+        finally:
+            for name, value in before.items():
+                setattr(clustering, name, value)
+    run.true_k = getattr(inner, "true_k", False)
+    return run
+
+
 def _approximate(inner):
     """``inner`` with the graph's neighbours from pynndescent at every size (ANN_LIMIT 0)."""
-    def run(views, embedding, sweep, seed):
-        limit, clustering.ANN_LIMIT = clustering.ANN_LIMIT, 0
-        try:
-            return inner(views, embedding, sweep, seed)
-        finally:
-            clustering.ANN_LIMIT = limit
-    return run
+    return _patched(inner, ANN_LIMIT=0)
 
 
 def _tolerant(inner, tolerance: float):
     """``inner`` with the modularity criterion's tolerance set to ``tolerance``."""
-    def run(views, embedding, sweep, seed):
-        before, clustering.MODULARITY_TOLERANCE = clustering.MODULARITY_TOLERANCE, tolerance
-        try:
-            return inner(views, embedding, sweep, seed)
-        finally:
-            clustering.MODULARITY_TOLERANCE = before
-    return run
+    return _patched(inner, MODULARITY_TOLERANCE=tolerance)
 
 
 def _leiden_runs(inner, runs: int):
     """``inner`` with Leiden's search run from ``runs`` seeds (the best modularity kept); the rows
     measured before LEIDEN_RUNS existed ran it from one."""
-    def run(views, embedding, sweep, seed, **kw):
-        before, clustering.LEIDEN_RUNS = clustering.LEIDEN_RUNS, runs
-        try:
-            return inner(views, embedding, sweep, seed, **kw)
-        finally:
-            clustering.LEIDEN_RUNS = before
-    run.true_k = getattr(inner, "true_k", False)
-    return run
+    return _patched(inner, LEIDEN_RUNS=runs)
 
 
 def _agreement(criterion: str, algorithms=("leiden", "spectral", "kmeans")):
