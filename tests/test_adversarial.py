@@ -18,15 +18,25 @@ from image_clustering.cli import main
 from tests.test_hostile_input import fake_store, one_line_error, without_hanging_on
 
 
-@pytest.fixture
-def clustered(make_config, tmp_path, monkeypatch):
+def stand_in(make_config, tmp_path, monkeypatch, **settings):
     """A clustered stand-in collection of 12 photos in 3 clusters (k-means on a flat PCA space)."""
     config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
-                         k_max=5, space="pca", pca_dimension=3)
+                         k_max=5, space="pca", pca_dimension=3, **settings)
     fake_store(config, 12)
     monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
     run(config, "cluster")
     return config
+
+
+@pytest.fixture
+def clustered(make_config, tmp_path, monkeypatch):
+    return stand_in(make_config, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def copied(make_config, tmp_path, monkeypatch):
+    """The stand-in with ``"link": "copy"``: its link folder holds copies of the photos."""
+    return stand_in(make_config, tmp_path, monkeypatch, link="copy")
 
 
 def run(config, *args, code=0):
@@ -86,18 +96,13 @@ def test_a_nul_in_a_config_path_is_one_line_naming_the_key(tmp_path, key):
 
 # ADV-5 data loss (narrow): an edit of a copy ("link": "copy") that keeps its size and modification time is
 # replaced by the next run (ctime, which no user can set, is not compared) (fixed)
-def test_an_edited_copy_of_the_same_size_and_time_survives(make_config, tmp_path, monkeypatch):
-    config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
-                         k_max=5, space="pca", pca_dimension=3, link="copy")
-    fake_store(config, 12)
-    monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
-    run(config, "cluster")
-    copy = next(p for p in (config.paths.link_dir / "test").rglob("*.jpg"))
+def test_an_edited_copy_of_the_same_size_and_time_survives(copied):
+    copy = next(p for p in (copied.paths.link_dir / "test").rglob("*.jpg"))
     st = copy.stat()
     copy.write_bytes(b"y" * st.st_size)  # the user's edit: same size (e.g. a same-length tag edit) ...
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... time kept (exiftool -P, touch -r, rsync -t)
-    run(config, "cluster", "--recluster")
-    assert any(p.read_bytes() == b"y" * st.st_size for p in (config.paths.link_dir / "test").rglob("*.jpg"))
+    run(copied, "cluster", "--recluster")
+    assert any(p.read_bytes() == b"y" * st.st_size for p in (copied.paths.link_dir / "test").rglob("*.jpg"))
 
 
 def test_user_files_in_link_folders_survive_rename_and_recluster(clustered):
@@ -119,15 +124,10 @@ def test_user_files_in_link_folders_survive_rename_and_recluster(clustered):
 
 # ADV-1b data loss: with "link": "copy", the next cluster removes the link folder's copy of a photo whose
 # original the user deleted (fixed)
-def test_a_copy_in_the_link_folder_outlives_its_deleted_original(make_config, tmp_path, monkeypatch):
-    config = make_config(tmp_path / "photos", extractor="inception_v3", algorithm="kmeans", k=3,
-                         k_max=5, space="pca", pca_dimension=3, link="copy")
-    fake_store(config, 12)
-    monkeypatch.setattr(pipeline, "embed", lambda config, vectors, key: np.zeros((len(vectors), 2), np.float32))
-    run(config, "cluster")
-    (config.paths.image_dir / "002.jpg").unlink()
-    run(config, "cluster")
-    assert list((config.paths.link_dir / "test").rglob("002*.jpg")), "the photo's last copy was removed"
+def test_a_copy_in_the_link_folder_outlives_its_deleted_original(copied):
+    (copied.paths.image_dir / "002.jpg").unlink()
+    run(copied, "cluster")
+    assert list((copied.paths.link_dir / "test").rglob("002*.jpg")), "the photo's last copy was removed"
 
 
 # Left from the audit: a `.lock` that is a FIFO said "File or stream is not seekable" naming no
