@@ -33,15 +33,22 @@ def _table(path, rows, header="path,label_1,label_2"):
     return path
 
 
-def test_rows_outside_image_dir_are_never_linked_copied_or_opened(tmp_path, make_config):
-    photos, secret = tmp_path / "photos", tmp_path / "secret"
+def photos_beside_a_secret(root):
+    """``root/photos``: four photos (two red, two blue) and a folder link ``escape`` to
+    ``root/secret``, which holds a pure green ``secret.jpg`` (visible wherever it is drawn)."""
+    photos, secret = root / "photos", root / "secret"
     photos.mkdir()
     secret.mkdir()
     for i in range(4):
         Image.new("RGB", (40, 30), (200, 30, 30) if i < 2 else (30, 30, 200)).save(photos / f"p{i}.jpg")
-    Image.new("RGB", (40, 30), (0, 255, 0)).save(secret / "secret.jpg")  # pure green: visible if drawn
-    Image.new("RGB", (40, 30), (200, 30, 30)).save(secret / "mine.jpg")
+    Image.new("RGB", (40, 30), (0, 255, 0)).save(secret / "secret.jpg")
     (photos / "escape").symlink_to(secret, target_is_directory=True)  # a folder link leaving image_dir
+    return photos, secret
+
+
+def test_rows_outside_image_dir_are_never_linked_copied_or_opened(tmp_path, make_config):
+    photos, secret = photos_beside_a_secret(tmp_path)
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(secret / "mine.jpg")
     (photos / "mine.jpg").symlink_to(secret / "mine.jpg")  # the user's own link to a photo elsewhere
     climb = "../" * len(photos.resolve().parts)
     hostile = ["../secret/secret.jpg", str(secret / "secret.jpg"), "escape/secret.jpg", "/etc/passwd",

@@ -261,16 +261,10 @@ def test_a_weights_file_that_is_not_a_file_says_what_it_is(tmp_path, kind, needl
 def label_collection(tmp_path_factory):
     """Four photos, a secret photo outside, and a label table whose other rows climb out, after
     ``cluster-labels`` (which writes the label-words report): (config, the rows outside)."""
-    from PIL import Image
+    from tests.test_hostile_labels import photos_beside_a_secret
 
     tmp_path = tmp_path_factory.mktemp("labels")
-    photos, secret = tmp_path / "photos", tmp_path / "secret"
-    photos.mkdir()
-    secret.mkdir()
-    for i in range(4):
-        Image.new("RGB", (40, 30), (200, 30, 30) if i < 2 else (30, 30, 200)).save(photos / f"p{i}.jpg")
-    Image.new("RGB", (40, 30), (0, 255, 0)).save(secret / "secret.jpg")  # pure green: visible if drawn
-    (photos / "escape").symlink_to(secret, target_is_directory=True)
+    photos, secret = photos_beside_a_secret(tmp_path)
     climb = "../" * (len(photos.resolve().parts) + 2)
     hostile = ["../secret/secret.jpg", str(secret / "secret.jpg"), "escape/secret.jpg", f"{climb}etc/passwd",
                "/etc/passwd", "sub/../../secret/secret.jpg", "./../secret/secret.jpg"]
