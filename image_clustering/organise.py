@@ -77,7 +77,8 @@ def check_root(root: Path, image_dir: Path, outputs: dict[str, Path] | None = No
         other = Path(os.path.realpath(folder))
         return real == other or other in real.parents
 
-    if inside(image_dir) or real in Path(os.path.realpath(image_dir)).parents:
+    photos = Path(os.path.realpath(image_dir))
+    if real == photos or photos in real.parents or real in photos.parents:
         raise ImgclustError(f"--to {root}: overlaps paths.image_dir {image_dir}; organise into a folder outside it "
                             "(the photos are never touched)")
     for what, folder in (outputs or {}).items():
